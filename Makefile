@@ -1,0 +1,44 @@
+# Two commands set everything up: `make run` (the main job) and `make test`.
+# Both create .venv from requirements.lock when it is missing and work offline afterwards.
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+BIN := $(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export PYTHONPATH := $(CURDIR)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv data repro run test lint fmt clean
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv with the pinned dependencies
+
+data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
+	python -m pipelines data pull
+
+repro: data  ## run the DVC pipeline (only the stages whose inputs changed)
+	python -m pipelines check-params
+	dvc repro
+
+run: repro  ## the main job on the bundled defaults
+	python -m pipelines summary
+
+test: venv  ## the whole test suite
+	python -m pytest
+
+lint: venv
+	ruff check .
+
+fmt: venv
+	ruff check --fix .
+
+clean:
+	rm -rf reports models/candidate models/baseline .pytest_cache

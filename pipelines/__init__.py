@@ -1,0 +1,1 @@
+"""The pipeline stages of the moderation template, one module per stage (see dvc.yaml)."""

@@ -1,0 +1,164 @@
+"""The schema of params.yaml: one typed place for every pipeline setting and gate."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PARAMS_FILE = Path("params.yaml")
+Severity = Literal["error", "warn", "off"]
+
+
+class ParamsError(ValueError):
+    """params.yaml is unreadable, has an unknown key or a value of the wrong type."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class DataParams(_Strict):
+    labels: list[str] = Field(min_length=2)
+    train_file: str
+    holdout_file: str
+    max_train_rows: int | None = Field(default=None, gt=0)
+    max_holdout_rows: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> DataParams:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be unique, got {self.labels}")
+        return self
+
+
+class SeverityParams(_Strict):
+    schema_: Severity = Field(alias="schema")
+    unknown_label: Severity
+    empty_text: Severity
+    too_long: Severity
+    exact_duplicate: Severity
+    normalised_duplicate: Severity
+    conflicting_labels: Severity
+    holdout_leak: Severity
+    balance_shift: Severity
+
+
+class ValidateParams(_Strict):
+    max_chars: int = Field(gt=0)
+    max_balance_shift: float = Field(ge=0, le=1)
+    severity: SeverityParams
+
+
+class RandomConfig(_Strict):
+    hidden_size: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+
+
+class TrainParams(_Strict):
+    backbone: str
+    init: Literal["pretrained", "random"]
+    random_config: RandomConfig
+    max_length: int = Field(gt=0, le=512)
+    epochs: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    class_weights: Literal["balanced", "none"]
+    seed: int
+
+
+class BaselineParams(_Strict):
+    word_ngrams: tuple[int, int]
+    char_ngrams: tuple[int, int]
+    max_features: int = Field(gt=0)
+    C: float = Field(gt=0)
+    class_weight: Literal["balanced", "none"]
+    seed: int
+
+
+class BehaviourParams(_Strict):
+    sample_size: int = Field(gt=0)
+    insults: list[str] = Field(min_length=1)
+
+
+class EvaluateParams(_Strict):
+    batch_size: int = Field(gt=0)
+    slices: dict[str, str]
+    behaviour: BehaviourParams
+
+
+class Params(_Strict):
+    data: DataParams
+    validate_: ValidateParams = Field(alias="validate")
+    train: TrainParams
+    baseline: BaselineParams
+    evaluate: EvaluateParams
+
+    @property
+    def positive_label(self) -> str:
+        return self.data.labels[-1]
+
+
+def _format_error(err: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling against params.yaml)")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ParamsError(f"{path}: file not found (run from the repository root)") from e
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+def parse_params(raw: dict[str, Any], source: Path = PARAMS_FILE) -> Params:
+    """Validate a params mapping; errors name every offending dotted key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ParamsError(_format_error(e, source)) from None
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    path = Path(path)
+    return parse_params(read_yaml(path), path)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return base with override's keys laid over it, recursively for mappings."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_profile(profile: Path | str, params_path: Path | str = PARAMS_FILE) -> Params:
+    """Rewrite params.yaml with a profile's overrides (used on throwaway clones, e.g. smoke)."""
+    params_path, profile = Path(params_path), Path(profile)
+    merged = deep_merge(read_yaml(params_path), read_yaml(profile))
+    parsed = parse_params(merged, profile)
+    params_path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+    return parsed
