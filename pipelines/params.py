@@ -94,12 +94,44 @@ class EvaluateParams(_Strict):
     behaviour: BehaviourParams
 
 
+class ServeParams(_Strict):
+    """Defaults of the moderation service; env MODERATION_<KEY> overrides each (service/settings.py)."""
+
+    model_dir: str | None = None
+    max_chars: int = Field(gt=0)
+    max_texts: int = Field(gt=0)
+    max_body_bytes: int = Field(gt=0)
+    max_concurrency: int = Field(gt=0)
+    retry_after_s: int = Field(gt=0)
+    max_batch_size: int = Field(gt=0)
+    max_latency_ms: int = Field(gt=0)
+    accel: Literal["none", "int8", "onnx"]
+    log_text: Literal["text", "hash"]
+    db_url: str
+    log_queue: int = Field(gt=0)
+    shadow_url: str = ""
+    shadow_model_dir: str = ""
+    shadow_queue: int = Field(gt=0)
+
+
+class LoadtestParams(_Strict):
+    users: int = Field(gt=0)
+    spawn_rate: float = Field(gt=0)
+    duration_s: int = Field(gt=0)
+    min_rps: float = Field(ge=0)
+    max_p95_ms: float = Field(gt=0)
+    max_error_ratio: float = Field(ge=0, le=1)
+    max_p95_regression: float = Field(ge=0)
+
+
 class Params(_Strict):
     data: DataParams
     validate_: ValidateParams = Field(alias="validate")
     train: TrainParams
     baseline: BaselineParams
     evaluate: EvaluateParams
+    serve: ServeParams
+    loadtest: LoadtestParams
 
     @property
     def positive_label(self) -> str:

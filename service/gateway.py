@@ -1,0 +1,192 @@
+"""ASGI middleware in front of the BentoML routes: limits, overload shedding, the response shape.
+
+It refuses bad or excess requests before they reach the batcher, and turns the batchable API's
+per-text list into the contract response with X-Model-Version and X-Request-Id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from service import runtime as runtime_state
+from service.metrics import service_metrics
+from service.validation import InputError, parse_classify_body
+
+logger = logging.getLogger(__name__)
+
+CLASSIFY_PATH = "/classify"
+KNOWN_ENDPOINTS = {"/classify": "classify", "/livez": "livez", "/readyz": "readyz",
+                   "/metrics": "metrics"}
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-Id when it is sane, otherwise a fresh one."""
+    for name, value in headers:
+        if name.lower() == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _REQUEST_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class ModerationGateway:
+    """Pure ASGI middleware; options come from the service settings."""
+
+    def __init__(self, app: Any, max_chars: int, max_texts: int, max_body_bytes: int,
+                 max_concurrency: int, retry_after_s: int) -> None:
+        self.app = app
+        self.max_chars, self.max_texts = max_chars, max_texts
+        self.max_body_bytes = max_body_bytes
+        self.max_concurrency = max_concurrency
+        self.retry_after = str(retry_after_s)
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_from(scope.get("headers", []))
+        endpoint = KNOWN_ENDPOINTS.get(scope["path"].rstrip("/") or "/", "other")
+        status_box = {"code": 500}
+
+        async def send_with_ids(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_box["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            if endpoint == "classify" and scope["method"] == "POST":
+                await self.classify(scope, receive, send_with_ids, request_id, started)
+            else:
+                await self.app(scope, receive, send_with_ids)
+        finally:
+            metrics = service_metrics()
+            metrics.requests.labels(endpoint=endpoint, code=str(status_box["code"])).inc()
+            metrics.duration.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+    async def classify(self, scope: dict, receive: Any, send: Any, request_id: str,
+                       started: float) -> None:
+        if self.in_flight >= self.max_concurrency:
+            await self.refuse(send, InputError(429, "overloaded",
+                                               f"more than {self.max_concurrency} requests in "
+                                               "flight; retry later", "request"), retry=True)
+            return
+        self.in_flight += 1
+        try:
+            await self.classify_admitted(scope, receive, send, request_id, started)
+        finally:
+            self.in_flight -= 1
+
+    async def classify_admitted(self, scope: dict, receive: Any, send: Any, request_id: str,
+                                started: float) -> None:
+        try:
+            body = await self.read_body(scope, receive)
+            texts = parse_classify_body(body, self.max_chars, self.max_texts)
+        except InputError as e:
+            await self.refuse(send, e)
+            return
+        runtime = runtime_state.current()
+        if runtime is None:
+            await self.refuse(send, InputError(503, "not_ready", "model is still loading",
+                                               "service"), retry=True)
+            return
+        status, payload = await self.call_model(scope, json.dumps({"texts": texts}).encode())
+        if status == 503:
+            await self.refuse(send, InputError(503, "overloaded", "batch queue is full; "
+                                               "retry later", "service"), retry=True)
+            return
+        if status != 200 or not isinstance(payload, list) or len(payload) != len(texts):
+            logger.error("classify %s: model call answered %s: %r", request_id, status,
+                         str(payload)[:300])
+            await self.refuse(send, InputError(500, "internal", "inference failed; see the "
+                                               "server log", "service"))
+            return
+        version = payload[0]["model_version"]
+        body_out = json.dumps({"model_version": version, "predictions": payload}).encode()
+        # Enqueue (non-blocking) before answering, so an acknowledged prediction is always queued
+        # and a graceful shutdown flushes it.
+        runtime.after_response(request_id, texts, payload,
+                               (time.perf_counter() - started) * 1000)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body_out)).encode()),
+                                (b"x-model-version", version.encode())]})
+        await send({"type": "http.response.body", "body": body_out})
+
+    async def read_body(self, scope: dict, receive: Any) -> bytes:
+        declared = _header(scope.get("headers", []), b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise InputError(413, "body_too_large", f"request body of {declared} bytes exceeds "
+                             f"the limit of {self.max_body_bytes}", "body")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InputError(400, "disconnected", "client went away", "body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise InputError(413, "body_too_large", "request body exceeds the limit of "
+                                 f"{self.max_body_bytes} bytes", "body")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def call_model(self, scope: dict, body: bytes) -> tuple[int, Any]:
+        """Run the BentoML route (adaptive batching) and collect its JSON answer."""
+        sent = False
+
+        async def receive() -> dict:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        headers = [(k, v) for k, v in scope.get("headers", [])
+                   if k.lower() not in (b"content-length", b"content-type")]
+        headers += [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())]
+        inner_scope = {**scope, "headers": headers}
+        status, parts = 500, []
+
+        async def collect(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+
+        await self.app(inner_scope, receive, collect)
+        raw = b"".join(parts)
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw[:300]
+
+    async def refuse(self, send: Any, error: InputError, retry: bool = False) -> None:
+        service_metrics().errors.labels(kind=error.kind).inc()
+        body = json.dumps(error.to_json()).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode())]
+        if retry:
+            headers.append((b"retry-after", self.retry_after.encode()))
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

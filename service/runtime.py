@@ -1,0 +1,90 @@
+"""What the running service holds once loaded: model, prediction log, shadow evaluator."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.params import ServeParams
+from service.metrics import service_metrics
+from service.predlog import PredictionLog, prediction_rows
+from service.shadow import ShadowEvaluator, local_scorer, remote_scorer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: ServeParams
+    classifier: Any
+    log: PredictionLog
+    shadow: ShadowEvaluator | None
+
+    @property
+    def model_version(self) -> str:
+        return self.classifier.version
+
+    def after_response(self, request_id: str, texts: list[str], predictions: list[dict],
+                       latency_ms: float) -> None:
+        """Log the request's predictions and hand a copy to the shadow (both non-blocking)."""
+        self.log.record(prediction_rows(request_id, texts, predictions, latency_ms,
+                                        self.settings.log_text))
+        if self.shadow is not None:
+            self.shadow.submit(request_id, texts, [p["label"] for p in predictions])
+
+    def record_shadow(self, request_id: str, primary: list[str], shadow: list[str],
+                      version: str) -> None:
+        metrics = service_metrics()
+        for a, b in zip(primary, shadow, strict=False):
+            metrics.shadow_predictions.labels(agree=str(a == b).lower()).inc()
+        self.log.record_shadow(request_id, shadow, version)
+
+    def close(self) -> None:
+        """Graceful shutdown: finish shadow work, then flush every queued log row."""
+        if self.shadow is not None:
+            self.shadow.close()
+        self.log.close()
+        logger.info("prediction log flushed and closed")
+
+
+def build_shadow(settings: ServeParams, runtime: Runtime) -> ShadowEvaluator | None:
+    if settings.shadow_model_dir:
+        score = local_scorer(settings.shadow_model_dir, settings.accel)
+    elif settings.shadow_url:
+        score = remote_scorer(settings.shadow_url)
+    else:
+        return None
+    metrics = service_metrics()
+    return ShadowEvaluator(score=score, on_result=runtime.record_shadow,
+                           on_dropped=metrics.shadow_dropped.inc,
+                           max_queue=settings.shadow_queue).start()
+
+
+def start_runtime(settings: ServeParams, classifier: Any) -> Runtime:
+    """Open the prediction log and the shadow evaluator around a loaded classifier."""
+    metrics = service_metrics()
+    db_url = settings.db_url
+    if db_url.startswith("sqlite:///") and not Path(db_url[10:]).is_absolute():
+        # A relative SQLite path is relative to where the service was started.
+        db_url = "sqlite:///" + str(Path(os.getcwd()) / db_url[10:])
+    log = PredictionLog(db_url, settings.log_queue, on_written=metrics.log_written.inc,
+                        on_dropped=metrics.log_dropped.inc).start()
+    runtime = Runtime(settings, classifier, log, None)
+    runtime.shadow = build_shadow(settings, runtime)
+    return runtime
+
+
+_current: Runtime | None = None
+
+
+def set_current(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime | None:
+    """The runtime of this worker process, once the service instance has loaded."""
+    return _current

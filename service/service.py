@@ -1,0 +1,71 @@
+"""BentoML service `moderation`: a thin shell over service.inference.classify.
+
+Serve with `make serve` (the built Bento) or `bentoml serve service.service:Moderation`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import bentoml
+
+from service import runtime as runtime_state
+from service.gateway import ModerationGateway
+from service.inference import classify, load_model
+from service.metrics import service_metrics
+from service.settings import default_model_dir, load_settings
+
+logger = logging.getLogger(__name__)
+BENTO_MODEL_NAME = "moderation-model"
+SETTINGS = load_settings()
+
+
+def resolve_model_dir(configured: str | None) -> Path:
+    """MODERATION_MODEL_DIR, else the model bundled in the Bento, else models/candidate."""
+    if configured:
+        return Path(configured)
+    try:
+        return Path(bentoml.models.get(f"{BENTO_MODEL_NAME}:latest").path)
+    except bentoml.exceptions.NotFound:
+        return default_model_dir()
+
+
+@bentoml.service(name="moderation", workers=1, traffic={"timeout": 30},
+                 http={"port": 3000})
+class Moderation:
+    """Classifies texts as offensive or not, with adaptive batching across requests."""
+
+    def __init__(self) -> None:
+        model_dir = resolve_model_dir(SETTINGS.model_dir)
+        logger.info("loading model from %s (accel=%s)", model_dir, SETTINGS.accel)
+        self.classifier = load_model(model_dir, SETTINGS.accel)
+        self.runtime = runtime_state.start_runtime(SETTINGS, self.classifier)
+        runtime_state.set_current(self.runtime)
+
+    @bentoml.api(batchable=True, max_batch_size=SETTINGS.max_batch_size,
+                 max_latency_ms=SETTINGS.max_latency_ms, route="/classify")
+    def classify(self, texts: list[str]) -> list[dict]:
+        """One forward pass over the texts of every request the batcher gathered."""
+        metrics = service_metrics()
+        metrics.batch_size.observe(len(texts))
+        predictions = classify(self.classifier, texts)
+        positive = self.classifier.labels[-1]
+        for p in predictions:
+            metrics.predictions.labels(label=p["label"], model_version=p["model_version"]).inc()
+            metrics.score.observe(p["scores"][positive])
+        return predictions
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.log.ping()
+
+    @bentoml.on_shutdown
+    def flush_prediction_log(self) -> None:
+        runtime_state.set_current(None)
+        self.runtime.close()
+
+
+Moderation.add_asgi_middleware(
+    ModerationGateway, max_chars=SETTINGS.max_chars, max_texts=SETTINGS.max_texts,
+    max_body_bytes=SETTINGS.max_body_bytes, max_concurrency=SETTINGS.max_concurrency,
+    retry_after_s=SETTINGS.retry_after_s)

@@ -1,0 +1,56 @@
+"""Validate a raw /classify request body against the input limits, before any model work."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+@dataclass
+class InputError(Exception):
+    """A request the service refuses: HTTP status, a metric kind, and a message naming the field."""
+
+    status: int
+    kind: str
+    message: str
+    field: str = "texts"
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.kind, "field": self.field, "detail": self.message}
+
+
+def parse_classify_body(body: bytes, max_chars: int, max_texts: int) -> list[str]:
+    """The texts of a /classify body, or an InputError saying exactly what is wrong."""
+    try:
+        decoded = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(400, "invalid_utf8", f"request body is not valid UTF-8 at byte {e.start}",
+                         "body") from None
+    try:
+        payload = json.loads(decoded)
+    except json.JSONDecodeError as e:
+        raise InputError(400, "invalid_json", f"request body is not valid JSON: {e.msg} "
+                         f"(line {e.lineno}, column {e.colno})", "body") from None
+    if not isinstance(payload, dict) or "texts" not in payload:
+        raise InputError(422, "missing_field", 'body must be a JSON object with a "texts" list')
+    texts = payload["texts"]
+    if not isinstance(texts, list):
+        raise InputError(422, "wrong_type",
+                         f'"texts" must be a list of strings, got {type(texts).__name__}')
+    if not texts:
+        raise InputError(422, "empty_list", '"texts" must hold at least one text')
+    if len(texts) > max_texts:
+        raise InputError(413, "too_many",
+                         f'"texts" holds {len(texts)} texts; the limit is {max_texts}')
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(422, "wrong_type", f"must be a string, got {type(text).__name__}",
+                             f"texts[{i}]")
+        if not text.strip():
+            raise InputError(422, "empty_text", "must not be empty or only whitespace",
+                             f"texts[{i}]")
+        if len(text) > max_chars:
+            raise InputError(413, "too_long",
+                             f"has {len(text)} characters; the limit is {max_chars}",
+                             f"texts[{i}]")
+    return texts
