@@ -1,4 +1,4 @@
-"""Shared fixtures: a smoke-trained throwaway clone of the repo and a throwaway PostgreSQL."""
+"""Shared fixtures: throwaway copies of this repository, and one smoke-trained copy per session."""
 
 from __future__ import annotations
 
@@ -15,55 +15,86 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+SMOKE_PROFILE = "profiles/smoke.yaml"
+
+
+def repo_env(repo: Path, **extra: str) -> dict[str, str]:
+    """Environment for commands run inside a copy: its own code first, offline, no telemetry."""
+    env = dict(os.environ)
+    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(repo),
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DVC_NO_ANALYTICS="1",
+               TOKENIZERS_PARALLELISM="false", GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@t",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="t@t")
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 600,
+        **env: str) -> subprocess.CompletedProcess:
+    """Run a command in a repository copy and capture its output (shown when check fails)."""
+    result = subprocess.run(cmd, cwd=cwd, env=repo_env(cwd, **env), capture_output=True,
+                            text=True, timeout=timeout, shell=isinstance(cmd, str), check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} exited {result.returncode}\nstdout:\n{result.stdout}\n"
+                             f"stderr:\n{result.stderr}")
+    return result
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the working tree (tracked and untracked, not ignored) into dest as a fresh git repo."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    run("git init -q && git add -A && git commit -qm 'test copy'", dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def base_repo(tmp_path_factory) -> Path:
+    """A copy of the repository with data.dvc resolved into data/ (read-only for tests)."""
+    repo = copy_repo(tmp_path_factory.mktemp("base") / "repo")
+    run([sys.executable, "-m", "pipelines", "data", "pull"], repo)
+    return repo
+
+
+@pytest.fixture
+def fresh_repo(base_repo, tmp_path) -> Path:
+    """A private, writable copy of base_repo for one test."""
+    return Path(shutil.copytree(base_repo, tmp_path / "repo", symlinks=True))
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(base_repo, tmp_path_factory) -> Path:
+    """A copy on the smoke profile with the whole DVC pipeline run (read-only for tests)."""
+    repo = Path(shutil.copytree(base_repo, tmp_path_factory.mktemp("smoke") / "repo",
+                                symlinks=True))
+    run([sys.executable, "-m", "pipelines", "profile", SMOKE_PROFILE], repo)
+    run(["dvc", "repro"], repo)
+    return repo
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def repo_env(root: Path) -> dict[str, str]:
-    """The environment `make` gives commands, for subprocesses run in `root`."""
-    env = dict(os.environ)
-    env.update(PYTHONPATH=str(root), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               DVC_NO_ANALYTICS="1", TOKENIZERS_PARALLELISM="false",
-               PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
-    return env
-
-
-def copy_repo(dest: Path) -> Path:
-    """Copy the tracked files (as in the working tree) plus data/ into a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
-    for name in filter(None, files):
-        src = REPO / name.decode()
-        if src.is_file():
-            (dest / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name.decode())
-    if not (REPO / "data" / "train.csv").exists():
-        subprocess.run([sys.executable, "-m", "pipelines", "data", "pull"], cwd=REPO,
-                       env=repo_env(REPO), check=True)
-    shutil.copytree(REPO / "data", dest / "data")
-    git = ["git", "-c", "user.email=tests@example.com", "-c", "user.name=tests"]
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dest, check=True, capture_output=True)
-    subprocess.run([*git, "commit", "-qm", "snapshot"], cwd=dest, check=True)
-    return dest
-
-
-@pytest.fixture(scope="session")
-def smoke_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway clone on the smoke profile after `dvc repro`: models/candidate and baseline."""
-    root = copy_repo(tmp_path_factory.mktemp("smoke") / "repo")
-    env = repo_env(root)
-    subprocess.run([sys.executable, "-m", "pipelines", "profile", "profiles/smoke.yaml"],
-                   cwd=root, env=env, check=True, capture_output=True)
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return root
+def wait_until(predicate, timeout: float, interval: float = 0.2):
+    """Poll `predicate` until it returns something truthy or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
 
 
 def _pg_bin() -> Path:
@@ -75,7 +106,7 @@ def _pg_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields its base URL (no database name)."""
     bin_dir = _pg_bin()
     # Outside pytest's private (0700) temp tree, so the postgres user can reach it when root.
@@ -111,14 +142,3 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"{postgres_server}/{name}"
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2):
-    """Poll `predicate` until it returns something truthy or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
