@@ -145,7 +145,7 @@ def bento(model: Path = Path("models/candidate")) -> None:
 
 @app.command()
 def loadtest(bento_tag: Annotated[str, typer.Option("--bento")] = "moderation:latest",
-             host: Annotated[str | None, typer.Option(help="Test a running service instead")] = None,
+             host: Annotated[str | None, typer.Option(help="Test this running service")] = None,
              out: Path = Path("reports/loadtest"),
              production_record: Path = Path("models/production-loadtest.json"),
              params: ParamsOpt = Path("params.yaml")) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -47,10 +48,9 @@ def import_model(model_dir: Path) -> str:
 
     metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
     tag = f"{BENTO_MODEL_NAME}:{metadata['version']}"
-    try:
-        bentoml.models.delete(tag)  # re-import: the same version may hold other weights
-    except bentoml.exceptions.NotFound:
-        pass
+    # Re-import: the same version name may hold other weights.
+    with contextlib.suppress(bentoml.exceptions.NotFound):
+        bentoml.models.delete(tag)
     labels = {"kind": metadata["kind"], "dataset_md5": metadata["dataset"]["md5"]}
     with bentoml.models.create(tag, labels=labels,
                                metadata={"version": metadata["version"]}) as model:
