@@ -13,7 +13,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv data repro run test lint fmt clean bento serve loadtest
+.PHONY: venv data repro run test lint fmt clean bento serve loadtest bench-serve
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -55,3 +55,6 @@ fmt: venv
 
 clean:
 	rm -rf reports models/candidate models/baseline .pytest_cache
+
+bench-serve: data  ## serving benchmark (by hand): naive server vs the service, shadow, speed-ups
+	python -m loadtests.benchmark --model models/candidate
