@@ -103,6 +103,7 @@ class ServeParams(_Strict):
     max_body_bytes: int = Field(gt=0)
     max_concurrency: int = Field(gt=0)
     retry_after_s: int = Field(gt=0)
+    batching: Literal["greedy", "bentoml"]
     max_batch_size: int = Field(gt=0)
     max_latency_ms: int = Field(gt=0)
     accel: Literal["none", "int8", "onnx"]

@@ -107,7 +107,10 @@ class ModerationGateway:
             await self.refuse(send, InputError(503, "not_ready", "model is still loading",
                                                "service"), retry=True)
             return
-        status, payload = await self.call_model(scope, json.dumps({"texts": texts}).encode())
+        if runtime.batcher is not None:
+            status, payload = await self.call_batcher(runtime.batcher, texts)
+        else:
+            status, payload = await self.call_model(scope, json.dumps({"texts": texts}).encode())
         if status == 503:
             await self.refuse(send, InputError(503, "overloaded", "batch queue is full; "
                                                "retry later", "service"), retry=True)
@@ -148,6 +151,14 @@ class ModerationGateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    async def call_batcher(self, batcher: Any, texts: list[str]) -> tuple[int, Any]:
+        """Score through the greedy batcher (serve.batching = greedy)."""
+        try:
+            return 200, await batcher.submit(texts)
+        except Exception:
+            logger.exception("inference failed")
+            return 500, None
 
     async def call_model(self, scope: dict, body: bytes) -> tuple[int, Any]:
         """Run the BentoML route (adaptive batching) and collect its JSON answer."""

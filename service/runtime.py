@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.params import ServeParams
+from service.batcher import GreedyBatcher
+from service.inference import classify
 from service.metrics import service_metrics
 from service.predlog import PredictionLog, prediction_rows
 from service.shadow import ShadowEvaluator, local_scorer, remote_scorer
@@ -22,10 +24,22 @@ class Runtime:
     classifier: Any
     log: PredictionLog
     shadow: ShadowEvaluator | None
+    batcher: GreedyBatcher | None = None
 
     @property
     def model_version(self) -> str:
         return self.classifier.version
+
+    def predict_batch(self, texts: list[str]) -> list[dict]:
+        """One forward pass over a batch of texts, with the per-prediction metrics."""
+        metrics = service_metrics()
+        metrics.batch_size.observe(len(texts))
+        predictions = classify(self.classifier, texts)
+        positive = self.classifier.labels[-1]
+        for p in predictions:
+            metrics.predictions.labels(label=p["label"], model_version=p["model_version"]).inc()
+            metrics.score.observe(p["scores"][positive])
+        return predictions
 
     def after_response(self, request_id: str, texts: list[str], predictions: list[dict],
                        latency_ms: float) -> None:
@@ -74,6 +88,8 @@ def start_runtime(settings: ServeParams, classifier: Any) -> Runtime:
                         on_dropped=metrics.log_dropped.inc).start()
     runtime = Runtime(settings, classifier, log, None)
     runtime.shadow = build_shadow(settings, runtime)
+    if settings.batching == "greedy":
+        runtime.batcher = GreedyBatcher(runtime.predict_batch, settings.max_batch_size)
     return runtime
 
 

@@ -12,8 +12,7 @@ import bentoml
 
 from service import runtime as runtime_state
 from service.gateway import ModerationGateway
-from service.inference import classify, load_model
-from service.metrics import service_metrics
+from service.inference import load_model
 from service.settings import default_model_dir, load_settings
 
 logger = logging.getLogger(__name__)
@@ -46,15 +45,8 @@ class Moderation:
     @bentoml.api(batchable=True, max_batch_size=SETTINGS.max_batch_size,
                  max_latency_ms=SETTINGS.max_latency_ms, route="/classify")
     def classify(self, texts: list[str]) -> list[dict]:
-        """One forward pass over the texts of every request the batcher gathered."""
-        metrics = service_metrics()
-        metrics.batch_size.observe(len(texts))
-        predictions = classify(self.classifier, texts)
-        positive = self.classifier.labels[-1]
-        for p in predictions:
-            metrics.predictions.labels(label=p["label"], model_version=p["model_version"]).inc()
-            metrics.score.observe(p["scores"][positive])
-        return predictions
+        """One forward pass over the texts of every request BentoML's batcher gathered."""
+        return self.runtime.predict_batch(texts)
 
     def __is_ready__(self) -> bool:
         return self.runtime.log.ping()

@@ -34,7 +34,9 @@ def load_until_stopped(base: str, stop: threading.Event, acknowledged: dict[str,
 
 def test_sigterm_under_load_keeps_every_acknowledged_prediction(smoke_repo, postgres_url,
                                                                 tmp_path):
-    settings = {"model_dir": str(smoke_repo / "models/candidate"), "db_url": postgres_url}
+    # BentoML's own adaptive batcher here; the other server tests use the default greedy one.
+    settings = {"model_dir": str(smoke_repo / "models/candidate"), "db_url": postgres_url,
+                "batching": "bentoml"}
     acknowledged: dict[str, int] = {}
     stop = threading.Event()
     with running_service(smoke_repo, settings, tmp_path / "server.log") as (base, proc):
