@@ -71,12 +71,15 @@ def main() -> None:
     parser.add_argument("--users", default="1,2,4,8,16")
     parser.add_argument("--step-seconds", type=int, default=12)
     parser.add_argument("--fixed-users", type=int, default=4)
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="intra-op threads for both servers")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark/serving.json"))
     args = parser.parse_args()
     steps = [int(u) for u in args.users.split(",")]
     work = Path(tempfile.mkdtemp(prefix="moderation-bench-"))
     model = str(args.model.resolve())
     base_env = {"MODERATION_MODEL_DIR": model, "MODEL_DIR": model,
+                "MODERATION_TORCH_THREADS": str(args.torch_threads),
                 "MODERATION_DB_URL": f"sqlite:///{work}/predictions.db"}
     print(f"serving benchmark: model {model}; Locust steps {steps} users x {args.step_seconds} s; "
           f"work dir {work}", flush=True)
@@ -96,7 +99,8 @@ def main() -> None:
                                  ("accel-int8", {"MODERATION_ACCEL": "int8"}),
                                  ("accel-onnx", {"MODERATION_ACCEL": "onnx"})]}
     shadow_ratio = fixed["shadow-on"]["p95_ms"] / max(fixed["shadow-off"]["p95_ms"], 1e-9)
-    result = {"model": model, "p95_target_ms": P95_TARGET_MS, "naive": naive, "service": bento,
+    result = {"model": model, "torch_threads": args.torch_threads,
+              "p95_target_ms": P95_TARGET_MS, "naive": naive, "service": bento,
               "throughput_ratio": ratio, "peak_ratio": peak_ratio, "fixed_load": fixed,
               "shadow_p95_ratio": round(shadow_ratio, 3)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,9 @@ from starlette.routing import Route
 
 from service.inference import classify, load_model
 
-MODEL = load_model(os.environ.get("MODEL_DIR", "models/candidate"))
+# Same intra-op thread count as the service under comparison (the benchmark sets both).
+MODEL = load_model(os.environ.get("MODEL_DIR", "models/candidate"),
+                   threads=int(os.environ.get("MODERATION_TORCH_THREADS", "0")) or None)
 
 
 async def classify_endpoint(request: Request) -> JSONResponse:

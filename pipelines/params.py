@@ -107,6 +107,7 @@ class ServeParams(_Strict):
     max_batch_size: int = Field(gt=0)
     max_latency_ms: int = Field(gt=0)
     accel: Literal["none", "int8", "onnx"]
+    torch_threads: int = Field(gt=0)
     log_text: Literal["text", "hash"]
     db_url: str
     log_queue: int = Field(gt=0)

@@ -21,10 +21,15 @@ def quantize_int8(clf: TransformerClassifier) -> None:
         clf.model = quantize_dynamic(clf.model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
-def load_model(model_dir: Path | str, accel: str = "none", **kwargs: Any) -> Classifier:
+def load_model(model_dir: Path | str, accel: str = "none", threads: int | None = None,
+               **kwargs: Any) -> Classifier:
     """Load a saved model and apply the configured CPU speed-up (transformers only)."""
     if accel not in ACCELERATIONS:
         raise ValueError(f"accel must be one of {ACCELERATIONS}, got {accel!r}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     clf = load_classifier(model_dir, **kwargs)
     if accel == "none" or not isinstance(clf, TransformerClassifier):
         return clf

@@ -66,7 +66,7 @@ class Runtime:
 
 def build_shadow(settings: ServeParams, runtime: Runtime) -> ShadowEvaluator | None:
     if settings.shadow_model_dir:
-        score = local_scorer(settings.shadow_model_dir, settings.accel)
+        score = local_scorer(settings.shadow_model_dir, settings.accel, settings.torch_threads)
     elif settings.shadow_url:
         score = remote_scorer(settings.shadow_url)
     else:

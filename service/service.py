@@ -38,7 +38,7 @@ class Moderation:
     def __init__(self) -> None:
         model_dir = resolve_model_dir(SETTINGS.model_dir)
         logger.info("loading model from %s (accel=%s)", model_dir, SETTINGS.accel)
-        self.classifier = load_model(model_dir, SETTINGS.accel)
+        self.classifier = load_model(model_dir, SETTINGS.accel, SETTINGS.torch_threads)
         self.runtime = runtime_state.start_runtime(SETTINGS, self.classifier)
         runtime_state.set_current(self.runtime)
 

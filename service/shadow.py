@@ -19,11 +19,11 @@ ShadowResult = Callable[[str, list[str], list[str], str], None]
 Scorer = Callable[[list[str]], tuple[list[str], str]]
 
 
-def local_scorer(model_dir: str, accel: str = "none") -> Scorer:
+def local_scorer(model_dir: str, accel: str = "none", threads: int | None = None) -> Scorer:
     """Score texts with a shadow model loaded in this process."""
     from service.inference import classify, load_model
 
-    clf = load_model(model_dir, accel)
+    clf = load_model(model_dir, accel, threads)
 
     def score(texts: list[str]) -> tuple[list[str], str]:
         return [p["label"] for p in classify(clf, texts)], clf.version
