@@ -299,21 +299,38 @@ def compose_variant(variant: Variant, out: Path, root: Path = Path(".")) -> Path
 
 
 def render_targets(root: Path = Path("."), envs: list[str] | None = None,
-                   variants: dict[str, Variant] | None = None) -> dict[str, list[dict]]:
-    """Render every overlay (and variant) once: {target name: documents}."""
+                   variants: dict[str, Variant] | None = None,
+                   errors: list[Finding] | None = None) -> dict[str, list[dict]]:
+    """Render every overlay (and variant) once: {target name: documents}. With `errors`, a
+    target that cannot be rendered is recorded there and skipped instead of raising."""
     variants = VARIANTS if variants is None else variants
-    rendered = {env: parse(render(overlay_dir(env, root))) for env in envs or overlays(root)}
+    rendered: dict[str, list[dict]] = {}
+
+    def attempt(name: str, path_of) -> None:
+        try:
+            rendered[name] = parse(render(path_of()))
+        except (ManifestError, PinError) as e:
+            if errors is None:
+                raise
+            errors.append(Finding(name, "kustomize", str(e)))
+
+    for env in envs or overlays(root):
+        attempt(env, lambda env=env: overlay_dir(env, root))
     with TemporaryDirectory(prefix="k8s-variant-") as tmp:
         for name, variant in variants.items():
-            path = compose_variant(variant, Path(tmp) / name, root)
-            rendered[name] = parse(render(path))
+            attempt(name, lambda name=name, variant=variant: compose_variant(
+                variant, Path(tmp) / name, root))
     return rendered
 
 
 def application_findings(root: Path = Path(".")) -> list[Finding]:
     """Argo CD Applications point at existing overlays and deploy into their namespaces."""
-    findings = []
-    for app in parse(render(Path(root) / K8S_DIR / "argocd")):
+    findings: list[Finding] = []
+    try:
+        apps = parse(render(Path(root) / K8S_DIR / "argocd"))
+    except ManifestError as e:
+        return [Finding("argocd", "kustomize", str(e))]
+    for app in apps:
         rid = resource_id(app)
         path = app["spec"]["source"]["path"]
         kustomization = Path(root) / path / "kustomization.yaml"
@@ -342,10 +359,7 @@ def pin_findings(root: Path = Path(".")) -> list[Finding]:
 def validate_repository(root: Path = Path("."), progress=print) -> list[Finding]:
     """Render and check everything under k8s/; returns every finding (empty = valid)."""
     findings = pin_findings(root) + application_findings(root)
-    try:
-        rendered = render_targets(root)
-    except ManifestError as e:
-        return [*findings, Finding("kustomize", "render", str(e))]
+    rendered = render_targets(root, errors=findings)
     for target, docs in rendered.items():
         progress(f"rendered {target}: {len(docs)} resources")
         findings += policy_findings(target, docs)
