@@ -108,6 +108,7 @@ def set_image(env: str, tag: str | None = None, digest: str | None = None,
     rt = YAML()
     rt.preserve_quotes = True
     rt.width = 4096
+    rt.indent(mapping=2, sequence=4, offset=2)
     doc = rt.load(path.read_text(encoding="utf-8"))
     entry = next(e for e in doc["images"] if e.get("name") == before.name)
     key, value = ("newTag", tag) if tag else ("digest", digest)
