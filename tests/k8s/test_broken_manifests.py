@@ -157,3 +157,16 @@ def test_make_target_command_exits_non_zero_naming_the_problem(k8s_copy):
     assert proc.returncode == 1
     assert "references AnalysisTemplate 'moderation-canary-health'" in proc.stderr
     assert "problem(s) in k8s/" in proc.stderr
+
+
+def test_rendering_uses_the_virtualenv_kubectl_only(monkeypatch, tmp_path):
+    from pipelines import kustomize
+
+    assert kustomize.venv_tool("kubectl") == Path(sys.prefix) / "bin" / "kubectl"
+    monkeypatch.setattr(kustomize.sys, "prefix", str(tmp_path))
+    try:
+        kustomize.render(REPO / "k8s/overlays/staging")
+    except kustomize.ManifestError as e:
+        assert "kubectl not found in the virtualenv" in str(e) and "make venv" in str(e)
+    else:
+        raise AssertionError("rendered without the virtualenv's kubectl")
