@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipelines.deploy import validate_repository
 from tests.k8s.conftest import REPO
 
@@ -164,9 +166,6 @@ def test_rendering_uses_the_virtualenv_kubectl_only(monkeypatch, tmp_path):
 
     assert kustomize.venv_tool("kubectl") == Path(sys.prefix) / "bin" / "kubectl"
     monkeypatch.setattr(kustomize.sys, "prefix", str(tmp_path))
-    try:
+    with pytest.raises(kustomize.ManifestError, match=r"kubectl not found in the virtualenv.*"
+                                                     r"make venv"):
         kustomize.render(REPO / "k8s/overlays/staging")
-    except kustomize.ManifestError as e:
-        assert "kubectl not found in the virtualenv" in str(e) and "make venv" in str(e)
-    else:
-        raise AssertionError("rendered without the virtualenv's kubectl")
