@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv data repro run test lint fmt clean
+.PHONY: venv data repro run test lint fmt clean k8s-validate
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -33,6 +33,9 @@ run: repro  ## the main job on the bundled defaults
 
 test: venv  ## the whole test suite
 	python -m pytest
+
+k8s-validate: venv  ## render every k8s overlay and check schemas and delivery policy offline
+	python -m pipelines deploy validate
 
 lint: venv
 	ruff check .

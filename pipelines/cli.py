@@ -129,3 +129,101 @@ def summary(metrics_dir: Path = Path("reports/metrics")) -> None:
               f"{m['roc_auc'] or 0:>8.4f} {m['pr_auc'] or 0:>8.4f} {m['calibration_error']:>6.3f}")
     print("outputs: models/ (trained models), reports/metrics/ (metrics), "
           "reports/plots/ (confusion matrices, PR curves), reports/validation.json")
+
+
+# --- deploy: the image pin of each k8s overlay, as git changes (docs/deployment.md) -----------
+
+deploy_app = typer.Typer(no_args_is_help=True,
+                         help="Kubernetes overlays: image pins, rendered diffs, validation.")
+app.add_typer(deploy_app, name="deploy")
+TagOpt = Annotated[str | None, typer.Option("--tag", help="Image tag (the Bento version).")]
+DigestOpt = Annotated[str | None, typer.Option("--digest", help="Image digest, sha256:...")]
+CommitOpt = Annotated[bool, typer.Option("--commit", help="Commit the change (only that file).")]
+
+
+def _deploy(call):
+    from pipelines.deploy import PinError
+    from pipelines.kustomize import ManifestError
+
+    try:
+        return call()
+    except (PinError, ManifestError) as e:
+        _fail(str(e))
+
+
+@deploy_app.command("validate")
+def deploy_validate() -> None:
+    """Render every overlay (and the shadow/flagger variants) and check schemas and policy."""
+    from pipelines.deploy import validate_repository
+    from pipelines.k8s_policy import KUBERNETES_VERSION
+
+    findings = _deploy(validate_repository)
+    for finding in findings:
+        print(f"error: {finding}", file=sys.stderr)
+    if findings:
+        _fail(f"{len(findings)} problem(s) in k8s/")
+    print(f"k8s: every overlay renders, passes kubernetes-validate --strict "
+          f"(Kubernetes {KUBERNETES_VERSION}) and the delivery policy")
+
+
+@deploy_app.command("pin")
+def deploy_pin(env: str) -> None:
+    """Print the image an environment is pinned to."""
+    from pipelines.deploy import read_pin
+
+    print(_deploy(lambda: read_pin(env)).reference)
+
+
+@deploy_app.command("set-image")
+def deploy_set_image(env: str, tag: TagOpt = None, digest: DigestOpt = None) -> None:
+    """Change the one image pin of an overlay (edits the file, commits nothing)."""
+    from pipelines.deploy import set_image
+
+    before, after = _deploy(lambda: set_image(env, tag, digest))
+    print(f"{env}: {before.reference} -> {after.reference}")
+
+
+@deploy_app.command("diff")
+def deploy_diff(env: str, against: Annotated[str, typer.Option(help="Git ref to compare with.")]
+                = "HEAD", out: Annotated[Path | None, typer.Option(help="Write here.")] = None
+                ) -> None:
+    """Markdown of the pin change and the rendered-manifest diff (the promotion PR body)."""
+    from pipelines.deploy import diff_markdown
+
+    text = _deploy(lambda: diff_markdown(env, against))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"diff of {env} against {against} written to {out}")
+    else:
+        print(text, end="")
+
+
+def _pin_change(env: str, action: str, tag, digest, commit: bool) -> None:
+    from pipelines.deploy import change_pin
+
+    change = _deploy(lambda: change_pin(env, action, tag, digest, commit))
+    print(change.message.rstrip())
+    print(f"committed {change.commit}" if change.commit
+          else f"k8s/overlays/{env}/kustomization.yaml changed (not committed)")
+
+
+@deploy_app.command("promote")
+def deploy_promote(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                   commit: CommitOpt = False) -> None:
+    """Pin a new image: once merged, the canary 10/20/30/100 starts."""
+    _pin_change(env, "promote", tag, digest, commit)
+
+
+@deploy_app.command("abort")
+def deploy_abort(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                 commit: CommitOpt = False) -> None:
+    """Stop a canary in progress: pin back the previous (stable) image."""
+    _pin_change(env, "abort", tag, digest, commit)
+
+
+@deploy_app.command("rollback")
+def deploy_rollback(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                    commit: CommitOpt = False) -> None:
+    """Revert the pin to the previous image in git history (or to --tag/--digest)."""
+    _pin_change(env, "rollback", tag, digest, commit)
