@@ -119,7 +119,8 @@ def check_balance(share: dict[str, float], reference: dict[str, float] | None, m
         shift = abs(value - float(reference.get(label, 0.0)))
         if shift > max_shift:
             out.add("balance_shift", file, None,
-                    f"share of {label!r} moved from {reference.get(label, 0.0):.3f} in production's "
+                    f"share of {label!r} moved from {reference.get(label, 0.0):.3f} "
+                    "in production's "
                     f"training data to {value:.3f} (more than validate.max_balance_shift="
                     f"{max_shift})")
 
