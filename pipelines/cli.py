@@ -155,6 +155,34 @@ def workflows_generate(root: Path = Path(".")) -> None:
     print("workflows: wrote " + ", ".join(str(p) for p in written))
 
 
+@workflows_app.command("triggers")
+def workflows_triggers(root: Path = Path(".")) -> None:
+    """Print retrain's trigger paths, and why each declared dep that is not one is left out."""
+    from pipelines.triggers import (
+        TriggerError,
+        classify_dep,
+        dvc_pointers,
+        resolve_stages,
+        retrain_trigger_paths,
+    )
+
+    try:
+        stages = resolve_stages(root)
+        paths = retrain_trigger_paths(root)
+    except TriggerError as e:
+        _fail(str(e), 2)
+    print("retrain triggers on:\n" + "\n".join(f"  {p}" for p in paths))
+    outputs, pointers = {out for stage in stages for out in stage.outs}, dvc_pointers(root)
+    reasons = {"internal": "produced by a stage", "promotion": "written by a promotion"}
+    left_out = {}
+    for dep in {dep for stage in stages for dep in stage.deps}:
+        kind, _ = classify_dep(dep, outputs, pointers)
+        if kind in reasons:
+            left_out[dep] = reasons[kind]
+    print("declared but not triggers:\n" + "\n".join(
+        f"  {dep} ({why})" for dep, why in sorted(left_out.items())))
+
+
 @workflows_app.command("check")
 def workflows_check(root: Path = Path(".")) -> None:
     """Fail when a workflow differs from the generator or breaks a security rule."""

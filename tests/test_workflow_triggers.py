@@ -150,3 +150,15 @@ def test_an_undefined_interpolation_names_the_stage_and_the_key(tmp_path):
 def test_a_missing_dvc_yaml_is_a_clear_error(tmp_path):
     with pytest.raises(TriggerError, match="dvc.yaml: not found"):
         retrain_trigger_paths(tmp_path)
+
+
+def test_triggers_cli_lists_the_paths_and_why_declared_deps_are_left_out():
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["workflows", "triggers", "--root", str(ROOT)])
+    assert result.exit_code == 0, result.output
+    assert "  data.dvc\n" in result.output
+    assert "models/production.yaml (written by a promotion)" in result.output
+    assert "reports/validation.json (produced by a stage)" in result.output

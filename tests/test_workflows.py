@@ -305,3 +305,16 @@ def test_make_workflows_cli_restores_a_hand_edited_workflow(tmp_path):
     passed = runner.invoke(app, ["workflows", "check", "--root", str(tmp_path)])
     assert passed.exit_code == 0, passed.output
     assert yaml.safe_load(ci.read_text())["jobs"]["test"]["steps"][-1]["run"] == "make lint"
+
+
+def test_every_setting_a_workflow_reads_is_declared_and_documented():
+    from pipelines.workflows import SETTINGS
+
+    text = "".join(p.read_text() for p in WORKFLOWS)
+    used = {("variable", n) for n in re.findall(r"vars\.(\w+)", text)}
+    used |= {("secret", n) for n in re.findall(r"secrets\.(\w+)", text) if n != "GITHUB_TOKEN"}
+    declared = {(kind, name) for kind, name, _, _ in SETTINGS}
+    assert used == declared
+    docs = (ROOT / "docs/workflows.md").read_text()
+    for kind, name in declared:
+        assert f"| {kind} | `{name}` |" in docs
