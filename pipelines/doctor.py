@@ -19,7 +19,7 @@ import yaml
 from pipelines.github import DEFAULT_API_URL, GitHub, GitHubError
 from pipelines.workflows import SETTINGS, out_of_sync
 
-PLACEHOLDER = re.compile(r"(?i)\b(OWNER|your[-_]?(org|user|name|repo)|CHANGE[-_]?ME)\b"
+PLACEHOLDER = re.compile(r"(?i)\b(OWNER|example|your[-_]?(org|user|name|repo)|CHANGE[-_]?ME)\b"
                          r"|example\.(com|org)|<[^>]*>")
 DEMO_REMOTE_URL = "storage"  # the bundled in-repo remote (.dvc/storage): fine on a laptop only
 OVERLAYS = Path("k8s/overlays")

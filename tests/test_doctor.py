@@ -169,6 +169,15 @@ def test_an_overlay_must_pin_exactly_one_image_with_a_tag(fork, tmp_path):
     assert "has no newTag or digest" in checks["image pin production"].detail
 
 
+@pytest.mark.parametrize("image", ["ghcr.io/<owner>/m", "ghcr.io/your-org/m",
+                                   "registry.example.com/m", "ghcr.io/example/m"])
+def test_placeholder_image_names_are_missing(fork, tmp_path, image):
+    _configure(fork, tmp_path / "dvc-remote")
+    _overlay(fork, "staging", [{"name": "m", "newName": image, "newTag": "1"}])
+    check = _by_name(diagnose(fork, env={}, reach=False))["image pin staging"]
+    assert check.status == "missing" and "is a template placeholder" in check.detail
+
+
 def test_an_image_under_another_ghcr_owner_is_missing(fork, tmp_path):
     _configure(fork, tmp_path / "dvc-remote")
     _overlay(fork, "production", [{"name": "m", "newName": "ghcr.io/someone-else/m",
