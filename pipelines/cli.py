@@ -227,3 +227,143 @@ def deploy_rollback(env: str, tag: TagOpt = None, digest: DigestOpt = None,
                     commit: CommitOpt = False) -> None:
     """Revert the pin to the previous image in git history (or to --tag/--digest)."""
     _pin_change(env, "rollback", tag, digest, commit)
+
+workflows_app = typer.Typer(no_args_is_help=True,
+                            help="The GitHub workflows, generated from pipelines/workflows.py.")
+app.add_typer(workflows_app, name="workflows")
+retrain_app = typer.Typer(no_args_is_help=True, help="Steps of the retrain workflow.")
+app.add_typer(retrain_app, name="retrain")
+github_app = typer.Typer(no_args_is_help=True,
+                         help="Pull requests and issues through the GitHub REST API "
+                              "(GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_TOKEN).")
+app.add_typer(github_app, name="github")
+
+
+@workflows_app.command("generate")
+def workflows_generate(root: Path = Path(".")) -> None:
+    """Rewrite .github/workflows/*.yml (retrain's trigger paths come from dvc.yaml)."""
+    from pipelines.triggers import TriggerError
+    from pipelines.workflows import write_workflows
+
+    try:
+        written = write_workflows(root)
+    except TriggerError as e:
+        _fail(str(e), 2)
+    print("workflows: wrote " + ", ".join(str(p) for p in written))
+
+
+@workflows_app.command("triggers")
+def workflows_triggers(root: Path = Path(".")) -> None:
+    """Print retrain's trigger paths, and why each declared dep that is not one is left out."""
+    from pipelines.triggers import (
+        TriggerError,
+        classify_dep,
+        dvc_pointers,
+        resolve_stages,
+        retrain_trigger_paths,
+    )
+
+    try:
+        stages = resolve_stages(root)
+        paths = retrain_trigger_paths(root)
+    except TriggerError as e:
+        _fail(str(e), 2)
+    print("retrain triggers on:\n" + "\n".join(f"  {p}" for p in paths))
+    outputs, pointers = {out for stage in stages for out in stage.outs}, dvc_pointers(root)
+    reasons = {"internal": "produced by a stage", "promotion": "written by a promotion"}
+    left_out = {}
+    for dep in {dep for stage in stages for dep in stage.deps}:
+        kind, _ = classify_dep(dep, outputs, pointers)
+        if kind in reasons:
+            left_out[dep] = reasons[kind]
+    print("declared but not triggers:\n" + "\n".join(
+        f"  {dep} ({why})" for dep, why in sorted(left_out.items())))
+
+
+@workflows_app.command("check")
+def workflows_check(root: Path = Path(".")) -> None:
+    """Fail when a workflow differs from the generator or breaks a security rule."""
+    from pipelines.workflow_rules import check_workflow
+    from pipelines.workflows import WORKFLOW_DIR, all_workflows, out_of_sync
+
+    problems = out_of_sync(root)
+    for name in all_workflows(root):
+        path = root / WORKFLOW_DIR / name
+        if path.exists():
+            problems.extend(check_workflow(path))
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        _fail(f"{len(problems)} workflow problem(s)")
+    print(f"workflows: {len(all_workflows(root))} files in sync and within the rules")
+
+
+@retrain_app.command("summary")
+def retrain_summary(out: Annotated[Path | None, typer.Option(
+        help="File to append to (default: $GITHUB_STEP_SUMMARY, else print).")] = None) -> None:
+    """Write the comparison and load-test reports as the job summary (also after a reject)."""
+    from pipelines.retrain import write_job_summary
+
+    target = write_job_summary(out)
+    if target:
+        print(f"retrain: job summary appended to {target}")
+
+
+def _github():
+    from pipelines.github import GitHub, GitHubError
+
+    try:
+        return GitHub.from_env()
+    except GitHubError as e:
+        _fail(str(e), 2)
+
+
+def _read_body(body_file: Path) -> str:
+    if not body_file.is_file():
+        _fail(f"{body_file}: body file not found")
+    return body_file.read_text(encoding="utf-8")
+
+
+@github_app.command("open-pr")
+def github_open_pr(head: str, title: str, body_file: Path,
+                   base: Annotated[str | None, typer.Option(
+                       help="Target branch (default: the repository's default branch).")] = None
+                   ) -> None:
+    """Open the pull request for HEAD, or update the one already open (one PR per branch)."""
+    from pipelines.github import GitHubError, open_or_update_pr
+
+    gh, body = _github(), _read_body(body_file)
+    try:
+        action, pull = open_or_update_pr(gh, head, base or gh.default_branch(), title, body)
+    except GitHubError as e:
+        _fail(str(e))
+    print(f"github: {action} pull request #{pull['number']} {pull['html_url']}")
+
+
+@github_app.command("open-issue")
+def github_open_issue(title: str, body_file: Path, label: str = "drift") -> None:
+    """Open an issue, or comment on the open one with the same title and label."""
+    from pipelines.github import GitHubError, open_or_comment_issue
+
+    gh, body = _github(), _read_body(body_file)
+    try:
+        action, issue = open_or_comment_issue(gh, title, body, label)
+    except GitHubError as e:
+        _fail(str(e))
+    print(f"github: {action} issue #{issue['number']} {issue['html_url']}")
+
+
+@app.command()
+def doctor(root: Path = Path("."),
+           offline: Annotated[bool, typer.Option(
+               help="Do not contact the DVC remote.")] = False) -> None:
+    """Check a fork's configuration (DVC remote, image pins, Argo CD app, settings, workflows)."""
+    from pipelines.doctor import diagnose, format_checks
+
+    checks = diagnose(root, reach=not offline)
+    print(format_checks(checks))
+    missing = [c for c in checks if c.status == "missing"]
+    if missing:
+        _fail(f"{len(missing)} setting(s) missing: fix the MISSING lines above "
+              "(docs/workflows.md, 'Use this template')")
+    print("doctor: the loop is configured" + (" (see the warnings)" if any(
+        c.status == "warn" for c in checks) else ""))
