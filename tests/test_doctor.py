@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from github_server import FakeGitHub
+from tests.github_server import FakeGitHub
 from typer.testing import CliRunner
 
 from pipelines.cli import app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from github_server import FakeGitHub
+from tests.github_server import FakeGitHub
 from typer.testing import CliRunner
 
 from pipelines.cli import app
