@@ -129,3 +129,49 @@ def summary(metrics_dir: Path = Path("reports/metrics")) -> None:
               f"{m['roc_auc'] or 0:>8.4f} {m['pr_auc'] or 0:>8.4f} {m['calibration_error']:>6.3f}")
     print("outputs: models/ (trained models), reports/metrics/ (metrics), "
           "reports/plots/ (confusion matrices, PR curves), reports/validation.json")
+
+
+@app.command()
+def compare(candidate: Annotated[Path, typer.Argument(help="Candidate model directory.")]
+            = Path("models/candidate"),
+            out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/compare"),
+            ci: Annotated[bool, typer.Option("--ci", help="Exit 1 on reject (also CI=true).")]
+            = False,
+            params: ParamsOpt = Path("params.yaml")) -> None:
+    """Compare the candidate with production on the frozen holdout; write reports and verdict."""
+    import os
+
+    from pipelines.compare import run as run_compare
+    from pipelines.production import ProductionError
+
+    try:
+        decision = run_compare(_params(params), candidate, out)
+    except (ProductionError, DataError, FileNotFoundError) as e:
+        _fail(str(e))
+    if decision["verdict"] == "reject" and (ci or os.environ.get("CI", "").lower() == "true"):
+        _fail(f"candidate rejected by the gate: {', '.join(decision['failed'])}; "
+              f"see {out / 'pr_body.md'}")
+
+
+@app.command()
+def promote(model: Annotated[Path, typer.Argument(help="Model directory to promote.")]
+            = Path("models/candidate"),
+            metrics: Annotated[Path, typer.Argument(help="Its holdout metrics (evaluate).")]
+            = Path("reports/metrics/candidate.json"),
+            bento_tag: Annotated[str | None, typer.Option(help="Bento tag built from it.")] = None,
+            image: Annotated[str | None, typer.Option(help="Image reference.")] = None,
+            push: Annotated[bool, typer.Option(help="dvc push the weights.")] = False,
+            params: ParamsOpt = Path("params.yaml")) -> None:
+    """Make a model production: rewrite models/production.yaml and models/production(.dvc)."""
+    from pipelines.data import file_md5
+    from pipelines.production import ProductionError
+    from pipelines.production import promote as run_promote
+
+    p = _params(params)
+    try:
+        record = run_promote(model, metrics, file_md5(p.data.holdout_file), bento_tag, image,
+                             push=push)
+    except (ProductionError, FileNotFoundError) as e:
+        _fail(str(e))
+    print(f"promote: {record['version']} is production (models/production.yaml, "
+          f"models/production.dvc{', pushed' if push else ''}); commit both")
