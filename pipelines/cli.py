@@ -175,3 +175,21 @@ def promote(model: Annotated[Path, typer.Argument(help="Model directory to promo
         _fail(str(e))
     print(f"promote: {record['version']} is production (models/production.yaml, "
           f"models/production.dvc{', pushed' if push else ''}); commit both")
+
+
+@app.command()
+def verdict(out: Annotated[Path, typer.Argument(help="Report folder of `compare`.")]
+            = Path("reports/compare")) -> None:
+    """Print the comparison's verdict and where its reports are."""
+    path = out / "decision.json"
+    if not path.exists():
+        _fail(f"{path}: no comparison yet; run `make compare` or `dvc repro compare`")
+    decision = json.loads(path.read_text(encoding="utf-8"))
+    against = (f"production {decision['production_version']}" if decision["production_version"]
+               else "no production model (floors only)")
+    print(f"verdict: {decision['verdict'].upper()} for {decision['candidate_version']} vs "
+          f"{against}" + (f"; failed: {', '.join(decision['failed'])}" if decision["failed"]
+                          else ""))
+    for name in ("pr_body.md", "quality.html", "drift.html", "decision.json"):
+        if (out / name).exists():
+            print(f"  {out / name}")

@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipelines.classifier import load_classifier
-from pipelines.data import file_md5, read_split
+from pipelines.data import DATA_POINTER, file_md5, read_split
 from pipelines.evaluate import load_holdout, score_model
 from pipelines.gate import decide
 from pipelines.metrics import pr_curve_points, slice_masks
@@ -151,8 +152,16 @@ def data_and_params_changes(production: dict | None, candidate_meta: dict) -> di
 
 def production_training_frame(production: dict, params: Params) -> pd.DataFrame:
     """The training rows production learned from, from the DVC cache or remote by data md5."""
-    relpath = Path(params.data.train_file).name
-    return read_dataset_file(production["dataset"]["md5"], relpath)
+    pointer = yaml.safe_load(DATA_POINTER.read_text(encoding="utf-8"))
+    tracked = DATA_POINTER.parent / pointer["outs"][0]["path"]
+    try:
+        relpath = Path(params.data.train_file).resolve().relative_to(tracked.resolve())
+    except ValueError:
+        raise ProductionError(f"{params.data.train_file} is not inside {tracked}/, the folder "
+                              f"{DATA_POINTER} tracks") from None
+    frame = read_dataset_file(production["dataset"]["md5"], relpath.as_posix())
+    # read_split caps with head(), so production learned from the first train_rows rows.
+    return frame.head(production["dataset"]["train_rows"])
 
 
 def write_plots(y: np.ndarray, prod: np.ndarray | None, cand: np.ndarray, labels: list[str],

@@ -159,7 +159,7 @@ def render_pr_body(comparison: dict, decision: dict, out_dir: Path) -> str:
     quality = comparison["evidently"]["quality"]
     if "tests" in quality:
         lines += ["", "Evidently non-inferiority tests (candidate vs production): " + ", ".join(
-            f"{t['name']} {t['status']} ({t['description']})" for t in quality["tests"]) + "."]
+            f"{t['description']}: {t['status']}" for t in quality["tests"]) + "."]
     lines += ["", "### Metrics", "", *metric_table(comparison), "",
               "### Slices (macro-F1)", "", *slice_table(comparison), "",
               "### Behavioural checks", "", *behaviour_table(comparison), "",
