@@ -137,6 +137,9 @@ def compare(candidate: Annotated[Path, typer.Argument(help="Candidate model dire
             out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/compare"),
             ci: Annotated[bool, typer.Option("--ci", help="Exit 1 on reject (also CI=true).")]
             = False,
+            link_base: Annotated[str, typer.Option(
+                help="URL the report folder is published at; prefixes the PR body's links.")]
+            = "",
             params: ParamsOpt = Path("params.yaml")) -> None:
     """Compare the candidate with production on the frozen holdout; write reports and verdict."""
     import os
@@ -145,7 +148,7 @@ def compare(candidate: Annotated[Path, typer.Argument(help="Candidate model dire
     from pipelines.production import ProductionError
 
     try:
-        decision = run_compare(_params(params), candidate, out)
+        decision = run_compare(_params(params), candidate, out, link_base)
     except (ProductionError, DataError, FileNotFoundError) as e:
         _fail(str(e))
     if decision["verdict"] == "reject" and (ci or os.environ.get("CI", "").lower() == "true"):

@@ -197,13 +197,16 @@ def load_production(holdout_file: str, pointer: Path, weights: Path
 
 def compare_to_production(params: Params, candidate_dir: Path | str,
                           out_dir: Path | str = OUT_DIR, pointer: Path | str = POINTER,
-                          weights: Path | str = WEIGHTS) -> dict[str, Any]:
+                          weights: Path | str = WEIGHTS, link_base: str = "") -> dict[str, Any]:
     """Score both models on the holdout, write every report and the decision; return it."""
     started = time.time()
     out_dir = Path(out_dir)
     production, weights_dir = load_production(params.data.holdout_file, Path(pointer),
                                               Path(weights))
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A verdict from an earlier run must not survive a run that fails half-way.
+    for stale in ("decision.json", "pr_body.md", "comparison.json"):
+        (out_dir / stale).unlink(missing_ok=True)
     labels = list(params.data.labels)
     frame, y = load_holdout(params)
     texts = list(frame.text)
@@ -249,7 +252,7 @@ def compare_to_production(params: Params, candidate_dir: Path | str,
     (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2, default=str),
                                              encoding="utf-8")
     (out_dir / "decision.json").write_text(json.dumps(decision, indent=2), encoding="utf-8")
-    (out_dir / "pr_body.md").write_text(render_pr_body(comparison, decision, out_dir),
+    (out_dir / "pr_body.md").write_text(render_pr_body(comparison, decision, out_dir, link_base),
                                         encoding="utf-8")
     return decision
 
@@ -285,9 +288,10 @@ def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
     return section
 
 
-def run(params: Params, candidate_dir: Path | str, out_dir: Path | str = OUT_DIR) -> dict:
+def run(params: Params, candidate_dir: Path | str, out_dir: Path | str = OUT_DIR,
+        link_base: str = "") -> dict:
     """The stage: compare, print the verdict and where every report went."""
-    decision = compare_to_production(params, candidate_dir, out_dir)
+    decision = compare_to_production(params, candidate_dir, out_dir, link_base=link_base)
     out_dir = Path(out_dir)
     print(f"compare: verdict: {decision['verdict'].upper()}"
           + (f" (failed: {', '.join(decision['failed'])})" if decision["failed"] else ""))
