@@ -85,9 +85,15 @@ def test_thirty_percent_flipped_labels_is_rejected_naming_macro_f1_and_ci_fails_
     assert "❌ `non_inferiority.macro_f1`" in body
 
 
-def test_one_broken_slice_is_rejected_naming_the_slice(workspace):
+def test_one_broken_slice_is_rejected_naming_the_slice_and_ci_flag_fails_the_job(workspace):
     candidate = workspace.train("urls_mislabelled", mislabel_urls)
-    decision, comparison, out = compare(workspace, "url", candidate)
+    out = workspace.root / "out" / "url"
+    result = sh([sys.executable, "-m", "pipelines", "compare", str(candidate), "--out", str(out),
+                 "--ci"], workspace.root, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "non_inferiority.slice.url" in result.stderr
+    decision = json.loads((out / "decision.json").read_text())
+    comparison = json.loads((out / "comparison.json").read_text())
     assert decision["verdict"] == "reject"
     assert "non_inferiority.slice.url" in decision["failed"]
     slices = comparison["slices"]
