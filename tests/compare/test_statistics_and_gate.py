@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.compare import fast_macro_f1
@@ -90,3 +91,19 @@ def test_gate_gates_protected_slices_only_when_large_enough():
 def test_gate_rejects_a_behavioural_regression_against_production():
     decision = decide(_comparison(0.0, -0.01, 0.01, 0.9, insult=(0.95, 0.6)), GATE)
     assert decision["failed"] == ["behaviour.directional_insult"]
+
+
+def test_prediction_flips_are_bounded_ordered_and_can_be_masked():
+    from pipelines.compare import prediction_flips
+
+    frame = pd.DataFrame({"id": ["a", "b", "c", "d"],
+                          "text": ["kind words", "rude words", "neutral", "same"]})
+    y = np.array([0, 1, 0, 0])
+    prod = np.array([[0.9, 0.1], [0.6, 0.4], [0.45, 0.55], [0.8, 0.2]])
+    cand = np.array([[0.2, 0.8], [0.1, 0.9], [0.55, 0.45], [0.7, 0.3]])
+    flips = prediction_flips(frame, y, prod, cand, ["ok", "bad"], limit=2, mask_text=False)
+    assert (flips["total"], flips["fixed"], flips["broken"]) == (3, 2, 1)
+    assert [f["id"] for f in flips["shown"]] == ["a", "b"]  # largest score change first
+    masked = prediction_flips(frame, y, prod, cand, ["ok", "bad"], limit=5, mask_text=True)
+    assert all(f["text"].startswith("sha256:") for f in masked["shown"])
+    assert "kind words" not in str(masked)
