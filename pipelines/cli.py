@@ -367,3 +367,69 @@ def doctor(root: Path = Path("."),
               "(docs/workflows.md, 'Use this template')")
     print("doctor: the loop is configured" + (" (see the warnings)" if any(
         c.status == "warn" for c in checks) else ""))
+
+@app.command()
+def compare(candidate: Annotated[Path, typer.Argument(help="Candidate model directory.")]
+            = Path("models/candidate"),
+            out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/compare"),
+            ci: Annotated[bool, typer.Option("--ci", help="Exit 1 on reject (also CI=true).")]
+            = False,
+            link_base: Annotated[str, typer.Option(
+                help="URL the report folder is published at; prefixes the PR body's links.")]
+            = "",
+            params: ParamsOpt = Path("params.yaml")) -> None:
+    """Compare the candidate with production on the frozen holdout; write reports and verdict."""
+    import os
+
+    from pipelines.compare import run as run_compare
+    from pipelines.production import ProductionError
+
+    try:
+        decision = run_compare(_params(params), candidate, out, link_base)
+    except (ProductionError, DataError, FileNotFoundError) as e:
+        _fail(str(e))
+    if decision["verdict"] == "reject" and (ci or os.environ.get("CI", "").lower() == "true"):
+        _fail(f"candidate rejected by the gate: {', '.join(decision['failed'])}; "
+              f"see {out / 'pr_body.md'}")
+
+
+@app.command()
+def promote(model: Annotated[Path, typer.Argument(help="Model directory to promote.")]
+            = Path("models/candidate"),
+            metrics: Annotated[Path, typer.Argument(help="Its holdout metrics (evaluate).")]
+            = Path("reports/metrics/candidate.json"),
+            bento_tag: Annotated[str | None, typer.Option(help="Bento tag built from it.")] = None,
+            image: Annotated[str | None, typer.Option(help="Image reference.")] = None,
+            push: Annotated[bool, typer.Option(help="dvc push the weights.")] = False,
+            params: ParamsOpt = Path("params.yaml")) -> None:
+    """Make a model production: rewrite models/production.yaml and models/production(.dvc)."""
+    from pipelines.data import file_md5
+    from pipelines.production import ProductionError
+    from pipelines.production import promote as run_promote
+
+    p = _params(params)
+    try:
+        record = run_promote(model, metrics, file_md5(p.data.holdout_file), bento_tag, image,
+                             push=push)
+    except (ProductionError, FileNotFoundError) as e:
+        _fail(str(e))
+    print(f"promote: {record['version']} is production (models/production.yaml, "
+          f"models/production.dvc{', pushed' if push else ''}); commit both")
+
+
+@app.command()
+def verdict(out: Annotated[Path, typer.Argument(help="Report folder of `compare`.")]
+            = Path("reports/compare")) -> None:
+    """Print the comparison's verdict and where its reports are."""
+    path = out / "decision.json"
+    if not path.exists():
+        _fail(f"{path}: no comparison yet; run `make compare` or `dvc repro compare`")
+    decision = json.loads(path.read_text(encoding="utf-8"))
+    against = (f"production {decision['production_version']}" if decision["production_version"]
+               else "no production model (floors only)")
+    print(f"verdict: {decision['verdict'].upper()} for {decision['candidate_version']} vs "
+          f"{against}" + (f"; failed: {', '.join(decision['failed'])}" if decision["failed"]
+                          else ""))
+    for name in ("pr_body.md", "quality.html", "drift.html", "decision.json"):
+        if (out / name).exists():
+            print(f"  {out / name}")

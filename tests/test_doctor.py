@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.github_server import FakeGitHub
 from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.doctor import Check, diagnose
+from tests.github_server import FakeGitHub
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_IMAGE = "ghcr.io/OWNER/moderation-service"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-from tests.github_server import FakeGitHub
 from typer.testing import CliRunner
 
 from pipelines.cli import app
@@ -17,6 +16,7 @@ from pipelines.github import (
     open_or_comment_issue,
     open_or_update_pr,
 )
+from tests.github_server import FakeGitHub
 
 BRANCH = "promote/data-2026-11"
 
