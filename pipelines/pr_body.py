@@ -1,0 +1,186 @@
+"""The comparison as markdown: a pull request body and a CI job summary in one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+ICONS = {"promote": "✅", "reject": "❌", "no significant change": "➖"}
+HEADLINE = (("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("roc_auc", "ROC-AUC"),
+            ("pr_auc", "PR-AUC"))
+
+
+def _fmt(value: Any) -> str:
+    return "–" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _link(path: str, out_dir: Path, base: str = "") -> str:
+    """Paths relative to the report folder (prefixed with base, e.g. the published artifact's
+    URL), so links and images work wherever the folder is published."""
+    rel = os.path.relpath(path, out_dir)
+    return f"{base.rstrip('/')}/{rel}" if base else rel
+
+
+def verdict_line(comparison: dict, decision: dict) -> str:
+    cand = comparison["candidate"]["version"]
+    verdict = decision["verdict"]
+    icon = ICONS[verdict]
+    if decision["bootstrap"]:
+        return (f"{icon} **{verdict.upper()}** `{cand}`: no production model yet, judged on "
+                "absolute floors only.")
+    d = comparison["deltas"]["macro_f1"]
+    why = f" (failed: {', '.join(decision['failed'])})" if decision["failed"] else ""
+    return (f"{icon} **{verdict.upper()}** `{cand}` vs production "
+            f"`{comparison['production']['version']}`: macro-F1 {d['delta']:+.4f} "
+            f"[{d['low']:+.4f}, {d['high']:+.4f}]{why}.")
+
+
+def metric_table(comparison: dict) -> list[str]:
+    cand = comparison["candidate"]["metrics"]
+    prod = comparison["production"]
+    conf = int(round(comparison.get("confidence", 0.95) * 100))
+    if prod is None:
+        rows = ["| metric | candidate |", "|---|---:|"]
+        rows += [f"| {label} | {_fmt(cand.get(key))} |" for key, label in HEADLINE]
+        return rows
+    rows = [f"| metric | production | candidate | delta | {conf}% interval |",
+            "|---|---:|---:|---:|---|"]
+    for key, label in HEADLINE:
+        d = comparison["deltas"][key]
+        rows.append(f"| {label} | {_fmt(prod['metrics'].get(key))} | {_fmt(cand.get(key))} | "
+                    f"{d['delta']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] |")
+    t = comparison["mcnemar"]
+    rows.append("")
+    rows.append(f"McNemar: production alone right on {t['only_production_right']} texts, "
+                f"candidate alone right on {t['only_candidate_right']}; p = {t['p_value']:.4g}.")
+    return rows
+
+
+def slice_table(comparison: dict) -> list[str]:
+    if comparison["production"] is None:
+        rows = ["| slice | n | candidate macro-F1 |", "|---|---:|---:|"]
+        for name, s in comparison["candidate"]["metrics"]["slices"].items():
+            rows.append(f"| {name} | {s['n']} | {_fmt(s['macro_f1'])} |")
+        return rows
+    rows = ["| slice | n | production | candidate | delta | interval |",
+            "|---|---:|---:|---:|---:|---|"]
+    for name, s in comparison["slices"].items():
+        d = s["macro_f1"]
+        rows.append(f"| {name} | {s['n']} | {_fmt(s.get('production'))} | "
+                    f"{_fmt(s.get('candidate'))} | {d['delta']:+.4f} | "
+                    f"[{d['low']:+.4f}, {d['high']:+.4f}] |")
+    return rows
+
+
+def behaviour_table(comparison: dict) -> list[str]:
+    if comparison["production"] is None:
+        rows = ["| check | candidate |", "|---|---:|"]
+        for name, check in comparison["candidate"]["metrics"]["behaviour"].items():
+            rows.append(f"| {name} | {check} |")
+        return rows
+    rows = ["| check | rate | production | candidate | delta |", "|---|---|---:|---:|---:|"]
+    for name, b in comparison["behaviour"].items():
+        rows.append(f"| {name} | {b['metric']} | {_fmt(b['production'])} | "
+                    f"{_fmt(b['candidate'])} | {_fmt(b['delta'])} |")
+    return rows
+
+
+def drift_lines(comparison: dict, out_dir: Path) -> list[str]:
+    drift = comparison["evidently"]["drift"]
+    if "skipped" in drift:
+        return [f"Not computed: {drift['skipped']}."]
+    summary = (f"**Drift flagged** in {', '.join(drift['drifted'])}." if drift["flagged"]
+               else "No drift detected in the label share or the text descriptors.")
+    rows = [summary, "", f"Candidate's vs production's training data "
+            f"({drift['rows']['current']} vs {drift['rows']['reference']} sampled rows):", "",
+            "| column | production mean | candidate mean | method | value | drifted |",
+            "|---|---:|---:|---|---:|---|"]
+    for name, c in drift["columns"].items():
+        rows.append(f"| {name} | {_fmt(c['reference_mean'])} | {_fmt(c['current_mean'])} | "
+                    f"{c['method']} | {c['value']:.4f} | {'yes' if c['drifted'] else 'no'} |")
+    return rows
+
+
+def _share(share: dict[str, float]) -> str:
+    return ", ".join(f"{label} {value:.1%}" for label, value in share.items())
+
+
+def changes_lines(comparison: dict) -> list[str]:
+    ch = comparison["changes"]
+    if comparison["production"] is None:
+        ds = ch["dataset"]["candidate"]
+        return [f"Dataset `{ds['md5']}`: {ds['train_rows']} training rows, label share "
+                f"{_share(ds['label_share'])}."]
+    prod, cand = ch["dataset"]["production"], ch["dataset"]["candidate"]
+    rows = ["| | production | candidate |", "|---|---|---|",
+            f"| kind | {ch['kind'][0]} | {ch['kind'][1]} |",
+            f"| dataset md5 | `{prod['md5']}` | `{cand['md5']}` |",
+            f"| training rows | {prod['train_rows']} | {cand['train_rows']} |",
+            f"| label share | {_share(prod['label_share'])} | {_share(cand['label_share'])} |"]
+    params = ch["params"]
+    if "production" in params and "candidate" in params and ch["kind"][0] != ch["kind"][1]:
+        rows += ["", "Different model kinds; params: production "
+                 f"`{params['production']}`, candidate `{params['candidate']}`."]
+    elif params:
+        rows += ["", "Params changed: " + "; ".join(f"`{k}` {v[0]} → {v[1]}"
+                                                   for k, v in params.items())]
+    else:
+        rows += ["", "Same training params."]
+    return rows
+
+
+def flips_lines(comparison: dict) -> list[str]:
+    flips = comparison["flips"]
+    rows = [f"{flips['total']} holdout texts change label: the candidate fixes {flips['fixed']} "
+            f"and breaks {flips['broken']}. Largest score changes"
+            + (" (texts masked):" if flips["masked"] else ":"), "",
+            "| id | text | actual | production | candidate |", "|---|---|---|---|---|"]
+    for f in flips["shown"]:
+        text = f["text"].replace("|", "\\|").replace("\n", " ")
+        text = text if len(text) <= 120 else text[:117] + "..."
+        rows.append(f"| {f['id']} | {text} | {f['actual']} | {f['production']} "
+                    f"({f['production_score']:.2f}) | {f['candidate']} "
+                    f"({f['candidate_score']:.2f}) |")
+    return rows
+
+
+def render_pr_body(comparison: dict, decision: dict, out_dir: Path, link_base: str = "") -> str:
+    """Markdown with the verdict, metrics, slices, drift, changes, flips, plots and links."""
+    out_dir = Path(out_dir)
+    lines = [f"## Model comparison: {verdict_line(comparison, decision)}", "",
+             f"Frozen holdout `{comparison['holdout']['file']}` "
+             f"({comparison['holdout']['rows']} texts, md5 `{comparison['holdout']['md5']}`).",
+             "", "### Gate", ""]
+    failed = [r for r in decision["reasons"] if not r["passed"]]
+    passed = [r for r in decision["reasons"] if r["passed"]]
+    lines += [f"- ❌ `{r['check']}`: {r['message']}" for r in failed]
+    lines += ["", f"<details><summary>{len(passed)} checks passed</summary>", ""]
+    lines += [f"- ✅ `{r['check']}`: {r['message']}" for r in passed]
+    lines += ["", "</details>"]
+    quality = comparison["evidently"]["quality"]
+    if "tests" in quality:
+        lines += ["", "Evidently non-inferiority tests (candidate vs production): " + ", ".join(
+            f"{t['description']}: {t['status']}" for t in quality["tests"]) + "."]
+    lines += ["", "### Metrics", "", *metric_table(comparison), "",
+              "### Slices (macro-F1)", "", *slice_table(comparison), "",
+              "### Behavioural checks", "", *behaviour_table(comparison), "",
+              "### Data and params", "", *changes_lines(comparison), ""]
+    if comparison["production"] is not None:
+        lines += ["### Training-data drift", "", *drift_lines(comparison, out_dir), "",
+                  "### Prediction flips", "", *flips_lines(comparison), ""]
+    plots = comparison["plots"]
+    lines += ["### Plots", ""]
+    lines += [f"![{name}]({_link(path, out_dir, link_base)})" for name, path in plots.items()]
+    lines += ["", "### Artifacts", "", "- decision: `decision.json`, full comparison: "
+              "`comparison.json`"]
+    for name, report in comparison["evidently"].items():
+        if "html" in report:
+            html = _link(report["html"], out_dir, link_base)
+            data = _link(report["json"], out_dir, link_base)
+            lines.append(f"- Evidently {name}: [HTML]({html}), [JSON]({data})")
+        else:
+            lines.append(f"- Evidently {name}: not produced ({report['skipped']})")
+    lines += ["", f"<sub>Generated by `python -m pipelines compare` in "
+              f"{comparison['seconds']} s.</sub>", ""]
+    return "\n".join(lines)

@@ -1,0 +1,31 @@
+"""The compare stage inside the real DVC pipeline, as `make run` runs it on a fresh copy."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tests.compare.conftest import copy_repository, sh
+
+
+def test_dvc_repro_ends_with_a_verdict_against_the_bundled_production_model(tmp_path):
+    root = tmp_path / "clone"
+    root.mkdir()
+    copy_repository(root)
+    # What `make production` does on a fresh clone: fetch the weights the pointer names.
+    sh(["dvc", "pull", "--quiet", "models/production.dvc"], root)
+    sh([sys.executable, "-m", "pipelines", "profile", "profiles/smoke.yaml"], root)
+    sh(["dvc", "repro", "--quiet", "compare"], root)
+    verdict = sh([sys.executable, "-m", "pipelines", "verdict", "reports/compare"], root).stdout
+    decision = json.loads((root / "reports/compare/decision.json").read_text())
+    production = (root / "models/production.yaml").read_text()
+    assert decision["production_version"] in production
+    assert decision["bootstrap"] is False
+    assert verdict.startswith(f"verdict: {decision['verdict'].upper()} for "
+                              f"{decision['candidate_version']} vs production "
+                              f"{decision['production_version']}")
+    for name in ("pr_body.md", "quality.html", "drift.html"):
+        assert f"reports/compare/{name}" in verdict
+        assert (root / "reports/compare" / name).stat().st_size > 0
+    body = (root / "reports/compare/pr_body.md").read_text()
+    assert "| macro-F1 |" in body and "### Training-data drift" in body

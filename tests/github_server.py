@@ -1,0 +1,210 @@
+"""A local stand-in for the GitHub REST API (the endpoints pipelines.github uses), on 127.0.0.1.
+
+It answers with GitHub's status codes and JSON shapes, including its errors: 401 Bad credentials,
+404 Not Found, 422 Validation Failed for a missing field, an unknown head branch or a second open
+pull request for the same head. Issues and pull requests share one number sequence, and listing
+issues also lists pull requests (with a `pull_request` key), as on GitHub.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+DOCS = "https://docs.github.com/rest"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeGitHub:
+    """State of one repository plus the HTTP server that serves it."""
+
+    def __init__(self, repo: str = "acme/moderation", token: str = "test-token",
+                 branches: tuple[str, ...] = ("main",)):
+        self.repo, self.token = repo, token
+        self.owner = repo.split("/")[0]
+        self.branches = set(branches)
+        self.items: list[dict[str, Any]] = []  # issues and pull requests, as GitHub numbers them
+        self.comments: list[dict[str, Any]] = []
+        self.variables: dict[str, str] = {}
+        self.secrets: set[str] = set()
+        self.requests: list[tuple[str, str]] = []
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> FakeGitHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+    def pulls(self, state: str = "open") -> list[dict[str, Any]]:
+        return [i for i in self.items if "head" in i and (state == "all" or i["state"] == state)]
+
+    def issues(self) -> list[dict[str, Any]]:
+        return [i for i in self.items if "head" not in i]
+
+    # --- endpoint implementations: (status, payload) ---------------------------------------
+
+    def get_repo(self) -> tuple[int, Any]:
+        return 200, {"id": 1, "name": self.repo.split("/")[1], "full_name": self.repo,
+                     "owner": {"login": self.owner}, "default_branch": "main", "private": False}
+
+    def list_pulls(self, query: dict[str, str]) -> tuple[int, Any]:
+        state, head = query.get("state", "open"), query.get("head")
+        found = [p for p in self.pulls(state) if head is None or p["head"]["label"] == head]
+        return 200, found
+
+    def create_pull(self, body: dict[str, Any]) -> tuple[int, Any]:
+        missing = [f for f in ("head", "base") if not body.get(f)]
+        if missing or not body.get("title"):
+            return 422, _invalid([{"resource": "PullRequest", "field": f, "code": "missing_field"}
+                                  for f in missing or ["title"]])
+        head = body["head"].split(":")[-1]
+        if head not in self.branches:
+            return 422, _invalid([{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+        if body["base"] not in self.branches:
+            return 422, _invalid([{"resource": "PullRequest", "field": "base", "code": "invalid"}])
+        label = f"{self.owner}:{head}"
+        if any(p["head"]["label"] == label for p in self.pulls()):
+            return 422, _invalid([{"resource": "PullRequest", "code": "custom",
+                                   "message": f"A pull request already exists for {label}."}])
+        number = next(self._numbers)
+        pull = {"id": 1000 + number, "number": number, "state": "open", "draft": False,
+                "title": body["title"], "body": body.get("body"),
+                "html_url": f"https://github.com/{self.repo}/pull/{number}",
+                "head": {"ref": head, "label": label}, "base": {"ref": body["base"]},
+                "user": {"login": "github-actions[bot]"},
+                "created_at": _now(), "updated_at": _now()}
+        self.items.append(pull)
+        return 201, pull
+
+    def update_pull(self, number: int, body: dict[str, Any]) -> tuple[int, Any]:
+        pull = next((p for p in self.pulls("all") if p["number"] == number), None)
+        if pull is None:
+            return 404, {"message": "Not Found", "documentation_url": DOCS}
+        for key in ("title", "body", "state"):
+            if key in body:
+                pull[key] = body[key]
+        pull["updated_at"] = _now()
+        return 200, pull
+
+    def create_issue(self, body: dict[str, Any]) -> tuple[int, Any]:
+        if not body.get("title"):
+            return 422, _invalid([{"resource": "Issue", "field": "title",
+                                   "code": "missing_field"}])
+        number = next(self._numbers)
+        issue = {"id": 2000 + number, "number": number, "state": "open", "title": body["title"],
+                 "body": body.get("body"), "labels": [{"name": n} for n in body.get("labels", [])],
+                 "html_url": f"https://github.com/{self.repo}/issues/{number}",
+                 "created_at": _now(), "updated_at": _now()}
+        self.items.append(issue)
+        return 201, issue
+
+    def list_issues(self, query: dict[str, str]) -> tuple[int, Any]:
+        wanted = set(filter(None, query.get("labels", "").split(",")))
+        found = []
+        for item in self.items:
+            names = {label["name"] for label in item.get("labels", [])}
+            if item["state"] == query.get("state", "open") and wanted <= names:
+                found.append({**item, "pull_request": {"url": item["html_url"]}}
+                             if "head" in item else item)
+        return 200, found
+
+    def comment(self, number: int, body: dict[str, Any]) -> tuple[int, Any]:
+        if not any(i["number"] == number for i in self.items):
+            return 404, {"message": "Not Found", "documentation_url": DOCS}
+        comment = {"id": 3000 + len(self.comments), "body": body.get("body"),
+                   "issue_number": number, "created_at": _now()}
+        self.comments.append(comment)
+        return 201, comment
+
+    def list_variables(self) -> tuple[int, Any]:
+        variables = [{"name": k, "value": v, "created_at": _now(), "updated_at": _now()}
+                     for k, v in sorted(self.variables.items())]
+        return 200, {"total_count": len(variables), "variables": variables}
+
+    def list_secrets(self) -> tuple[int, Any]:
+        secrets = [{"name": k, "created_at": _now(), "updated_at": _now()}
+                   for k in sorted(self.secrets)]
+        return 200, {"total_count": len(secrets), "secrets": secrets}
+
+    def route(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
+              ) -> tuple[int, Any]:
+        prefix = f"/repos/{self.repo}"
+        if not path.startswith(prefix):
+            return 404, {"message": "Not Found", "documentation_url": DOCS}
+        rest = path[len(prefix):]
+        routes = {
+            ("GET", ""): lambda: self.get_repo(),
+            ("GET", "/pulls"): lambda: self.list_pulls(query),
+            ("POST", "/pulls"): lambda: self.create_pull(body),
+            ("GET", "/issues"): lambda: self.list_issues(query),
+            ("POST", "/issues"): lambda: self.create_issue(body),
+            ("GET", "/actions/variables"): lambda: self.list_variables(),
+            ("GET", "/actions/secrets"): lambda: self.list_secrets(),
+        }
+        if (method, rest) in routes:
+            return routes[(method, rest)]()
+        if method == "PATCH" and (m := re.fullmatch(r"/pulls/(\d+)", rest)):
+            return self.update_pull(int(m.group(1)), body)
+        if method == "POST" and (m := re.fullmatch(r"/issues/(\d+)/comments", rest)):
+            return self.comment(int(m.group(1)), body)
+        return 404, {"message": "Not Found", "documentation_url": DOCS}
+
+
+def _invalid(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"message": "Validation Failed", "errors": errors, "documentation_url": DOCS}
+
+
+def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # keep test output quiet
+            pass
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            state.requests.append((self.command, self.path))
+            if self.headers.get("Authorization") != f"Bearer {state.token}":
+                return self._send(401, {"message": "Bad credentials", "documentation_url": DOCS,
+                                        "status": "401"})
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except json.JSONDecodeError:
+                return self._send(400, {"message": "Problems parsing JSON",
+                                        "documentation_url": DOCS})
+            with state._lock:
+                status, payload = state.route(self.command, parts.path, query, body)
+            self._send(status, payload)
+
+        def _send(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PATCH = _serve
+
+    return Handler

@@ -1,0 +1,202 @@
+"""`make doctor` on a fork: what is configured, what is missing, and the exact fix."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.doctor import Check, diagnose
+from tests.github_server import FakeGitHub
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_IMAGE = "ghcr.io/OWNER/moderation-service"
+TEMPLATE_REPO_URL = "https://github.com/OWNER/REPO.git"
+
+
+def _run(*args: str, cwd: Path) -> None:
+    subprocess.run(args, cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _overlay(root: Path, env: str, images: list[dict]) -> None:
+    path = root / "k8s/overlays" / env / "kustomization.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1",
+                                    "kind": "Kustomization", "resources": ["../../base"],
+                                    "images": images}))
+
+
+def _argo_app(root: Path, repo_url: str) -> None:
+    path = root / "k8s/argocd/application.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "moderation-production"},
+        "spec": {"source": {"repoURL": repo_url, "path": "k8s/overlays/production"}}}))
+
+
+@pytest.fixture(scope="module")
+def template_clone(tmp_path_factory) -> Path:
+    """A fresh copy of the template as a fork gets it: placeholders everywhere."""
+    root = tmp_path_factory.mktemp("fork")
+    for rel in ("dvc.yaml", "params.yaml", "data.dvc", "models/production.yaml"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, root / rel)
+    shutil.copytree(ROOT / ".github", root / ".github")
+    _run("git", "init", "-q", cwd=root)
+    _run(sys.executable, "-m", "dvc", "init", "-q", cwd=root)
+    (root / ".dvc/storage").mkdir()
+    shutil.copy(ROOT / ".dvc/config", root / ".dvc/config")  # the bundled demo remote
+    for env in ("staging", "production"):
+        _overlay(root, env, [{"name": "moderation-service", "newName": TEMPLATE_IMAGE,
+                              "newTag": "0.0.0"}])
+    _argo_app(root, TEMPLATE_REPO_URL)
+    return root
+
+
+@pytest.fixture
+def fork(template_clone, tmp_path) -> Path:
+    root = tmp_path / "fork"
+    shutil.copytree(template_clone, root, symlinks=True)
+    return root
+
+
+def _configure(root: Path, remote_dir: Path) -> None:
+    remote_dir.mkdir()
+    _run("git", "remote", "add", "origin", "git@github.com:acme/moderation.git", cwd=root)
+    _dvc_config(root, "[core]\n    remote = origin\n"
+                      f"['remote \"origin\"']\n    url = {remote_dir}\n")
+    for env in ("staging", "production"):
+        _overlay(root, env, [{"name": "moderation-service",
+                              "newName": "ghcr.io/acme/moderation-service", "newTag": "1.4.2"}])
+    _argo_app(root, "https://github.com/acme/moderation.git")
+
+
+def _dvc_config(root: Path, text: str) -> None:
+    (root / ".dvc/config").write_text(text)
+
+
+def _by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+def test_a_fresh_fork_is_told_every_missing_setting_and_how_to_fix_it(fork):
+    checks = _by_name(diagnose(fork, env={}))
+    missing = {name for name, c in checks.items() if c.status == "missing"}
+    assert missing == {"GitHub repository", "image pin production", "image pin staging",
+                       "Argo CD app moderation-production"}
+    assert "git remote add origin" in checks["GitHub repository"].detail
+    assert "`ghcr.io/OWNER/moderation-service` is a template placeholder" in \
+        checks["image pin production"].detail
+    assert "k8s/argocd/application.yaml" in checks["Argo CD app moderation-production"].detail
+    assert checks["DVC remote"].status == "warn"
+    assert "dvc remote add -d -f origin" in checks["DVC remote"].detail
+    assert checks["repository settings"].status == "warn"
+    assert checks["workflows"].status == "ok"
+
+
+def test_doctor_cli_exits_non_zero_and_lists_the_missing_lines(fork, monkeypatch):
+    for var in ("GITHUB_REPOSITORY", "GITHUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(app, ["doctor", "--root", str(fork), "--offline"])
+    assert result.exit_code == 1
+    assert sum(line.startswith("MISSING") for line in result.output.splitlines()) == 4
+    assert "4 setting(s) missing" in result.output
+
+
+def test_a_configured_fork_passes_with_its_settings_checked_through_the_api(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.secrets = {"MODERATION_DB_URL"}
+        server.variables = {"AWS_ROLE_ARN": "arn:aws:iam::1:role/x", "AWS_REGION": "eu-west-1"}
+        env = {"GITHUB_TOKEN": server.token, "GITHUB_API_URL": server.url}
+        checks = _by_name(diagnose(fork, env=env))
+    assert [c for c in checks.values() if c.status == "missing"] == []
+    assert checks["GitHub repository"].detail == "acme/moderation"
+    assert checks["DVC remote"].detail.endswith("(reachable)")
+    assert checks["image pin production"].detail == "ghcr.io/acme/moderation-service:1.4.2"
+    assert checks["secret MODERATION_DB_URL"].status == "ok"
+    assert checks["secret KUBE_CONFIG"].status == "warn"  # Argo CD mode: not needed
+
+
+def test_push_mode_without_cluster_credentials_is_missing(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.secrets = {"MODERATION_DB_URL"}
+        server.variables = {"DEPLOY_MODE": "push"}
+        checks = _by_name(diagnose(fork, env={"GITHUB_TOKEN": server.token,
+                                              "GITHUB_API_URL": server.url}))
+    assert checks["secret KUBE_CONFIG"].status == "missing"
+    assert "gh secret set KUBE_CONFIG --repo acme/moderation" in checks["secret KUBE_CONFIG"].detail
+
+
+def test_an_unreadable_settings_api_is_reported(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        checks = _by_name(diagnose(fork, env={"GITHUB_TOKEN": "wrong",
+                                              "GITHUB_API_URL": server.url}))
+    assert checks["repository settings"].status == "missing"
+    assert "401 Bad credentials" in checks["repository settings"].detail
+
+
+def test_a_dvc_remote_that_does_not_exist_is_missing(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    (tmp_path / "dvc-remote").rmdir()
+    check = _by_name(diagnose(fork, env={}))["DVC remote"]
+    assert check.status == "missing" and "does not exist" in check.detail
+
+
+def test_no_default_dvc_remote_is_missing(fork):
+    _dvc_config(fork, "[core]\n    analytics = false\n")
+    check = _by_name(diagnose(fork, env={}))["DVC remote"]
+    assert check.status == "missing" and "dvc remote add -d origin" in check.detail
+
+
+def test_an_overlay_must_pin_exactly_one_image_with_a_tag(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    image = "ghcr.io/acme/moderation-service"
+    _overlay(fork, "staging", [{"name": "a", "newName": image, "newTag": "1"},
+                               {"name": "b", "newName": image, "newTag": "2"}])
+    _overlay(fork, "production", [{"name": "a", "newName": image}])
+    checks = _by_name(diagnose(fork, env={}))
+    assert "has 2 entries; exactly one" in checks["image pin staging"].detail
+    assert "has no newTag or digest" in checks["image pin production"].detail
+
+
+@pytest.mark.parametrize("image", ["ghcr.io/<owner>/m", "ghcr.io/your-org/m",
+                                   "registry.example.com/m", "ghcr.io/example/m"])
+def test_placeholder_image_names_are_missing(fork, tmp_path, image):
+    _configure(fork, tmp_path / "dvc-remote")
+    _overlay(fork, "staging", [{"name": "m", "newName": image, "newTag": "1"}])
+    check = _by_name(diagnose(fork, env={}, reach=False))["image pin staging"]
+    assert check.status == "missing" and "is a template placeholder" in check.detail
+
+
+def test_an_image_under_another_ghcr_owner_is_missing(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    _overlay(fork, "production", [{"name": "m", "newName": "ghcr.io/someone-else/m",
+                                   "newTag": "1"}])
+    detail = _by_name(diagnose(fork, env={}))["image pin production"].detail
+    assert "can only push to ghcr.io/acme" in detail
+
+
+def test_an_argo_app_pointing_at_another_repository_is_a_warning(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    _argo_app(fork, "https://github.com/acme/elsewhere.git")
+    check = _by_name(diagnose(fork, env={}))["Argo CD app moderation-production"]
+    assert check.status == "warn" and "is not this clone's origin" in check.detail
+
+
+def test_stale_workflows_are_missing(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    dvc = yaml.safe_load((fork / "dvc.yaml").read_text())
+    dvc["stages"]["train"]["deps"].append("config/extra.txt")
+    (fork / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+    check = _by_name(diagnose(fork, env={}))["workflows"]
+    assert check.status == "missing" and "make workflows" in check.detail

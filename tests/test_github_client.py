@@ -1,0 +1,163 @@
+"""The GitHub client against a local server speaking the GitHub REST API (127.0.0.1)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.github import (
+    MAX_BODY_CHARS,
+    TRUNCATION_NOTE,
+    GitHub,
+    GitHubError,
+    open_or_comment_issue,
+    open_or_update_pr,
+)
+from tests.github_server import FakeGitHub
+
+BRANCH = "promote/data-2026-11"
+
+
+@pytest.fixture
+def server():
+    with FakeGitHub(branches=("main", BRANCH, "promote/other")) as fake:
+        yield fake
+
+
+@pytest.fixture
+def gh(server) -> GitHub:
+    return GitHub(server.repo, server.token, server.url, timeout_s=5)
+
+
+def test_first_call_opens_the_pr_and_later_calls_update_the_same_one(server, gh):
+    action, first = open_or_update_pr(gh, BRANCH, "main", "Promote model A", "report A")
+    assert action == "created" and first["number"] == 1
+    action, second = open_or_update_pr(gh, BRANCH, "main", "Promote model B", "report B")
+    assert action == "updated" and second["number"] == 1
+    open_prs = server.pulls()
+    assert len(open_prs) == 1
+    assert (open_prs[0]["title"], open_prs[0]["body"]) == ("Promote model B", "report B")
+    assert ("PATCH", f"/repos/{server.repo}/pulls/1") in server.requests
+
+
+def test_each_source_branch_gets_its_own_pr(server, gh):
+    open_or_update_pr(gh, BRANCH, "main", "A", "a")
+    open_or_update_pr(gh, "promote/other", "main", "B", "b")
+    assert sorted(p["head"]["ref"] for p in server.pulls()) == sorted([BRANCH, "promote/other"])
+
+
+def test_a_closed_pr_is_not_reused(server, gh):
+    open_or_update_pr(gh, BRANCH, "main", "A", "a")
+    server.pulls()[0]["state"] = "closed"
+    action, pull = open_or_update_pr(gh, BRANCH, "main", "A again", "a2")
+    assert action == "created" and pull["number"] == 2
+
+
+def test_a_pr_opened_by_a_concurrent_run_is_updated_not_duplicated(server, gh):
+    class LateLookup(GitHub):
+        """Sees no PR on the first lookup, as if another run opened it just after."""
+
+        looked = False
+
+        def find_open_pr(self, head_branch):
+            if not LateLookup.looked:
+                LateLookup.looked = True
+                return None
+            return super().find_open_pr(head_branch)
+
+    open_or_update_pr(gh, BRANCH, "main", "A", "from the other run")
+    late = LateLookup(server.repo, server.token, server.url, timeout_s=5)
+    action, pull = open_or_update_pr(late, BRANCH, "main", "A", "from this run")
+    assert action == "updated"
+    assert len(server.pulls()) == 1 and server.pulls()[0]["body"] == "from this run"
+
+
+def test_an_unknown_head_branch_is_a_422_naming_the_field(gh):
+    with pytest.raises(GitHubError, match=r"POST .*/pulls: 422 Validation Failed \(head invalid\)"):
+        gh.create_pr("no-such-branch", "main", "t", "b")
+
+
+def test_a_bad_token_is_a_401_with_githubs_reason(server):
+    bad = GitHub(server.repo, "wrong", server.url, timeout_s=5)
+    with pytest.raises(GitHubError, match="401 Bad credentials") as err:
+        bad.find_open_pr(BRANCH)
+    assert err.value.status == 401
+
+
+def test_an_unknown_repository_is_a_404(server):
+    other = GitHub("acme/other", server.token, server.url, timeout_s=5)
+    with pytest.raises(GitHubError, match="GET /repos/acme/other/pulls: 404 Not Found"):
+        other.find_open_pr(BRANCH)
+
+
+def test_an_unreachable_api_is_a_clear_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    gh = GitHub("acme/x", "t", f"http://127.0.0.1:{port}", timeout_s=2)
+    with pytest.raises(GitHubError, match="cannot reach the GitHub API"):
+        gh.default_branch()
+
+
+def test_a_body_over_githubs_limit_is_cut_with_a_pointer_to_the_artifacts(server, gh):
+    open_or_update_pr(gh, BRANCH, "main", "big", "x" * (MAX_BODY_CHARS + 10))
+    body = server.pulls()[0]["body"]
+    assert len(body) == MAX_BODY_CHARS and body.endswith(TRUNCATION_NOTE)
+
+
+def test_a_repeated_finding_comments_on_the_open_issue_instead_of_opening_another(server, gh):
+    open_or_update_pr(gh, BRANCH, "main", "Drift detected", "a PR with the same title")
+    server.pulls()[0]["labels"] = [{"name": "drift"}]
+    first, issue = open_or_comment_issue(gh, "Drift detected", "share moved", "drift")
+    second, again = open_or_comment_issue(gh, "Drift detected", "moved more", "drift")
+    assert (first, second) == ("created", "commented")
+    assert issue["number"] == again["number"] == 2
+    assert len(server.issues()) == 1
+    assert [c["body"] for c in server.comments] == ["moved more"]
+
+
+def test_settings_names_are_listed_without_values(server, gh):
+    server.variables = {"DEPLOY_MODE": "push"}
+    server.secrets = {"MODERATION_DB_URL"}
+    assert gh.variable_names() == {"DEPLOY_MODE"}
+    assert gh.secret_names() == {"MODERATION_DB_URL"}
+
+
+def test_from_env_names_the_missing_variables():
+    with pytest.raises(GitHubError, match="GITHUB_REPOSITORY, GITHUB_TOKEN not set"):
+        GitHub.from_env({})
+    with pytest.raises(GitHubError, match="expected owner/name"):
+        GitHub.from_env({"GITHUB_REPOSITORY": "acme", "GITHUB_TOKEN": "t"})
+
+
+def _env(server, monkeypatch):
+    monkeypatch.setenv("GITHUB_API_URL", server.url)
+    monkeypatch.setenv("GITHUB_REPOSITORY", server.repo)
+    monkeypatch.setenv("GITHUB_TOKEN", server.token)
+
+
+def test_cli_opens_then_updates_the_pr_against_the_default_branch(server, monkeypatch, tmp_path):
+    _env(server, monkeypatch)
+    body = tmp_path / "pr_body.md"
+    body.write_text("## Verdict: promote\n")
+    runner = CliRunner()
+    first = runner.invoke(app, ["github", "open-pr", BRANCH, "Promote", str(body)])
+    assert first.exit_code == 0, first.output
+    assert "created pull request #1 https://github.com/acme/moderation/pull/1" in first.output
+    second = runner.invoke(app, ["github", "open-pr", BRANCH, "Promote", str(body)])
+    assert "updated pull request #1" in second.output
+    assert server.pulls()[0]["base"]["ref"] == "main"
+
+
+def test_cli_fails_clearly_on_a_missing_body_file_or_environment(server, monkeypatch, tmp_path):
+    runner = CliRunner()
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    no_env = runner.invoke(app, ["github", "open-issue", "t", str(tmp_path / "x.md")])
+    assert no_env.exit_code == 2 and "GITHUB_TOKEN" in no_env.output
+    _env(server, monkeypatch)
+    no_body = runner.invoke(app, ["github", "open-issue", "t", str(tmp_path / "x.md")])
+    assert no_body.exit_code == 1 and "x.md: body file not found" in no_body.output
+    assert server.issues() == []

