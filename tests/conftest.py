@@ -60,6 +60,8 @@ def base_repo(tmp_path_factory) -> Path:
     """A copy of the repository with data.dvc resolved into data/ (read-only for tests)."""
     repo = copy_repo(tmp_path_factory.mktemp("base") / "repo")
     run([sys.executable, "-m", "pipelines", "data", "pull"], repo)
+    if (repo / "models/production.dvc").exists():  # what `make production` does
+        run(["dvc", "pull", "--quiet", "models/production.dvc"], repo)
     return repo
 
 
