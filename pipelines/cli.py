@@ -54,7 +54,7 @@ def data_import(source: Path, out: Path = Path("data")) -> None:
 
 @app.command()
 def profile(file: Path, params: ParamsOpt = Path("params.yaml")) -> None:
-    """Lay a profile's overrides over params.yaml (e.g. profiles/smoke.yaml on a throwaway clone)."""
+    """Lay a profile's overrides over params.yaml (e.g. the smoke profile, on a scratch clone)."""
     try:
         apply_profile(file, params)
     except ParamsError as e:

@@ -119,9 +119,9 @@ def check_balance(share: dict[str, float], reference: dict[str, float] | None, m
         shift = abs(value - float(reference.get(label, 0.0)))
         if shift > max_shift:
             out.add("balance_shift", file, None,
-                    f"share of {label!r} moved from {reference.get(label, 0.0):.3f} in production's "
-                    f"training data to {value:.3f} (more than validate.max_balance_shift="
-                    f"{max_shift})")
+                    f"share of {label!r} moved from {reference.get(label, 0.0):.3f} in "
+                    f"production's training data to {value:.3f} (more than "
+                    f"validate.max_balance_shift={max_shift})")
 
 
 def production_label_share(pointer: Path = PRODUCTION_POINTER) -> dict[str, float] | None:

@@ -1,0 +1,69 @@
+import sys
+
+import pandas as pd
+import yaml
+
+from pipelines.data import COLUMNS, import_tweeteval, read_split
+from tests.conftest import run
+
+
+def test_bundled_data_is_tidy_with_a_disjoint_holdout(base_repo):
+    train = read_split(base_repo / "data/train.csv")
+    holdout = read_split(base_repo / "data/holdout.csv")
+    assert list(train.columns) == COLUMNS == list(holdout.columns)
+    assert set(train.label) == set(holdout.label) == {"not-offensive", "offensive"}
+    assert not set(train.text) & set(holdout.text)
+    assert train.id.is_unique and holdout.id.is_unique
+
+
+def test_missing_pointer_says_how_to_fix(fresh_repo):
+    (fresh_repo / "data.dvc").unlink()
+    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo, check=False)
+    assert result.returncode == 1
+    assert "data.dvc: not found" in result.stderr and "dvc add data" in result.stderr
+
+
+def test_unresolvable_pointer_names_the_version_and_the_fix(fresh_repo):
+    pointer = yaml.safe_load((fresh_repo / "data.dvc").read_text())
+    pointer["outs"][0]["md5"] = "0123456789abcdef0123456789abcdef.dir"
+    (fresh_repo / "data.dvc").write_text(yaml.safe_dump(pointer))
+    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo, check=False)
+    assert result.returncode == 1
+    assert "cannot resolve data version 0123456789abcdef0123456789abcdef" in result.stderr
+    assert "dvc push" in result.stderr
+
+
+def test_corrupt_pointer_says_how_to_restore(fresh_repo):
+    (fresh_repo / "data.dvc").write_text("just: text\n")
+    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo, check=False)
+    assert result.returncode == 1
+    assert "not a DVC pointer" in result.stderr and "git checkout -- data.dvc" in result.stderr
+
+
+def test_fresh_copy_resolves_data_from_the_in_repo_remote(fresh_repo):
+    import shutil
+
+    shutil.rmtree(fresh_repo / "data")
+    shutil.rmtree(fresh_repo / ".dvc/cache", ignore_errors=True)
+    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo)
+    assert "resolved to version" in result.stdout
+    assert len(read_split(fresh_repo / "data/train.csv")) == 11782
+
+
+def test_import_drops_leaks_conflicts_and_duplicates(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "mapping.txt").write_text("0\tnot-offensive\n1\toffensive\n")
+    train = ["hello there", "Hello there!", "you are awful", "seen in holdout", "mixed", "MIXED"]
+    labels = ["0", "0", "1", "0", "0", "1"]
+    (src / "train_text.txt").write_text("\n".join(train) + "\n")
+    (src / "train_labels.txt").write_text("\n".join(labels) + "\n")
+    (src / "val_text.txt").write_text("seen in holdout\nanother\n")
+    (src / "val_labels.txt").write_text("0\n1\n")
+    counts = import_tweeteval(src, tmp_path / "out")
+    out = pd.read_csv(tmp_path / "out/train.csv")
+    assert list(out.text) == ["hello there", "you are awful"]
+    assert counts["dropped_holdout_leak"] == 1
+    assert counts["dropped_conflicting"] == 2
+    assert counts["dropped_duplicates"] == 1
+    assert list(pd.read_csv(tmp_path / "out/holdout.csv").label) == ["not-offensive", "offensive"]

@@ -1,0 +1,134 @@
+"""Every validation rule, on a dataset broken on purpose, through the real `dvc repro`."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import run
+
+
+def _rows(repo, split):
+    return pd.read_csv(repo / f"data/{split}.csv", dtype=str, keep_default_na=False)
+
+
+def _write(repo, split, frame):
+    frame.to_csv(repo / f"data/{split}.csv", index=False)
+
+
+def _set_severity(repo, rule, level):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["validate"]["severity"][rule] = level
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def _break_unknown_label(repo):
+    train = _rows(repo, "train")
+    train.loc[4, "label"] = "spam"
+    _write(repo, "train", train)
+    return "data/train.csv:6", "label 'spam' is not one of"
+
+
+def _break_empty_text(repo):
+    train = _rows(repo, "train")
+    train.loc[9, "text"] = "   "
+    _write(repo, "train", train)
+    return "data/train.csv:11", "empty or whitespace"
+
+
+def _break_too_long(repo):
+    train = _rows(repo, "train")
+    train.loc[2, "text"] = "word " * 400
+    _write(repo, "train", train)
+    return "data/train.csv:4", "more than validate.max_chars=1000"
+
+
+def _break_schema(repo):
+    train = _rows(repo, "train").rename(columns={"label": "class"})
+    _write(repo, "train", train)
+    return "data/train.csv", "missing column(s) ['label']"
+
+
+def _break_conflicting_labels(repo):
+    train = _rows(repo, "train")
+    flipped = train.iloc[[0]].copy()
+    flipped["label"] = "offensive" if flipped.label.iloc[0] != "offensive" else "not-offensive"
+    flipped["text"] = flipped.text.str.upper()
+    _write(repo, "train", pd.concat([train, flipped], ignore_index=True))
+    return f"data/train.csv:{len(train) + 2}", "has the same text labelled"
+
+
+def _break_holdout_leak(repo):
+    train, holdout = _rows(repo, "train"), _rows(repo, "holdout")
+    _write(repo, "train", pd.concat([train, holdout.iloc[[3]]], ignore_index=True))
+    return f"data/train.csv:{len(train) + 2}", "appears in the frozen holdout"
+
+
+def _break_exact_duplicate(repo):
+    train = _rows(repo, "train")
+    _write(repo, "train", pd.concat([train, train.iloc[[7]]], ignore_index=True))
+    _set_severity(repo, "exact_duplicate", "error")
+    return f"data/train.csv:{len(train) + 2}", "same text as line 9"
+
+
+def _break_normalised_duplicate(repo):
+    train = _rows(repo, "train")
+    copy = train.iloc[[7]].copy()
+    copy["text"] = copy.text.str.upper() + "!!"
+    _write(repo, "train", pd.concat([train, copy], ignore_index=True))
+    _set_severity(repo, "normalised_duplicate", "error")
+    return f"data/train.csv:{len(train) + 2}", "up to case, accents and punctuation"
+
+
+def _break_balance_shift(repo):
+    train = _rows(repo, "train")
+    _write(repo, "train", train[train.label == "not-offensive"].head(3000))
+    (repo / "models/production.yaml").write_text(yaml.safe_dump(
+        {"version": "baseline-x", "dataset": {"label_share": {"not-offensive": 0.67,
+                                                              "offensive": 0.33}}}))
+    _set_severity(repo, "balance_shift", "error")
+    return "data/train.csv", "share of 'not-offensive' moved from 0.670"
+
+
+BREAKERS = {
+    "schema": _break_schema,
+    "unknown_label": _break_unknown_label,
+    "empty_text": _break_empty_text,
+    "too_long": _break_too_long,
+    "exact_duplicate": _break_exact_duplicate,
+    "normalised_duplicate": _break_normalised_duplicate,
+    "conflicting_labels": _break_conflicting_labels,
+    "holdout_leak": _break_holdout_leak,
+    "balance_shift": _break_balance_shift,
+}
+
+
+@pytest.mark.parametrize("rule", sorted(BREAKERS))
+def test_rule_error_stops_pipeline_naming_file_row_and_rule(fresh_repo, rule):
+    where, message = BREAKERS[rule](fresh_repo)
+    result = run(["dvc", "repro"], fresh_repo, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"ERROR [{rule}] {where}" in output
+    assert message in output
+    assert not (fresh_repo / "models/candidate").exists()
+    assert not (fresh_repo / "models/baseline").exists()
+    report = json.loads((fresh_repo / "reports/validation.json").read_text())
+    assert report["passed"] is False and report["by_rule"][rule] >= 1
+
+
+def test_warnings_are_reported_without_failing(fresh_repo):
+    train = _rows(fresh_repo, "train")
+    _write(fresh_repo, "train", pd.concat([train, train.iloc[[7]]], ignore_index=True))
+    result = run(["python", "-m", "pipelines", "validate"], fresh_repo)
+    assert "WARN [exact_duplicate]" in result.stdout
+    report = json.loads((fresh_repo / "reports/validation.json").read_text())
+    assert report["passed"] is True and report["warnings"] == 1 and report["errors"] == 0
+
+
+def test_bundled_data_passes_cleanly(base_repo, tmp_path):
+    run(["python", "-m", "pipelines", "validate", "--report", str(tmp_path / "v.json")], base_repo)
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["passed"] and report["errors"] == 0 and report["warnings"] == 0
+    assert report["rows"] == {"train": 11782, "holdout": 1320}
