@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv data repro run test lint fmt clean
+.PHONY: venv data repro run test lint fmt clean review feedback review-screenshot
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -30,6 +30,15 @@ repro: data  ## run the DVC pipeline (only the stages whose inputs changed)
 
 run: repro  ## the main job on the bundled defaults
 	python -m pipelines summary
+
+review: venv  ## the review UI over the prediction log (needs MODERATION_REVIEW_TOKEN)
+	python -m pipelines review
+
+feedback: data  ## reviewed predictions -> train.csv -> validate -> data.dvc commit on a new branch
+	python -m pipelines feedback $(if $(DB_URL),--db-url $(DB_URL))
+
+review-screenshot: venv  ## docs/img/review-ui.png from a demo log (headless chromium)
+	python -m service.review.screenshot docs/img/review-ui.png
 
 test: venv  ## the whole test suite
 	python -m pytest

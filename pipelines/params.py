@@ -124,6 +124,17 @@ class LoadtestParams(_Strict):
     max_p95_regression: float = Field(ge=0)
 
 
+class FeedbackParams(_Strict):
+    """Review UI and export of corrected labels (service/review, pipelines/feedback.py)."""
+
+    review_token: str = ""
+    host: str
+    port: int = Field(gt=0, lt=65536)
+    page_size: int = Field(gt=0, le=500)
+    branch_prefix: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+
 class Params(_Strict):
     data: DataParams
     validate_: ValidateParams = Field(alias="validate")
@@ -132,6 +143,7 @@ class Params(_Strict):
     evaluate: EvaluateParams
     serve: ServeParams
     loadtest: LoadtestParams
+    feedback: FeedbackParams
 
     @property
     def positive_label(self) -> str:
