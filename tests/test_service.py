@@ -1,0 +1,178 @@
+"""The real BentoML service: contract responses, every bad input, overload, log and shadow."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import sqlite3
+import time
+import urllib.request
+from urllib.parse import urlparse
+
+import pytest
+from conftest import wait_until
+from service_server import http_status, running_service
+
+from service.shadow import remote_scorer
+
+MAX_CHARS, MAX_TEXTS, MAX_BODY, MAX_CONCURRENCY = 200, 8, 4096, 3
+
+
+@pytest.fixture(scope="module")
+def server(smoke_repo, tmp_path_factory):
+    """One service with small limits and the baseline model as local shadow."""
+    work = tmp_path_factory.mktemp("service")
+    settings = {"model_dir": str(smoke_repo / "models/candidate"),
+                "shadow_model_dir": str(smoke_repo / "models/baseline"),
+                "db_url": f"sqlite:///{work}/predictions.db", "max_chars": str(MAX_CHARS),
+                "max_texts": str(MAX_TEXTS), "max_body_bytes": str(MAX_BODY),
+                "max_concurrency": str(MAX_CONCURRENCY)}
+    with running_service(smoke_repo, settings, work / "server.log") as (base, _):
+        yield {"base": base, "db": work / "predictions.db"}
+
+
+def post(base: str, body: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
+    u = urlparse(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request("POST", "/classify", body=body,
+                 headers={"Content-Type": "application/json", **(headers or {})})
+    resp = conn.getresponse()
+    payload = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(payload)
+
+
+def classify(base: str, texts, headers: dict | None = None):
+    return post(base, json.dumps({"texts": texts}).encode(), headers)
+
+
+def metrics_text(base: str) -> str:
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as resp:
+        return resp.read().decode()
+
+
+def test_classify_returns_label_scores_and_version_per_text_with_headers(server):
+    status, headers, body = classify(server["base"], ["you are an idiot", "lovely weather"])
+    assert status == 200
+    version = body["model_version"]
+    assert version.startswith("transformer-") and headers["x-model-version"] == version
+    assert len(headers["x-request-id"]) >= 16
+    assert len(body["predictions"]) == 2
+    for p in body["predictions"]:
+        assert p["label"] in ("not-offensive", "offensive") and p["model_version"] == version
+        assert set(p["scores"]) == {"not-offensive", "offensive"}
+        assert abs(sum(p["scores"].values()) - 1) < 1e-4
+
+
+def test_callers_request_id_is_echoed_and_logged_with_each_prediction(server):
+    status, headers, _ = classify(server["base"], ["first", "second", "third"],
+                                  {"X-Request-Id": "caller-abc-123"})
+    assert status == 200 and headers["x-request-id"] == "caller-abc-123"
+
+    def rows():
+        with sqlite3.connect(server["db"]) as conn:
+            return conn.execute("SELECT position, text, label, model_version, latency_ms FROM "
+                                "predictions WHERE request_id = 'caller-abc-123' "
+                                "ORDER BY position").fetchall()
+
+    logged = wait_until(lambda: len(rows()) == 3 and rows(), timeout=10)
+    assert [r[:2] for r in logged] == [(0, "first"), (1, "second"), (2, "third")]
+    assert all(r[3].startswith("transformer-") and r[4] > 0 for r in logged)
+
+
+def test_shadow_model_scores_each_request_and_agreement_is_exported(server):
+    status, _, _ = classify(server["base"], ["shadow me", "and me"], {"X-Request-Id": "shadow-1"})
+    assert status == 200
+
+    def shadow_rows():
+        with sqlite3.connect(server["db"]) as conn:
+            return conn.execute("SELECT shadow_label, shadow_model_version FROM predictions "
+                                "WHERE request_id = 'shadow-1' AND shadow_label IS NOT NULL"
+                                ).fetchall()
+
+    rows = wait_until(lambda: len(shadow_rows()) == 2 and shadow_rows(), timeout=15)
+    assert rows and all(r[1].startswith("baseline-") for r in rows)
+    text = metrics_text(server["base"])
+    agreed = [line for line in text.splitlines()
+              if line.startswith("moderation_shadow_predictions_total{")]
+    assert agreed and sum(float(line.split()[-1]) for line in agreed) >= 2
+
+
+def test_probes_and_contract_metric_names_are_served(server):
+    base = server["base"]
+    assert http_status(base + "/livez") == 200 and http_status(base + "/readyz") == 200
+    classify(base, ["warm up the counters"])
+    text = metrics_text(base)
+    for name in ("moderation_requests_total", "moderation_request_duration_seconds_bucket",
+                 "moderation_batch_size_bucket", "moderation_predictions_total",
+                 "moderation_score_bucket", "moderation_log_written_total",
+                 "moderation_log_dropped_total", "moderation_shadow_dropped_total"):
+        assert f"\n{name}" in text, name
+    assert 'moderation_requests_total{code="200",endpoint="classify"}' in text
+
+
+def test_remote_shadow_scorer_reads_another_instance_of_this_service(server):
+    labels, version = remote_scorer(server["base"])(["one", "two", "three"])
+    assert len(labels) == 3 and version.startswith("transformer-")
+
+
+BAD_INPUTS = {
+    "missing_field": (b'{"text": ["hello"]}', 422, "texts"),
+    "wrong_type_texts": (b'{"texts": "hello"}', 422, "texts"),
+    "wrong_type_item": (b'{"texts": ["ok", 5]}', 422, "texts[1]"),
+    "empty_list": (b'{"texts": []}', 422, "texts"),
+    "empty_text": (b'{"texts": ["fine", "   "]}', 422, "texts[1]"),
+    "too_long": (json.dumps({"texts": ["a" * (MAX_CHARS + 1)]}).encode(), 413, "texts[0]"),
+    "too_many": (json.dumps({"texts": ["x"] * (MAX_TEXTS + 1)}).encode(), 413, "texts"),
+    "invalid_json": (b'{"texts": ["unterminated"', 400, "body"),
+    "invalid_utf8": (b'{"texts": ["\xff\xfe broken"]}', 400, "body"),
+    "body_too_large": (json.dumps({"texts": ["b" * (MAX_BODY + 10)]}).encode(), 413, "body"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gets_a_4xx_json_error_naming_the_problem(server, case):
+    body, expected_status, field = BAD_INPUTS[case]
+    status, _, payload = post(server["base"], body)
+    assert status == expected_status
+    assert payload["error"] == case.removesuffix("_texts").removesuffix("_item")
+    assert payload["field"] == field and payload["detail"]
+
+
+def test_oversized_chunked_body_is_refused_without_a_content_length(server):
+    u = urlparse(server["base"])
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    chunks = (b'{"texts": ["' + b"c" * 1000 + b'"]}' for _ in range(10))
+    conn.request("POST", "/classify", body=chunks, encode_chunked=True,
+                 headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error"] == "body_too_large"
+
+
+def hold_request_open(base: str) -> socket.socket:
+    """A /classify request whose body never finishes: it stays in flight until closed."""
+    u = urlparse(base)
+    sock = socket.create_connection((u.hostname, u.port), timeout=10)
+    sock.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{\"texts\": [")
+    return sock
+
+
+def test_overload_is_refused_fast_with_retry_after_and_service_recovers(server):
+    base = server["base"]
+    held = [hold_request_open(base) for _ in range(MAX_CONCURRENCY)]
+    try:
+        time.sleep(0.5)  # let the server admit the held requests
+        started = time.perf_counter()
+        status, headers, payload = classify(base, ["one too many"])
+        elapsed = time.perf_counter() - started
+        assert status == 429 and payload["error"] == "overloaded"
+        assert int(headers["retry-after"]) >= 1
+        assert elapsed < 2.0, "overload must be refused at once, not queued"
+    finally:
+        for sock in held:
+            sock.close()
+    recovered = wait_until(lambda: classify(base, ["after the spike"])[0] == 200, timeout=10)
+    assert recovered
+    assert 'moderation_errors_total{kind="overloaded"}' in metrics_text(base)
