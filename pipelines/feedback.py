@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.data import COLUMNS, DataError, dataset_hash, read_split, write_split
+from pipelines.data import COLUMNS, DataError, dataset_hash, read_split
 from pipelines.params import Params
 from pipelines.validate import normalise
 
@@ -115,6 +115,16 @@ def plan_rows(reviewed: list[dict[str, Any]], train: pd.DataFrame, holdout: pd.D
     return ExportPlan(pd.DataFrame(rows, columns=COLUMNS), skipped)
 
 
+def append_rows(path: Path, rows: pd.DataFrame) -> None:
+    """Append rows to a CSV split, leaving every existing byte as it was."""
+    existing = path.read_bytes()
+    lines = rows[COLUMNS].to_csv(index=False, header=False, lineterminator="\n")
+    with path.open("ab") as handle:
+        if existing and not existing.endswith(b"\n"):
+            handle.write(b"\n")
+        handle.write(lines.encode("utf-8"))
+
+
 def next_branch(prefix: str, today: dt.date) -> str:
     """`<prefix>/<YYYY-MM-DD>-<n>` with the first n not already a local branch."""
     for n in range(1, 1000):
@@ -176,40 +186,41 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
 
     original_train = train_file.read_bytes()
     start = _git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    if start == "HEAD":  # detached: come back to the commit itself
+        start = "@" + _git("rev-parse", "HEAD").stdout.strip()
+    remote = in_repo_remote()
+    paths = [str(POINTER)] + ([str(remote)] if remote is not None else [])
     branch = next_branch(params.feedback.branch_prefix, today or dt.date.today())
     switched = False
     try:
-        write_split(pd.concat([read_split(train_file), plan.rows], ignore_index=True),
-                    train_file)
+        append_rows(train_file, plan.rows)
+        _dvc("add", "--quiet", str(DATA_DIR))  # first, so the report names the new version
+        new_hash = dataset_hash(POINTER)
         try:
             validate.run(params, report)
         except DataError as e:
             raise FeedbackError(f"the new dataset fails validation, nothing was exported: "
                                 f"{e}") from e
-        _dvc("add", "--quiet", str(DATA_DIR))
-        new_hash = dataset_hash(POINTER)
         _dvc("push", "--quiet", str(POINTER))
         _git("switch", "--quiet", "-c", branch)
         switched = True
-        paths = [str(POINTER)]
-        remote = in_repo_remote()
-        if remote is not None:
-            paths.append(str(remote))
         _git("add", "--", *paths)
         _git("commit", "--quiet", "-m", commit_message(plan, old_hash, new_hash), "--", *paths)
     except BaseException:
-        _restore(train_file, original_train, start if switched else None, branch)
+        _restore(train_file, original_train, start if switched else None, branch, paths)
         raise
     return ExportResult(plan.rows, plan.skipped, old_hash, new_hash, branch)
 
 
-def _restore(train_file: Path, original: bytes, start_branch: str | None, branch: str) -> None:
-    """Put data/, data.dvc and the branch back as they were before the export."""
+def _restore(train_file: Path, original: bytes, start_branch: str | None, branch: str,
+             paths: list[str]) -> None:
+    """Put data/, data.dvc, the index and the branch back as they were before the export."""
     train_file.write_bytes(original)
+    _git("reset", "--quiet", "--", *paths, check=False)
     if start_branch is not None:
-        _git("reset", "--quiet", "--", str(POINTER), check=False)
         _git("checkout", "--quiet", "HEAD", "--", str(POINTER), check=False)
-        _git("switch", "--quiet", start_branch, check=False)
+        target = ["--detach", start_branch[1:]] if start_branch.startswith("@") else [start_branch]
+        _git("switch", "--quiet", *target, check=False)
         _git("branch", "--quiet", "-D", branch, check=False)
     _git("checkout", "--quiet", "HEAD", "--", str(POINTER), check=False)
 
