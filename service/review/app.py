@@ -231,4 +231,5 @@ def serve(settings: ReviewSettings, host: str | None = None, port: int | None = 
     host, port = host or settings.host, port or settings.port
     print(f"review UI: http://{host}:{port}/ (database {settings.db_url.split('@')[-1]})",
           flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=5)
