@@ -9,8 +9,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
+export BENTOML_HOME := $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := True
+SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv data repro run test lint fmt clean review feedback review-screenshot
+.PHONY: venv data repro run test lint fmt clean bento serve loadtest review feedback \
+	review-screenshot
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -28,8 +32,18 @@ repro: data  ## run the DVC pipeline (only the stages whose inputs changed)
 	python -m pipelines check-params
 	dvc repro
 
-run: repro  ## the main job on the bundled defaults
+run: repro  ## the main job on the bundled defaults: pipeline, Bento, load test
 	python -m pipelines summary
+	$(MAKE) --no-print-directory loadtest
+
+bento: repro  ## build the Bento (service + model) into .bentoml/
+	python -m pipelines bento
+
+serve: bento  ## serve the latest Bento on http://$(SERVE_HOST):3000
+	bentoml serve moderation:latest --host $(SERVE_HOST) --port 3000
+
+loadtest: bento  ## serve the Bento on loopback, run Locust, apply the gate (reports/loadtest/)
+	python -m pipelines loadtest
 
 review: venv  ## the review UI over the prediction log (needs MODERATION_REVIEW_TOKEN)
 	python -m pipelines review

@@ -131,6 +131,32 @@ def summary(metrics_dir: Path = Path("reports/metrics")) -> None:
           "reports/plots/ (confusion matrices, PR curves), reports/validation.json")
 
 
+@app.command()
+def bento(model: Path = Path("models/candidate")) -> None:
+    """Import the model into the repo's BentoML store (.bentoml) and build the Bento."""
+    from service.bento import build_bento
+
+    if not (model / "metadata.json").exists():
+        _fail(f"{model}: no trained model (metadata.json missing); run `make repro` first")
+    tag = build_bento(model)
+    print(f"bento: built {tag} in .bentoml/bentos (serve: make serve; "
+          f"containerize: bentoml containerize {tag})")
+
+
+@app.command()
+def loadtest(bento_tag: Annotated[str, typer.Option("--bento")] = "moderation:latest",
+             host: Annotated[str | None, typer.Option(help="Test this running service")] = None,
+             out: Path = Path("reports/loadtest"),
+             production_record: Path = Path("models/production-loadtest.json"),
+             params: ParamsOpt = Path("params.yaml")) -> None:
+    """Serve the Bento on loopback, run Locust headless and apply the load-test gate."""
+    from loadtests.run import run_loadtest
+
+    summary = run_loadtest(_params(params), bento_tag, out, production_record, host)
+    if not summary["verdict"]["passed"]:
+        _fail(f"load-test gate failed; see {out / 'summary.md'}")
+
+
 @app.command("review")
 def review(host: Annotated[str | None, typer.Option(help="Default: feedback.host.")] = None,
            port: Annotated[int | None, typer.Option(help="Default: feedback.port.")] = None,

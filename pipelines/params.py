@@ -95,7 +95,7 @@ class EvaluateParams(_Strict):
 
 
 class ServeParams(_Strict):
-    """Defaults of the moderation service; env MODERATION_<KEY> overrides each (service/settings.py)."""
+    """Defaults of the moderation service; env MODERATION_<KEY> overrides each key."""
 
     model_dir: str | None = None
     max_chars: int = Field(gt=0)

@@ -15,9 +15,11 @@ logger = logging.getLogger(__name__)
 
 # (request_id, primary labels, shadow labels, shadow model version)
 ShadowResult = Callable[[str, list[str], list[str], str], None]
+# texts -> (labels, model version)
+Scorer = Callable[[list[str]], tuple[list[str], str]]
 
 
-def local_scorer(model_dir: str, accel: str = "none") -> Callable[[list[str]], tuple[list[str], str]]:
+def local_scorer(model_dir: str, accel: str = "none") -> Scorer:
     """Score texts with a shadow model loaded in this process."""
     from service.inference import classify, load_model
 
@@ -29,7 +31,7 @@ def local_scorer(model_dir: str, accel: str = "none") -> Callable[[list[str]], t
     return score
 
 
-def remote_scorer(base_url: str, timeout: float = 5.0) -> Callable[[list[str]], tuple[list[str], str]]:
+def remote_scorer(base_url: str, timeout: float = 5.0) -> Scorer:
     """Score texts by POSTing them to `<base_url>/classify` of a shadow instance of this service."""
     url = base_url.rstrip("/") + "/classify"
 
@@ -48,7 +50,7 @@ def remote_scorer(base_url: str, timeout: float = 5.0) -> Callable[[list[str]], 
 class ShadowEvaluator:
     """A bounded queue of requests for the shadow model; when full, requests are dropped."""
 
-    score: Callable[[list[str]], tuple[list[str], str]]
+    score: Scorer
     on_result: ShadowResult
     on_dropped: Callable[[], None]
     max_queue: int = 256

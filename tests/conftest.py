@@ -1,5 +1,4 @@
-"""Shared fixtures: throwaway copies of this repository, one smoke-trained copy per session,
-and a throwaway PostgreSQL server."""
+"""Shared fixtures: throwaway copies of this repository, and one smoke-trained copy per session."""
 
 from __future__ import annotations
 
@@ -81,9 +80,21 @@ def smoke_repo(base_repo, tmp_path_factory) -> Path:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2):
+    """Poll `predicate` until it returns something truthy or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
 
 
 def _pg_bin() -> Path:
@@ -95,7 +106,7 @@ def _pg_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields its base URL (no database name)."""
     bin_dir = _pg_bin()
     # Outside pytest's private (0700) temp tree, so the postgres user can reach it when root.
@@ -131,14 +142,3 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"{postgres_server}/{name}"
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2):
-    """Poll `predicate` until it returns something truthy or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()

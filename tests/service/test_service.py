@@ -11,10 +11,10 @@ import urllib.request
 from urllib.parse import urlparse
 
 import pytest
-from conftest import wait_until
-from service_server import http_status, running_service
 
 from service.shadow import remote_scorer
+from tests.conftest import wait_until
+from tests.service.server import http_status, running_service
 
 MAX_CHARS, MAX_TEXTS, MAX_BODY, MAX_CONCURRENCY = 200, 8, 4096, 3
 

@@ -9,9 +9,8 @@ import time
 import urllib.error
 import urllib.request
 
-from service_server import running_service
-
 from service.predlog import connect
+from tests.service.server import running_service
 
 
 def load_until_stopped(base: str, stop: threading.Event, acknowledged: dict[str, int],

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import free_port, repo_env
+from tests.conftest import free_port, repo_env
 
 
 def http_status(url: str, timeout: float = 2.0) -> int:

@@ -1,0 +1,83 @@
+"""The one inference function, settings overrides, and the CPU speed-ups' accuracy guard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.evaluate import load_holdout
+from pipelines.metrics import macro_f1
+from pipelines.params import ParamsError, load_params
+from service.inference import classify, load_model
+from service.settings import load_settings
+from service.validation import InputError, parse_classify_body
+
+F1_TOLERANCE = 0.005  # a speed-up is accepted only within this much holdout macro-F1 of fp32
+
+
+def holdout_macro_f1(clf, root) -> tuple[float, np.ndarray]:
+    params = load_params(root / "params.yaml")
+    frame, y_true = load_holdout(params)
+    frame["text"] = frame["text"].astype(str)
+    proba = clf.predict_proba(list(frame.text))
+    return macro_f1(y_true, proba.argmax(axis=1), len(clf.labels)), proba
+
+
+@pytest.fixture(scope="module")
+def fp32(smoke_repo, monkeypatch_module):
+    monkeypatch_module.chdir(smoke_repo)
+    clf = load_model(smoke_repo / "models/candidate")
+    return holdout_macro_f1(clf, smoke_repo)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.mark.parametrize("accel", ["int8", "onnx"])
+def test_speed_up_keeps_holdout_macro_f1_within_tolerance_of_fp32(smoke_repo, fp32, accel,
+                                                                  tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERATION_ONNX_CACHE", str(tmp_path))
+    f1_fp32, proba_fp32 = fp32
+    f1, proba = holdout_macro_f1(load_model(smoke_repo / "models/candidate", accel), smoke_repo)
+    assert abs(f1 - f1_fp32) <= F1_TOLERANCE
+    assert np.abs(proba - proba_fp32).max() < 0.05, "scores drifted too far from fp32"
+
+
+def test_classify_gives_label_scores_and_version_for_each_text(smoke_repo):
+    clf = load_model(smoke_repo / "models/baseline")
+    out = classify(clf, ["you absolute idiot", "have a nice day"])
+    assert [set(p) for p in out] == [{"label", "scores", "model_version"}] * 2
+    assert all(p["model_version"] == clf.version for p in out)
+    assert all(p["label"] == max(p["scores"], key=p["scores"].get) for p in out)
+
+
+def test_unknown_accel_is_rejected_with_the_choices(smoke_repo):
+    with pytest.raises(ValueError, match="int8"):
+        load_model(smoke_repo / "models/candidate", "fp4")
+
+
+def test_environment_overrides_params_yaml(tmp_path):
+    settings = load_settings(environ={"MODERATION_MAX_TEXTS": "3", "MODERATION_LOG_TEXT": "hash",
+                                      "MODERATION_DB_URL": "postgresql://u@h:5432/db"})
+    assert (settings.max_texts, settings.log_text, settings.db_url) == \
+        (3, "hash", "postgresql://u@h:5432/db")
+    assert load_settings(environ={}).max_texts == 64
+
+
+def test_bad_environment_value_names_the_setting():
+    with pytest.raises(ParamsError, match="max_concurrency"):
+        load_settings(environ={"MODERATION_MAX_CONCURRENCY": "lots"})
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    (b'["a"]', "missing_field"), (b'{"texts": {"a": 1}}', "wrong_type"),
+    (b'{"texts": ["a", null]}', "wrong_type"), (b"\xc3\x28", "invalid_utf8"),
+    (b"", "invalid_json"),
+])
+def test_parser_names_each_malformed_body(body, kind):
+    with pytest.raises(InputError) as err:
+        parse_classify_body(body, max_chars=10, max_texts=2)
+    assert err.value.kind == kind and 400 <= err.value.status < 500
