@@ -4,15 +4,17 @@ on SQLite and on a real PostgreSQL server."""
 from __future__ import annotations
 
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from service.predlog import connect
 from service.review.app import create_app
 from service.review.auth import make_session
-from service.review.settings import ReviewSettings
+from service.review.settings import ReviewSettings, load_review_settings
 from tests.conftest import ROOT, run
 from tests.feedback.conftest import LABELS, TOKEN, log_predictions
 
@@ -263,3 +265,22 @@ def test_hashed_predictions_are_listed_without_their_text(tmp_path):
     log_predictions(url, [[("private message", 0.6, "model-a")]], log_text="hash")
     item = client(url).get("/api/items", headers=AUTH).json()["items"][0]
     assert item["text"] is None and len(item["text_sha256"]) == 64
+
+
+def test_token_comes_from_params_yaml_and_the_environment_overrides_it(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["feedback"]["review_token"] = "from-params"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    assert load_review_settings(params, {}).token == "from-params"
+    overridden = load_review_settings(params, {"MODERATION_REVIEW_TOKEN": "from-env",
+                                               "MODERATION_DB_URL": "sqlite:///elsewhere.db"})
+    assert overridden.token == "from-env" and overridden.db_url == "sqlite:///elsewhere.db"
+    assert overridden.labels == LABELS
+
+
+def test_expired_session_is_refused_with_403(sqlite_url):
+    c = client(sqlite_url)
+    c.cookies.set("review_session", make_session(TOKEN, "alice", now=time.time() - 13 * 3600))
+    response = c.get("/api/items")
+    assert response.status_code == 403 and "expired" in response.json()["error"]
