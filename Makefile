@@ -13,7 +13,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv data repro run test lint fmt clean bento serve loadtest review feedback \
+.PHONY: venv data repro run test lint fmt clean bento serve loadtest bench-serve review feedback \
 	review-screenshot
 
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -65,3 +65,6 @@ fmt: venv
 
 clean:
 	rm -rf reports models/candidate models/baseline .pytest_cache
+
+bench-serve: data  ## serving benchmark (by hand): naive server vs the service, shadow, speed-ups
+	python -m loadtests.benchmark --model models/candidate

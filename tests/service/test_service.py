@@ -12,24 +12,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from loadtests.serving import http_status
 from service.shadow import remote_scorer
 from tests.conftest import wait_until
-from tests.service.server import http_status, running_service
-
-MAX_CHARS, MAX_TEXTS, MAX_BODY, MAX_CONCURRENCY = 200, 8, 4096, 3
-
-
-@pytest.fixture(scope="module")
-def server(smoke_repo, tmp_path_factory):
-    """One service with small limits and the baseline model as local shadow."""
-    work = tmp_path_factory.mktemp("service")
-    settings = {"model_dir": str(smoke_repo / "models/candidate"),
-                "shadow_model_dir": str(smoke_repo / "models/baseline"),
-                "db_url": f"sqlite:///{work}/predictions.db", "max_chars": str(MAX_CHARS),
-                "max_texts": str(MAX_TEXTS), "max_body_bytes": str(MAX_BODY),
-                "max_concurrency": str(MAX_CONCURRENCY)}
-    with running_service(smoke_repo, settings, work / "server.log") as (base, _):
-        yield {"base": base, "db": work / "predictions.db"}
+from tests.service.conftest import MAX_BODY, MAX_CHARS, MAX_CONCURRENCY, MAX_TEXTS
 
 
 def post(base: str, body: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
