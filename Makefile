@@ -13,7 +13,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve
+.PHONY: venv data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve review feedback review-screenshot
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -71,6 +71,15 @@ workflow-lint: venv node  ## generator sync + security rules, JSON schema, actio
 
 doctor: venv  ## check a fork's configuration and say what is missing
 	python -m pipelines doctor
+
+review: venv  ## the review UI over the prediction log (needs MODERATION_REVIEW_TOKEN)
+	python -m pipelines review
+
+feedback: data  ## reviewed predictions -> train.csv -> validate -> data.dvc commit on a new branch
+	python -m pipelines feedback $(if $(DB_URL),--db-url $(DB_URL))
+
+review-screenshot: venv  ## docs/img/review-ui.png from a demo log (headless chromium)
+	python -m service.review.screenshot docs/img/review-ui.png
 
 test: venv node  ## the whole test suite
 	python -m pytest

@@ -459,3 +459,36 @@ def loadtest(bento_tag: Annotated[str, typer.Option("--bento")] = "moderation:la
     summary = run_loadtest(_params(params), bento_tag, out, production_record, host)
     if not summary["verdict"]["passed"]:
         _fail(f"load-test gate failed; see {out / 'summary.md'}")
+
+
+@app.command("review")
+def review(host: Annotated[str | None, typer.Option(help="Default: feedback.host.")] = None,
+           port: Annotated[int | None, typer.Option(help="Default: feedback.port.")] = None,
+           params: ParamsOpt = Path("params.yaml")) -> None:
+    """Serve the review UI over the prediction log (token: MODERATION_REVIEW_TOKEN)."""
+    from service.review.app import serve
+    from service.review.settings import load_review_settings
+
+    try:
+        settings = load_review_settings(params)
+    except ParamsError as e:
+        _fail(str(e), 2)
+    serve(settings, host, port)
+
+
+@app.command("feedback")
+def feedback(db_url: Annotated[str | None, typer.Option(
+                 "--db-url", help="Prediction log; default serve.db_url or MODERATION_DB_URL.")]
+             = None,
+             params: ParamsOpt = Path("params.yaml")) -> None:
+    """Append reviewed predictions to the training data and commit data.dvc on a new branch."""
+    from pipelines.feedback import FeedbackError, describe, export_feedback
+    from service.settings import load_settings
+
+    parsed = _params(params)
+    try:
+        url = db_url or load_settings(params).db_url
+        result = export_feedback(parsed, url)
+    except (FeedbackError, ParamsError, DataError) as e:
+        _fail(str(e))
+    print(describe(result, parsed.data.train_file))

@@ -119,6 +119,7 @@ class GateParams(_Strict):
     significance: float = Field(gt=0, lt=1)
     floors: FloorParams
 
+
 class ServeParams(_Strict):
     """Defaults of the moderation service; env MODERATION_<KEY> overrides each key."""
 
@@ -151,6 +152,17 @@ class LoadtestParams(_Strict):
     max_p95_regression: float = Field(ge=0)
 
 
+class FeedbackParams(_Strict):
+    """Review UI and export of corrected labels (service/review, pipelines/feedback.py)."""
+
+    review_token: str = ""
+    host: str
+    port: int = Field(gt=0, lt=65536)
+    page_size: int = Field(gt=0, le=500)
+    branch_prefix: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+
 class Params(_Strict):
     data: DataParams
     validate_: ValidateParams = Field(alias="validate")
@@ -161,6 +173,7 @@ class Params(_Strict):
     loadtest: LoadtestParams
     compare: CompareParams
     gate: GateParams
+    feedback: FeedbackParams
 
     @model_validator(mode="after")
     def _protected_slices_exist(self) -> Params:

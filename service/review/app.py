@@ -1,0 +1,235 @@
+"""The review UI: a small ASGI app over the prediction log (plain HTML + JS, JSON API).
+
+Run it with `make review` (or `python -m pipelines review`); it reads the same database the
+service logs to and writes reviewed labels to the `corrections` table next to it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from service.review.auth import (
+    COOKIE,
+    SESSION_SECONDS,
+    AuthFailure,
+    authenticate,
+    check_reviewer,
+    make_session,
+    token_matches,
+)
+from service.review.settings import ReviewSettings
+from service.review.store import (
+    MAX_PAGE,
+    ReviewInputError,
+    ReviewStore,
+    create_review_schema,
+    parse_filters,
+)
+
+STATIC = Path(__file__).parent / "static"
+PUBLIC_PATHS = {"/login", "/livez"}
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Moderation review: log in</title>
+<style>body{{font:15px system-ui,sans-serif;max-width:26rem;margin:4rem auto;color:#222}}
+label{{display:block;margin:.8rem 0 .2rem}}input{{width:100%;padding:.4rem;font:inherit}}
+button{{margin-top:1rem;padding:.4rem 1.2rem;font:inherit}}.error{{color:#b00020}}</style>
+</head><body><h1>Moderation review</h1>
+<p class="error" role="alert">{error}</p>
+<form method="post" action="/login">
+<label for="reviewer">Your name (stored with each correction)</label>
+<input id="reviewer" name="reviewer" autocomplete="username" value="{reviewer}" required>
+<label for="token">Review token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required>
+<button type="submit">Log in</button></form></body></html>"""
+
+
+def login_page(status: int, error: str = "", reviewer: str = "") -> HTMLResponse:
+    return HTMLResponse(LOGIN_PAGE.format(error=html.escape(error),
+                                          reviewer=html.escape(reviewer)), status_code=status)
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class RequireReviewer(BaseHTTPMiddleware):
+    """Every path but the login page and liveness needs the token (header or session)."""
+
+    async def dispatch(self, request: Request, call_next) -> Response:
+        if request.url.path in PUBLIC_PATHS:
+            return await call_next(request)
+        settings: ReviewSettings = request.app.state.settings
+        try:
+            request.state.reviewer = authenticate(
+                settings.token, request.headers.get("authorization"),
+                request.headers.get("x-reviewer"), request.cookies.get(COOKIE))
+        except AuthFailure as e:
+            if request.url.path.startswith("/api/"):
+                headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+                return JSONResponse({"error": e.message}, status_code=e.status, headers=headers)
+            return login_page(e.status, "" if e.status == 401 else e.message)
+        return await call_next(request)
+
+
+async def show_login(request: Request) -> Response:
+    return login_page(200)
+
+
+async def do_login(request: Request) -> Response:
+    form = await request.form()
+    settings: ReviewSettings = request.app.state.settings
+    given, reviewer = str(form.get("token", "")), str(form.get("reviewer", ""))
+    if not given:
+        return login_page(401, "Enter the review token.", reviewer)
+    if not token_matches(given, settings.token):
+        return login_page(403, "Wrong review token.", reviewer)
+    try:
+        reviewer = check_reviewer(reviewer)
+    except AuthFailure as e:
+        return login_page(e.status, e.message, reviewer)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, make_session(settings.token, reviewer), max_age=SESSION_SECONDS,
+                        httponly=True, samesite="strict", path="/")
+    return response
+
+
+async def do_logout(request: Request) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+async def livez(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+def _store(request: Request) -> ReviewStore:
+    return request.app.state.store
+
+
+def _query(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items()}
+
+
+async def api_config(request: Request) -> Response:
+    store = _store(request)
+    return JSONResponse({"labels": store.labels, "positive_label": store.positive,
+                         "model_versions": store.model_versions(),
+                         "page_size": request.app.state.settings.page_size,
+                         "reviewer": request.state.reviewer})
+
+
+def _int(query: dict[str, str], name: str, default: int) -> int:
+    raw = query.get(name) or str(default)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ReviewInputError(f"{name}={raw!r} is not an integer") from None
+
+
+async def api_items(request: Request) -> Response:
+    store, query = _store(request), _query(request)
+    try:
+        filters = parse_filters(query, store.labels)
+        items = store.list_items(filters, sort=query.get("sort") or "uncertainty",
+                                 limit=_int(query, "limit", request.app.state.settings.page_size),
+                                 offset=_int(query, "offset", 0))
+    except ReviewInputError as e:
+        return error(e.status, str(e))
+    return JSONResponse({"items": items, "counts": store.counts(filters),
+                         "all": store.counts()})
+
+
+async def api_counts(request: Request) -> Response:
+    store = _store(request)
+    try:
+        filters = parse_filters(_query(request), store.labels)
+    except ReviewInputError as e:
+        return error(e.status, str(e))
+    return JSONResponse({"counts": store.counts(filters), "all": store.counts()})
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReviewInputError(f"request body is not valid JSON: {e}", status=400) from None
+
+
+async def api_save_corrections(request: Request) -> Response:
+    """Body {"items": [{"id": 12, "label": "offensive"}, ...]}: confirm or fix labels."""
+    store = _store(request)
+    try:
+        body = await _json_body(request)
+        pairs = store.check_corrections(body.get("items") if isinstance(body, dict) else None)
+        saved = store.save_corrections(pairs, request.state.reviewer)
+    except ReviewInputError as e:
+        return error(e.status, str(e))
+    return JSONResponse({"saved": saved, "reviewer": request.state.reviewer,
+                         "all": store.counts()})
+
+
+async def api_undo(request: Request) -> Response:
+    """Body {"ids": [12, 13]}: forget those reviews."""
+    store = _store(request)
+    try:
+        body = await _json_body(request)
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if (not isinstance(ids, list) or not ids or len(ids) > MAX_PAGE
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+            raise ReviewInputError(f'expected {{"ids": [<prediction id>, ...]}} with 1-{MAX_PAGE} '
+                                   "integers")
+    except ReviewInputError as e:
+        return error(e.status, str(e))
+    return JSONResponse({"undone": store.undo(ids), "all": store.counts()})
+
+
+def create_app(settings: ReviewSettings) -> Starlette:
+    """The review app over the prediction log at settings.db_url (tables created if missing)."""
+    create_review_schema(settings.db_url)
+    app = Starlette(
+        routes=[
+            Route("/livez", livez),
+            Route("/login", show_login, methods=["GET"]),
+            Route("/login", do_login, methods=["POST"]),
+            Route("/logout", do_logout, methods=["POST"]),
+            Route("/", index),
+            Route("/api/config", api_config),
+            Route("/api/items", api_items),
+            Route("/api/counts", api_counts),
+            Route("/api/corrections", api_save_corrections, methods=["POST"]),
+            Route("/api/corrections/undo", api_undo, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=[Middleware(RequireReviewer)],
+    )
+    app.state.settings = settings
+    app.state.store = ReviewStore(settings.db_url, settings.labels)
+    return app
+
+
+def serve(settings: ReviewSettings, host: str | None = None, port: int | None = None) -> None:
+    """Run the review UI with uvicorn until interrupted."""
+    import uvicorn
+
+    host, port = host or settings.host, port or settings.port
+    print(f"review UI: http://{host}:{port}/ (database {settings.db_url.split('@')[-1]})",
+          flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=5)

@@ -1,0 +1,205 @@
+"""`make feedback`: reviewed predictions become a new dataset version on a new branch, or nothing
+changes at all."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.data import file_md5, read_split
+from pipelines.feedback import plan_rows
+from tests.conftest import run
+from tests.feedback.conftest import LABELS, TOKEN, log_predictions
+
+NEW_TEXTS = {"feedback loop test: you absolute walnut": "offensive",
+             "feedback loop test: cheers for the quick fix": "not-offensive",
+             "feedback loop test: go and sit in the corner, clown": "offensive"}
+
+
+def post_corrections(base: str, items: list[dict], reviewer: str = "alice") -> dict:
+    request = urllib.request.Request(
+        base + "/api/corrections", data=json.dumps({"items": items}).encode(), method="POST",
+        headers={"Authorization": f"Bearer {TOKEN}", "X-Reviewer": reviewer,
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def logged_ids(base: str) -> dict[str, int]:
+    request = urllib.request.Request(base + "/api/items?limit=500&status=all",
+                                     headers={"Authorization": f"Bearer {TOKEN}",
+                                              "X-Reviewer": "alice"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        items = json.loads(response.read())["items"]
+    return {item["text"] or item["text_sha256"]: item["id"] for item in items}
+
+
+def git(repo, *args: str) -> str:
+    return run(["git", *args], repo).stdout.strip()
+
+
+def frame(rows: list[tuple[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame([{"id": f"r{i}", "text": t, "label": label, "source": "s"}
+                         for i, (t, label) in enumerate(rows)])
+
+
+def reviewed(text: str | None, label: str) -> dict:
+    return {"id": 1, "text": text, "text_sha256": "0" * 64, "predicted": label, "label": label,
+            "action": "confirmed", "reviewer": "r", "reviewed_at": "t"}
+
+
+# -- which reviewed items become rows ----------------------------------------------------------
+
+def test_plan_skips_hashed_duplicate_holdout_and_conflicting_items_and_counts_them():
+    train = frame([("You are an IDIOT!", "offensive"), ("nice one", "not-offensive")])
+    holdout = frame([("the frozen holdout text", "not-offensive")])
+    plan = plan_rows([
+        reviewed("you are an idiot", "offensive"),          # same text after normalise
+        reviewed("Nice one.", "offensive"),                  # train says otherwise
+        reviewed("The frozen holdout text", "offensive"),    # never into training
+        reviewed(None, "offensive"),                         # only the hash was logged
+        reviewed("brand new text", "offensive"),
+        reviewed("Brand new text!!", "offensive"),           # the same, reviewed twice
+        reviewed("argued about", "offensive"),
+        reviewed("argued about", "not-offensive"),           # reviewers disagree
+        reviewed("old label set", "spam"),
+    ], train, holdout, LABELS, "feedback")
+    assert plan.rows.to_dict("records") == [
+        {"id": plan.rows.id[0], "text": "brand new text", "label": "offensive",
+         "source": "feedback"}]
+    assert plan.rows.id[0].startswith("feedback-")
+    assert plan.skipped == Counter(already_in_train=1, train_has_other_label=1,
+                                   in_frozen_holdout=1, text_only_hashed=1, duplicate_reviews=1,
+                                   reviews_disagree=2, label_not_in_data_labels=1)
+
+
+# -- end to end --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_logged_and_corrected_predictions_become_a_new_data_version_on_a_branch(
+        fresh_repo, db_url, review_ui):
+    repo = fresh_repo
+    train_before = read_split(repo / "data/train.csv")
+    train_bytes = (repo / "data/train.csv").read_bytes()
+    holdout_md5 = file_md5(repo / "data/holdout.csv")
+    old_pointer = (repo / "data.dvc").read_text()
+    start_branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+    in_train = train_before.iloc[0]
+    in_holdout = read_split(repo / "data/holdout.csv").iloc[0]
+
+    log_predictions(db_url, [[(text, 0.5, "model-a") for text in NEW_TEXTS]
+                             + [(in_train.text, 0.4, "model-a"),
+                                (in_holdout.text, 0.6, "model-a")]])
+    log_predictions(db_url, [[("feedback loop test: private words", 0.7, "model-a")]],
+                    log_text="hash")
+    base = review_ui(db_url)
+    ids = logged_ids(base)
+    hashed_id = next(v for k, v in ids.items() if k not in NEW_TEXTS and len(k) == 64)
+    saved = post_corrections(base, [{"id": ids[t], "label": label}
+                                    for t, label in NEW_TEXTS.items()]
+                             + [{"id": ids[in_train.text], "label": in_train.label},
+                                {"id": ids[in_holdout.text], "label": "offensive"},
+                                {"id": hashed_id, "label": "offensive"}])
+    assert saved["saved"] == 6
+
+    result = run(["make", "-o", "venv", "feedback", f"DB_URL={db_url}"], repo)
+
+    out = result.stdout
+    assert "added 3 row(s) to data/train.csv" in out
+    assert "text_only_hashed=1" in out and "already_in_train=1" in out
+    assert "in_frozen_holdout=1" in out
+    new_pointer = yaml.safe_load((repo / "data.dvc").read_text())
+    new_hash = new_pointer["outs"][0]["md5"].removesuffix(".dir")
+    old_hash = yaml.safe_load(old_pointer)["outs"][0]["md5"].removesuffix(".dir")
+    assert new_hash != old_hash and f"data: {old_hash} -> {new_hash}" in out
+
+    branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+    assert branch.startswith("feedback/") and branch != start_branch and branch in out
+    assert "data.dvc" in git(repo, "show", "--name-only", "--format=", "HEAD").split("\n")
+    assert git(repo, "status", "--porcelain", "--", "data.dvc") == ""
+
+    train_after = read_split(repo / "data/train.csv")
+    assert len(train_after) == len(train_before) + 3
+    pd.testing.assert_frame_equal(train_after.head(len(train_before)), train_before)
+    assert (repo / "data/train.csv").read_bytes().startswith(train_bytes)  # appended
+    added = train_after.tail(3)
+    assert dict(zip(added.text, added.label, strict=True)) == NEW_TEXTS
+    assert set(added.source) == {"feedback"}
+    assert file_md5(repo / "data/holdout.csv") == holdout_md5
+    report = json.loads((repo / "reports/validation.json").read_text())
+    assert report["passed"] and report["dataset_md5"] == new_hash
+
+    # The branch alone resolves the new data (what the retrain workflow does in CI).
+    clone = repo.parent / "clone"
+    run(["git", "clone", "-q", "--branch", branch, str(repo), str(clone)], repo.parent)
+    run([sys.executable, "-m", "pipelines", "data", "pull"], clone)
+    assert file_md5(clone / "data/train.csv") == file_md5(repo / "data/train.csv")
+
+
+def export(repo, db_url):
+    return run([sys.executable, "-m", "pipelines", "feedback", "--db-url", db_url], repo,
+               check=False)
+
+
+def state(repo) -> tuple:
+    branches = subprocess.run(["git", "branch", "--format=%(refname:short)"], cwd=repo,
+                              capture_output=True, text=True, check=True).stdout
+    return (file_md5(repo / "data/train.csv"), (repo / "data.dvc").read_text(),
+            sorted(branches.split()), git(repo, "status", "--porcelain"))
+
+
+@pytest.mark.slow
+def test_export_refuses_to_run_when_data_differs_from_its_pointer(fresh_repo, tmp_path):
+    url = f"sqlite:///{tmp_path}/log.db"
+    log_predictions(url, [[("feedback loop test: a fresh text", 0.5, "model-a")]])
+    with (fresh_repo / "data/train.csv").open("a") as handle:
+        handle.write("local-1,an unrecorded local edit,offensive,me\n")
+    before = state(fresh_repo)
+    result = export(fresh_repo, url)
+    assert result.returncode == 1
+    assert "data/ differs from data.dvc" in result.stderr and "dvc checkout" in result.stderr
+    assert state(fresh_repo) == before
+
+
+@pytest.mark.slow
+def test_failed_validation_restores_data_and_makes_no_branch(fresh_repo, tmp_path, review_ui):
+    url = f"sqlite:///{tmp_path}/log.db"
+    too_long = "feedback loop test " + "x" * 1200  # over validate.max_chars
+    log_predictions(url, [[(too_long, 0.5, "model-a"), ("feedback loop test: ok", 0.5,
+                                                         "model-a")]])
+    base = review_ui(url)
+    ids = logged_ids(base)
+    post_corrections(base, [{"id": i, "label": "offensive"} for i in ids.values()])
+    before = state(fresh_repo)
+    result = export(fresh_repo, url)
+    assert result.returncode == 1
+    assert "fails validation, nothing was exported" in result.stderr
+    assert "too_long" in result.stdout and "1219 characters" in result.stdout
+    assert state(fresh_repo) == before
+    assert json.loads(run(["dvc", "status", "--json", "data.dvc"], fresh_repo).stdout) == {}
+
+
+@pytest.mark.slow
+def test_export_with_nothing_new_changes_nothing(fresh_repo, tmp_path, review_ui):
+    url = f"sqlite:///{tmp_path}/log.db"
+    known = read_split(fresh_repo / "data/train.csv").iloc[3]
+    log_predictions(url, [[(known.text, 0.5, "model-a")]])
+    base = review_ui(url)
+    post_corrections(base, [{"id": i, "label": known.label} for i in logged_ids(base).values()])
+    before = state(fresh_repo)
+    result = export(fresh_repo, url)
+    assert result.returncode == 0, result.stderr
+    assert "nothing new to add" in result.stdout and "already_in_train=1" in result.stdout
+    assert state(fresh_repo) == before
+
+
+def test_export_names_a_missing_sqlite_log(fresh_repo, tmp_path):
+    result = export(fresh_repo, f"sqlite:///{tmp_path}/nowhere.db")
+    assert result.returncode == 1 and "nowhere.db does not exist" in result.stderr
