@@ -34,8 +34,8 @@ repro: data production  ## run the DVC pipeline (only the stages whose inputs ch
 	python -m pipelines check-params
 	dvc repro
 
-compare: data production  ## compare models/candidate with production; CI=true exits 1 on reject
-	python -m pipelines compare models/candidate --out reports/compare
+compare: data production  ## bring the comparison up to date (dvc repro compare), print the verdict; CI=true exits 1 on reject
+	dvc repro compare
 	python -m pipelines verdict reports/compare
 
 run: repro  ## the main job on the bundled defaults: pipeline, verdict, Bento, load test

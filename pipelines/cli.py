@@ -308,6 +308,59 @@ def retrain_summary(out: Annotated[Path | None, typer.Option(
         print(f"retrain: job summary appended to {target}")
 
 
+def _retrain(call):
+    from pipelines.deploy import PinError
+    from pipelines.github import GitHubError
+    from pipelines.gitops import GitError
+    from pipelines.production import ProductionError
+    from pipelines.retrain import RetrainError
+
+    try:
+        return call()
+    except (RetrainError, GitError, GitHubError, PinError, ProductionError,
+            FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@retrain_app.command("push-outputs")
+def retrain_push_outputs() -> None:
+    """`dvc push` the data, the production weights and the stages' outputs to the DVC remote."""
+    from pipelines.retrain import push_outputs
+
+    print(_retrain(push_outputs))
+
+
+@retrain_app.command("restore")
+def retrain_restore() -> None:
+    """Pull the evaluated candidate (named by dvc.lock) back from the DVC remote and check it."""
+    from pipelines.retrain import restore
+
+    print(_retrain(restore))
+
+
+@retrain_app.command("image")
+def retrain_image() -> None:
+    """Containerise the Bento and push it to the registry the production overlay names."""
+    from pipelines.retrain import build_image
+
+    reference = _retrain(build_image)
+    if reference:
+        print(f"image: pushed {reference}")
+
+
+@retrain_app.command("propose")
+def retrain_propose(
+        source_branch: Annotated[str, typer.Option(
+            envvar="SOURCE_BRANCH", help="Branch that was retrained (env SOURCE_BRANCH).")],
+        remote: Annotated[str, typer.Option(help="Git remote to push to.")] = "origin") -> None:
+    """Push promote/<branch> with the production pin + model pointer; open or update its PR."""
+    import os
+
+    from pipelines.retrain import propose
+
+    _retrain(lambda: propose(source_branch, remote, os.environ.get("GITHUB_TOKEN")))
+
+
 def _github():
     from pipelines.github import GitHub, GitHubError
 
@@ -368,19 +421,24 @@ def doctor(root: Path = Path("."),
     print("doctor: the loop is configured" + (" (see the warnings)" if any(
         c.status == "warn" for c in checks) else ""))
 
+def _gate_fails_job(ci: bool | None) -> bool:
+    """A reject exits 1 with --ci, or by default on CI (CI=true); --no-ci never (dvc repro)."""
+    import os
+
+    return ci if ci is not None else os.environ.get("CI", "").lower() == "true"
+
+
 @app.command()
 def compare(candidate: Annotated[Path, typer.Argument(help="Candidate model directory.")]
             = Path("models/candidate"),
             out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/compare"),
-            ci: Annotated[bool, typer.Option("--ci", help="Exit 1 on reject (also CI=true).")]
-            = False,
+            ci: Annotated[bool | None, typer.Option(
+                "--ci/--no-ci", help="Exit 1 on reject (default: when CI=true).")] = None,
             link_base: Annotated[str, typer.Option(
                 help="URL the report folder is published at; prefixes the PR body's links.")]
             = "",
             params: ParamsOpt = Path("params.yaml")) -> None:
     """Compare the candidate with production on the frozen holdout; write reports and verdict."""
-    import os
-
     from pipelines.compare import run as run_compare
     from pipelines.production import ProductionError
 
@@ -388,7 +446,7 @@ def compare(candidate: Annotated[Path, typer.Argument(help="Candidate model dire
         decision = run_compare(_params(params), candidate, out, link_base)
     except (ProductionError, DataError, FileNotFoundError) as e:
         _fail(str(e))
-    if decision["verdict"] == "reject" and (ci or os.environ.get("CI", "").lower() == "true"):
+    if decision["verdict"] == "reject" and _gate_fails_job(ci):
         _fail(f"candidate rejected by the gate: {', '.join(decision['failed'])}; "
               f"see {out / 'pr_body.md'}")
 
@@ -419,8 +477,11 @@ def promote(model: Annotated[Path, typer.Argument(help="Model directory to promo
 
 @app.command()
 def verdict(out: Annotated[Path, typer.Argument(help="Report folder of `compare`.")]
-            = Path("reports/compare")) -> None:
-    """Print the comparison's verdict and where its reports are."""
+            = Path("reports/compare"),
+            ci: Annotated[bool | None, typer.Option(
+                "--ci/--no-ci", help="Exit 1 on reject (default: when CI=true).")] = None
+            ) -> None:
+    """Print the comparison's verdict and where its reports are; the gate of `make compare`."""
     path = out / "decision.json"
     if not path.exists():
         _fail(f"{path}: no comparison yet; run `make compare` or `dvc repro compare`")
@@ -433,6 +494,9 @@ def verdict(out: Annotated[Path, typer.Argument(help="Report folder of `compare`
     for name in ("pr_body.md", "quality.html", "drift.html", "decision.json"):
         if (out / name).exists():
             print(f"  {out / name}")
+    if decision["verdict"] == "reject" and _gate_fails_job(ci):
+        _fail(f"candidate rejected by the gate: {', '.join(decision['failed'])}; "
+              f"see {out / 'pr_body.md'}")
 
 
 @app.command()

@@ -65,10 +65,16 @@ def code_revision(root: Path) -> str:
     return result.stdout.strip() if result.returncode == 0 else "nogit"
 
 
+def bento_version(model_dir: Path, root: Path = REPO_ROOT) -> str:
+    """The Bento's version, also the image tag: model version + code revision."""
+    metadata = json.loads((Path(model_dir) / "metadata.json").read_text(encoding="utf-8"))
+    return f"{metadata['version']}-{code_revision(root)}"
+
+
 def build_bento(model_dir: Path, root: Path = REPO_ROOT) -> str:
     """Import the model and run `bentoml build`; returns the Bento tag (version = model version)."""
-    model_tag = import_model(model_dir)
-    version = f"{model_tag.split(':', 1)[1]}-{code_revision(root)}"
+    import_model(model_dir)
+    version = bento_version(model_dir, root)
     requirements = root / "service" / "requirements.txt"
     requirements.write_text(service_requirements(root / "requirements.lock"), encoding="utf-8")
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home()), "BENTOML_DO_NOT_TRACK": "True"}
