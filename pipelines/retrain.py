@@ -3,9 +3,11 @@ evaluated outputs to the propose job, the image, and the promotion branch and pu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -203,29 +205,74 @@ def _loadtest_passed(version: str) -> dict[str, Any]:
     return summary
 
 
-def promotion_body(source: str) -> str:
+def promotion_body(deployment_diff: str, source: str) -> str:
     """PR body: the comparison report, the load-test summary, the rendered deployment diff."""
-    from pipelines.deploy import diff_markdown
-
     parts = [PR_BODY.read_text(encoding="utf-8").strip(),
              LOADTEST_MARKDOWN.read_text(encoding="utf-8").strip(),
-             diff_markdown(ENVIRONMENT, against=source).strip(),
+             deployment_diff.strip(),
              f"<sub>Opened by `python -m pipelines retrain propose` from {source[:12]}; merging "
              "it releases the model as a canary.</sub>"]
     return "\n\n".join(parts) + "\n"
 
 
+@contextlib.contextmanager
+def detached_worktree(commit: str):
+    """A temporary checkout of commit beside the working tree, which stays untouched."""
+    from pipelines.gitops import git
+
+    with tempfile.TemporaryDirectory(prefix="promotion-") as tmp:
+        tree = Path(tmp) / "tree"
+        git(".", "worktree", "add", "--detach", "--quiet", str(tree), commit)
+        try:
+            yield tree
+        finally:
+            git(".", "worktree", "remove", "--force", str(tree))
+
+
+def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any],
+                      holdout_md5: str, source_branch: str) -> tuple[str, list[str], str, str]:
+    """In tree (a checkout of source): move the production pin, promote the candidate, commit
+    exactly those files. Returns (commit, files changed, image reference, deployment diff)."""
+    from pipelines.deploy import K8S_DIR, diff_markdown, set_image
+    from pipelines.gitops import changed_files, commit_files
+    from pipelines.production import POINTER, WEIGHTS, promote
+    from service.bento import BENTO_NAME
+
+    candidate, metrics = CANDIDATE.resolve(), CANDIDATE_METRICS.resolve()
+    version = decision["candidate_version"]
+    with contextlib.chdir(tree):
+        _, pin = set_image(ENVIRONMENT, tag=tag)
+        promote(candidate, metrics, holdout_md5, bento_tag=f"{BENTO_NAME}:{tag}",
+                image=pin.reference, push=True)
+        paths = [(K8S_DIR / "overlays" / ENVIRONMENT / "kustomization.yaml").as_posix(),
+                 POINTER.as_posix(), f"{WEIGHTS}.dvc"]
+        storage = in_repo_remote(".")
+        if storage is not None:  # the demo remote lives in git: the weights go in the commit
+            here = Path.cwd().resolve()
+            paths += [p.relative_to(here).as_posix()
+                      for p in _storage_objects(Path(f"{WEIGHTS}.dvc"), storage)]
+        message = (f"Promote {version} to production\n\nImage: {pin.reference}\n"
+                   f"Verdict: {decision['verdict']}\nSource: {source_branch} @ {source}\n")
+        commit = commit_files(".", source, paths, message)
+        changed = changed_files(".", source, commit)
+        stray = sorted(set(changed) - set(paths))
+        if stray:  # never push a promotion that carries anything else
+            raise RetrainError(f"the promotion commit would also change {stray}")
+        return commit, changed, pin.reference, diff_markdown(ENVIRONMENT, against=source)
+
+
 def propose(source_branch: str, remote: str = "origin", token: str | None = None,
             gh=None, params_file: Path = Path("params.yaml")) -> dict[str, Any] | None:
     """Commit the production pin and model pointer on promote/<source_branch>, push it, and open
-    or update its one pull request. None (and no branch) when there is nothing to propose."""
+    or update its one pull request. None (and no branch) when there is nothing to propose.
+
+    The promotion is built in a temporary worktree, so the working tree is left as it was and a
+    rerun proposes the same change again."""
     from pipelines.data import file_md5
-    from pipelines.deploy import K8S_DIR, set_image
     from pipelines.github import open_or_update_pr
-    from pipelines.gitops import changed_files, commit_files, head, push
+    from pipelines.gitops import head, push
     from pipelines.params import load_params
-    from pipelines.production import POINTER, WEIGHTS, promote
-    from service.bento import BENTO_NAME, bento_version
+    from service.bento import bento_version
 
     reason = _skip_reason()
     if reason:
@@ -242,31 +289,17 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
         raise RetrainError(f"{CANDIDATE} holds {found} but {DECISION} judged {version}: "
                            "run `python -m pipelines retrain restore`")
     _loadtest_passed(version)
-    params = load_params(params_file)
-    source = head()
-    tag = bento_version(CANDIDATE)
-    _, pin = set_image(ENVIRONMENT, tag=tag)
-    promote(CANDIDATE, CANDIDATE_METRICS, file_md5(params.data.holdout_file),
-            bento_tag=f"{BENTO_NAME}:{tag}", image=pin.reference, push=True)
-    paths = [(K8S_DIR / "overlays" / ENVIRONMENT / "kustomization.yaml").as_posix(),
-             POINTER.as_posix(), f"{WEIGHTS}.dvc"]
-    storage = in_repo_remote()
-    if storage is not None:
-        cwd = Path.cwd().resolve()
-        paths += [p.relative_to(cwd).as_posix()
-                  for p in _storage_objects(Path(f"{WEIGHTS}.dvc"), storage)]
+    holdout_md5 = file_md5(load_params(params_file).data.holdout_file)
+    source, tag = head(), bento_version(CANDIDATE)
     branch = f"{PROMOTION_PREFIX}{source_branch}"
-    message = (f"Promote {version} to production\n\nImage: {pin.reference}\n"
-               f"Verdict: {decision['verdict']}\nSource: {source_branch} @ {source}\n")
-    commit = commit_files(".", source, paths, message)
-    changed = changed_files(".", source, commit)
-    stray = sorted(set(changed) - set(paths))
-    if stray:  # never push a promotion that carries anything else
-        raise RetrainError(f"the promotion commit would also change {stray}")
-    push(".", commit, branch, remote, token)
+    with detached_worktree(source) as tree:
+        commit, changed, image, deployment_diff = _promotion_commit(
+            tree, source, tag, decision, holdout_md5, source_branch)
+        push(tree, commit, branch, remote, token)
     print(f"propose: pushed {branch} ({commit[:12]}): {', '.join(changed)}")
     action, pull = open_or_update_pr(gh, branch, gh.default_branch(),
-                                     f"Promote {version} to production", promotion_body(source))
+                                     f"Promote {version} to production",
+                                     promotion_body(deployment_diff, source))
     print(f"propose: {action} pull request #{pull['number']} {pull['html_url']}")
     return {"branch": branch, "commit": commit, "action": action, "pull": pull,
-            "image": pin.reference, "files": changed}
+            "image": image, "files": changed}

@@ -86,9 +86,10 @@ def cloud_credentials() -> dict[str, Any]:
 
 def upload(name: str, paths: list[str]) -> dict[str, Any]:
     """Upload reports even when an earlier step failed (a reject still shows its evidence)."""
+    hidden = {"include-hidden-files": True} if any(p.startswith(".") for p in paths) else {}
     return {"name": f"Upload {name}", "if": "${{ !cancelled() }}", "uses": uses("upload-artifact"),
             "with": {"name": name, "path": "\n".join(paths), "if-no-files-found": "warn",
-                     "retention-days": 30}}
+                     "retention-days": 30, **hidden}}
 
 
 def job(name: str, permissions: dict[str, str], steps: list[dict[str, Any]],
@@ -130,7 +131,9 @@ def retrain_workflow(root: Path | str = ".") -> dict[str, Any]:
         step("Load-test gate", "make loadtest"),
         step("Push pipeline outputs to the DVC remote", "python -m pipelines retrain push-outputs"),
         step("Job summary", "python -m pipelines retrain summary", **{"if": "${{ !cancelled() }}"}),
-        upload("retrain-reports", ["reports/", "dvc.lock"]),
+        # .dvc/storage/: with the in-repo demo DVC remote, push-outputs writes the evaluated
+        # models there, and this is how they reach the propose job's `retrain restore`.
+        upload("retrain-reports", ["reports/", "dvc.lock", ".dvc/storage/"]),
     ]
     propose_steps = [
         checkout(fetch_depth=0),

