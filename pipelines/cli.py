@@ -556,3 +556,137 @@ def feedback(db_url: Annotated[str | None, typer.Option(
     except (FeedbackError, ParamsError, DataError) as e:
         _fail(str(e))
     print(describe(result, parsed.data.train_file))
+
+
+# --- rollout and drift: the steps of the rollout and drift workflows (docs/workflows.md) ------
+
+rollout_app = typer.Typer(no_args_is_help=True,
+                          help="Push-model deploy: apply the changed overlays, watch, revert.")
+app.add_typer(rollout_app, name="rollout")
+drift_app = typer.Typer(no_args_is_help=True,
+                        help="Logged predictions against production's training data.")
+app.add_typer(drift_app, name="drift")
+EnvsOpt = Annotated[list[str] | None, typer.Option(
+    "--env", help="Overlay(s); default: those the last commit changed (HEAD^..HEAD).")]
+
+
+def _rollout(call):
+    from pipelines.deploy import PinError
+    from pipelines.github import GitHubError
+    from pipelines.gitops import GitError
+    from pipelines.kustomize import ManifestError
+    from pipelines.rollout import RolloutError
+
+    try:
+        return call()
+    except (RolloutError, GitError, GitHubError, PinError, ManifestError) as e:
+        _fail(str(e))
+
+
+def _envs(envs: list[str] | None) -> list[str]:
+    from pipelines.rollout import changed_overlays
+
+    return envs or _rollout(changed_overlays)
+
+
+@rollout_app.command("apply")
+def rollout_apply(env: EnvsOpt = None) -> None:
+    """kubectl apply the rendered overlays (cluster: KUBE_CONFIG or EKS_CLUSTER)."""
+    from pipelines.rollout import apply, cluster_access
+
+    envs = _envs(env)
+    if not envs:
+        print("rollout: the last commit changed no overlay; nothing to apply")
+        return
+
+    def run_apply() -> list[str]:
+        with cluster_access() as kubeconfig:
+            return apply(envs, kubeconfig)
+
+    print("\n".join(_rollout(run_apply)))
+
+
+@rollout_app.command("watch")
+def rollout_watch(env: EnvsOpt = None,
+                  timeout: Annotated[float, typer.Option(help="Seconds per overlay.")] = 4800,
+                  interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 15
+                  ) -> None:
+    """Follow each applied overlay's canary until it is promoted (exit 0) or aborted (exit 1)."""
+    from pipelines.rollout import cluster_access, get_rollout, watch
+
+    def run_watch() -> None:
+        with cluster_access() as kubeconfig:
+            for name in _envs(env):
+                watch(get_rollout(kubeconfig, name), timeout, interval)
+                print(f"rollout: {name} is healthy on the new revision")
+
+    _rollout(run_watch)
+
+
+@rollout_app.command("revert")
+def rollout_revert(
+        failed_sha: Annotated[str, typer.Option(
+            envvar="FAILED_SHA", help="Commit whose rollout failed (env FAILED_SHA).")],
+        remote: Annotated[str, typer.Option(help="Git remote to push to.")] = "origin") -> None:
+    """Push revert/<sha> putting back the pins and model pointer, and open its pull request."""
+    import os
+
+    from pipelines.rollout import revert
+
+    _rollout(lambda: revert(failed_sha, remote, os.environ.get("GITHUB_TOKEN")))
+
+
+def _drift(call):
+    from pipelines.drift import DriftError
+    from pipelines.github import GitHubError
+    from pipelines.production import ProductionError
+    from service.predlog import DatabaseURLError
+
+    try:
+        return call()
+    except (DriftError, GitHubError, ProductionError, DatabaseURLError) as e:
+        _fail(str(e))
+
+
+@drift_app.command("sample")
+def drift_sample(db_url: Annotated[str | None, typer.Option(
+                     "--db-url", help="Prediction log; default MODERATION_DB_URL or serve.db_url.")]
+                 = None,
+                 out: Path = Path("reports/drift/current.csv"),
+                 params: ParamsOpt = Path("params.yaml")) -> None:
+    """Write the newest logged predictions (compare.drift_sample_rows of them) to a CSV."""
+    from pipelines.drift import sample_predictions
+    from service.settings import load_settings
+
+    rows = _params(params).compare.drift_sample_rows
+
+    def run_sample() -> Path:
+        return sample_predictions(db_url or load_settings(params).db_url, rows, out)
+
+    path = _drift(run_sample)
+    print(f"drift: sampled the newest logged predictions into {path}")
+
+
+@drift_app.command("report")
+def drift_report_command(current: Path = Path("reports/drift/current.csv"),
+                         out: Path = Path("reports/drift"),
+                         params: ParamsOpt = Path("params.yaml")) -> None:
+    """Evidently drift report of the sample against production's training data."""
+    from pipelines.drift import drift_against_production
+
+    summary = _drift(lambda: drift_against_production(_params(params), current, out))
+    print(f"drift: {'DRIFT in ' + ', '.join(summary['drifted']) if summary['flagged'] else 'none'}"
+          f"; report {summary['html']}, summary {out / 'summary.md'}")
+
+
+@drift_app.command("open-issue")
+def drift_open_issue(out: Path = Path("reports/drift")) -> None:
+    """Open an issue (or comment on the open one) when the report found drift."""
+    from pipelines.drift import open_issue_if_drifted
+
+    outcome = _drift(lambda: open_issue_if_drifted(_github(), out))
+    if outcome is None:
+        print("drift: no drift; no issue")
+        return
+    action, issue = outcome
+    print(f"drift: {action} issue #{issue['number']} {issue['html_url']}")

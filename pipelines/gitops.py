@@ -4,6 +4,7 @@ without moving HEAD, and push with a token given on the command line, never stor
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -86,3 +87,15 @@ def push(root: Path | str, sha: str, branch: str, remote: str = "origin",
     """Force-push sha to refs/heads/branch: a bot branch is rebuilt from its source every run."""
     git(root, *auth_config(token), "push", "--force", "--quiet", remote,
         f"{sha}:refs/heads/{branch}")
+
+
+@contextlib.contextmanager
+def detached_worktree(commit: str, root: Path | str = "."):
+    """A temporary checkout of commit beside the working tree, which stays untouched."""
+    with tempfile.TemporaryDirectory(prefix="gitops-tree-") as tmp:
+        tree = Path(tmp) / "tree"
+        git(root, "worktree", "add", "--detach", "--quiet", str(tree), commit)
+        try:
+            yield tree
+        finally:
+            git(root, "worktree", "remove", "--force", str(tree))

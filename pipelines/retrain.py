@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -215,20 +214,6 @@ def promotion_body(deployment_diff: str, source: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-@contextlib.contextmanager
-def detached_worktree(commit: str):
-    """A temporary checkout of commit beside the working tree, which stays untouched."""
-    from pipelines.gitops import git
-
-    with tempfile.TemporaryDirectory(prefix="promotion-") as tmp:
-        tree = Path(tmp) / "tree"
-        git(".", "worktree", "add", "--detach", "--quiet", str(tree), commit)
-        try:
-            yield tree
-        finally:
-            git(".", "worktree", "remove", "--force", str(tree))
-
-
 def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any],
                       holdout_md5: str, source_branch: str) -> tuple[str, list[str], str, str]:
     """In tree (a checkout of source): move the production pin, promote the candidate, commit
@@ -270,7 +255,7 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
     rerun proposes the same change again."""
     from pipelines.data import file_md5
     from pipelines.github import open_or_update_pr
-    from pipelines.gitops import head, push
+    from pipelines.gitops import detached_worktree, head, push
     from pipelines.params import load_params
     from service.bento import bento_version
 
