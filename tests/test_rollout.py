@@ -25,7 +25,7 @@ def git(repo, *args):
 @pytest.fixture
 def released(tmp_path):
     """A copy of the repository whose last commit is a release: production pin + pointer."""
-    repo = copy_repo((tmp_path / "repo"))
+    repo = copy_repo(tmp_path / "repo")
     git(repo, "branch", "-M", "main")
     origin = tmp_path / "origin.git"
     run(["git", "init", "--quiet", "--bare", str(origin)], tmp_path)
@@ -55,9 +55,9 @@ def test_apply_without_cluster_settings_says_which_to_set(tmp_path):
 
 
 def test_a_kube_config_that_is_not_base64_is_refused():
-    with pytest.raises(RolloutError, match="KUBE_CONFIG is not base64"):
-        with cluster_access({"KUBE_CONFIG": "not base64!"}):
-            pass
+    with pytest.raises(RolloutError, match="KUBE_CONFIG is not base64"), \
+            cluster_access({"KUBE_CONFIG": "not base64!"}):
+        pass
 
 
 def test_apply_renders_the_overlay_and_fails_clearly_when_the_cluster_does_not_answer(released):
