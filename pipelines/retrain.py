@@ -105,8 +105,13 @@ def read_decision(path: Path = DECISION) -> dict[str, Any]:
 
 def restore(decision_path: Path = DECISION, candidate: Path = CANDIDATE) -> str:
     """Pull the evaluated outputs named by dvc.lock and check they are the model that was judged."""
-    _dvc("pull", "--quiet")
     decision = read_decision(decision_path)
+    try:
+        _dvc("pull")
+    except RetrainError as e:
+        raise RetrainError(f"{e}\nThe evaluate job's `retrain push-outputs` puts these outputs in "
+                           "the DVC remote (with the in-repo remote, they travel in the "
+                           "retrain-reports artifact's .dvc/storage/)") from None
     found = read_metadata(candidate)["version"] if (candidate / "metadata.json").exists() else None
     if found != decision["candidate_version"]:
         raise RetrainError(f"{candidate} holds {found}, but {decision_path} judged "

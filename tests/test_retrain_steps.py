@@ -1,0 +1,88 @@
+"""The retrain entry points' refusals: what each says when its inputs are missing or stale
+(the whole path runs in tests/e2e/test_gitops_loop.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from pipelines.retrain import nothing_to_propose
+from tests.conftest import run
+
+PY = [sys.executable, "-m", "pipelines"]
+
+
+def decision(verdict="promote", version="transformer-abc-123", failed=()):
+    return {"verdict": verdict, "candidate_version": version, "failed": list(failed)}
+
+
+@pytest.mark.parametrize(("made", "production", "reason"), [
+    (decision("reject", failed=["floor.macro_f1"]), None,
+     "the gate rejected transformer-abc-123 (floor.macro_f1)"),
+    (decision(), {"version": "transformer-abc-123"},
+     "production already runs transformer-abc-123 (models/production.yaml)"),
+    (decision("no significant change"), {"version": "baseline-old"}, None),
+    (decision(), None, None),
+], ids=["reject", "already-production", "no-change-still-proposed", "bootstrap"])
+def test_what_is_proposed(made, production, reason):
+    assert nothing_to_propose(made, production) == reason
+
+
+def _write(repo, rel, payload):
+    path = repo / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload))
+
+
+def test_propose_without_a_comparison_names_the_missing_file(fresh_repo):
+    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False)
+    assert result.returncode == 1
+    assert "reports/compare/decision.json not found: run `make compare` first" in result.stderr
+
+
+def test_propose_without_github_settings_fails_before_changing_anything(fresh_repo):
+    _write(fresh_repo, "reports/compare/decision.json", decision())
+    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
+                 GITHUB_REPOSITORY="", GITHUB_TOKEN="")
+    assert result.returncode == 1
+    assert "GITHUB_REPOSITORY, GITHUB_TOKEN not set" in result.stderr
+    assert run(["git", "status", "--porcelain"], fresh_repo).stdout == ""
+
+
+def test_propose_refuses_a_candidate_whose_load_test_did_not_run(fresh_repo):
+    _write(fresh_repo, "reports/compare/decision.json",
+           decision(version="baseline-4d4a25b1-f67fb708x"))
+    # The production weights stand in for a restored candidate of another version.
+    run(["cp", "-r", "models/production", "models/candidate"], fresh_repo)
+    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
+                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+    assert result.returncode == 1
+    assert "models/candidate holds baseline-4d4a25b1-f67fb708 but" in result.stderr
+    _write(fresh_repo, "reports/compare/decision.json",
+           decision(version="baseline-4d4a25b1-f67fb708"))
+    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
+                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+    assert "nothing to propose: production already runs" in result.stdout
+
+
+def test_restore_names_the_outputs_missing_from_the_dvc_remote(fresh_repo):
+    # The committed dvc.lock names outputs of a run that never pushed them to this remote.
+    _write(fresh_repo, "reports/compare/decision.json", decision(version="transformer-other"))
+    result = run(PY + ["retrain", "restore"], fresh_repo, check=False)
+    assert result.returncode == 1
+    assert "`dvc pull` failed" in result.stderr and "models/candidate" in result.stderr
+    assert "retrain push-outputs` puts these outputs in the DVC remote" in result.stderr
+
+
+def test_image_is_not_built_for_a_rejected_candidate(fresh_repo):
+    _write(fresh_repo, "reports/compare/decision.json",
+           decision("reject", failed=["non_inferiority.macro_f1"]))
+    result = run(PY + ["retrain", "image"], fresh_repo, DOCKER_HOST="unix:///nonexistent.sock")
+    assert "image: nothing to build: the gate rejected" in result.stdout
+
+
+def test_push_outputs_says_where_the_outputs_went(fresh_repo):
+    result = run(PY + ["retrain", "push-outputs"], fresh_repo)
+    assert "pushed to the in-repo remote .dvc/storage/" in result.stdout
