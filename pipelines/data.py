@@ -59,6 +59,16 @@ def dataset_hash(pointer: Path | str = DATA_POINTER) -> str:
         ) from e
 
 
+def default_remote(root: Path | str = ".") -> tuple[str | None, str | None]:
+    """Name and URL of the default DVC remote (a local remote's URL is an absolute path)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        name = repo.config["core"].get("remote")
+        remote = repo.config["remote"].get(name) if name else None
+        return name, (remote or {}).get("url")
+
+
 def pull_data(pointer: Path | str = DATA_POINTER) -> str:
     """Make the data directory match the pointer, from the cache or the DVC remote."""
     digest = dataset_hash(pointer)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.data import COLUMNS, DataError, dataset_hash, read_split
+from pipelines.data import COLUMNS, DataError, dataset_hash, default_remote, read_split
 from pipelines.params import Params
 from pipelines.validate import normalise
 
@@ -137,19 +137,13 @@ def next_branch(prefix: str, today: dt.date) -> str:
 
 def in_repo_remote() -> Path | None:
     """The default DVC remote's directory when it lives inside this repository (it is committed)."""
-    default = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True,
-                             check=False).stdout.strip()
-    listed = subprocess.run(["dvc", "remote", "list"], capture_output=True, text=True,
-                            check=False).stdout
-    for line in listed.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == default:
-            path = Path(parts[1])
-            try:
-                return path.resolve().relative_to(Path.cwd().resolve())
-            except ValueError:
-                return None
-    return None
+    _, url = default_remote()
+    if not url or "://" in url:
+        return None
+    try:
+        return Path(url).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return None
 
 
 def read_reviewed(db_url: str, labels: list[str]) -> list[dict[str, Any]]:

@@ -65,10 +65,17 @@ def non_inferiority_reasons(comparison: dict[str, Any], gate: GateParams
 
 
 def behaviour_reasons(comparison: dict[str, Any], gate: GateParams) -> list[dict[str, Any]]:
-    """Behavioural rates may not worsen by more than behaviour_margin against production."""
+    """Invariance flip rates may not worsen by more than behaviour_margin against production.
+
+    Directional checks are judged on their floor alone: a bag-of-words production model passes
+    them by construction (every insult word adds weight), so a relative margin there would
+    measure the model family, not a regression.
+    """
     out = []
     for name, d in comparison["behaviour"].items():
         if d.get("production") is None or d.get("candidate") is None:
+            continue
+        if d["metric"] != "flip_rate":
             continue
         # Flip rates should go down, pass rates up: orient so that negative is worse.
         worse_by = d["delta"] if d["metric"] == "flip_rate" else -d["delta"]

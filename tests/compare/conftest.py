@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pipelines.data import read_split, write_split
 from pipelines.evaluate import evaluate
 from pipelines.params import Params, apply_profile, deep_merge, load_params, read_yaml
 from pipelines.production import promote
+from tests.conftest import copy_repo
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -53,19 +53,9 @@ def sh(cmd: list[str], cwd: Path, check: bool = True, **env) -> subprocess.Compl
 
 
 def copy_repository(dest: Path) -> None:
-    """Tracked and untracked-but-not-ignored files plus data/, as a fresh git repository."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split()
-    for rel in listed:
-        src = REPO / rel
-        if rel == ".venv" or not src.is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest / rel)
-    shutil.copytree(REPO / "data", dest / "data")
-    sh(["git", "init", "-q"], dest)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
+    """A fresh git copy of the working tree with data.dvc resolved, as `make data` does."""
+    copy_repo(dest)
+    sh([sys.executable, "-m", "pipelines", "data", "pull"], dest)
 
 
 def with_urls(frame: pd.DataFrame) -> pd.DataFrame:

@@ -51,9 +51,11 @@ def test_mcnemar_uses_the_exact_binomial_on_few_disagreements():
                                 "p_value": pytest.approx(0.0625)}
 
 
-def _comparison(delta, low, high, p_value, slice_low=0.0, slice_n=100, insult=(0.9, 0.9)):
+def _comparison(delta, low, high, p_value, slice_low=0.0, slice_n=100, insult=(0.9, 0.9),
+                mention=(0.02, 0.02)):
     candidate = {"macro_f1": 0.75, "roc_auc": 0.8,
-                 "behaviour": {"directional_insult": {"pass_rate": insult[1], "n": 50}}}
+                 "behaviour": {"directional_insult": {"pass_rate": insult[1], "n": 50},
+                               "invariance_add_mention": {"flip_rate": mention[1], "n": 50}}}
     return {
         "candidate": {"version": "c", "metrics": candidate},
         "production": {"version": "p"},
@@ -63,7 +65,11 @@ def _comparison(delta, low, high, p_value, slice_low=0.0, slice_n=100, insult=(0
                                                      "high": 0.1}}},
         "behaviour": {"directional_insult": {"metric": "pass_rate", "production": insult[0],
                                              "candidate": insult[1],
-                                             "delta": insult[1] - insult[0]}},
+                                             "delta": insult[1] - insult[0]},
+                      "invariance_add_mention": {"metric": "flip_rate",
+                                                 "production": mention[0],
+                                                 "candidate": mention[1],
+                                                 "delta": mention[1] - mention[0]}},
     }
 
 
@@ -88,9 +94,17 @@ def test_gate_gates_protected_slices_only_when_large_enough():
     assert any("reported, not gated" in r["message"] for r in decision["reasons"])
 
 
-def test_gate_rejects_a_behavioural_regression_against_production():
-    decision = decide(_comparison(0.0, -0.01, 0.01, 0.9, insult=(0.95, 0.6)), GATE)
-    assert decision["failed"] == ["behaviour.directional_insult"]
+def test_gate_rejects_an_invariance_regression_against_production():
+    decision = decide(_comparison(0.0, -0.01, 0.01, 0.9, mention=(0.01, 0.08)), GATE)
+    assert decision["failed"] == ["behaviour.invariance_add_mention"]
+
+
+def test_directional_checks_are_judged_on_their_floor_not_against_production():
+    # A bag-of-words production model passes 100% by construction; 90% is no regression.
+    above = decide(_comparison(0.03, 0.01, 0.05, 0.001, insult=(1.0, 0.9)), GATE)
+    assert above["verdict"] == PROMOTE
+    below = decide(_comparison(0.03, 0.01, 0.05, 0.001, insult=(1.0, 0.5)), GATE)
+    assert below["failed"] == ["floor.behaviour.directional_insult"]
 
 
 def test_prediction_flips_are_bounded_ordered_and_can_be_masked():
