@@ -74,12 +74,10 @@ def _dvc(*args: str, timeout: float = 1800) -> str:
 
 def in_repo_remote(root: Path | str = ".") -> Path | None:
     """The default DVC remote's folder when it lies inside the repository (the demo remote)."""
-    from dvc.repo import Repo
+    from pipelines.data import default_remote
 
     root = Path(root).resolve()
-    config = Repo(str(root)).config
-    name = config["core"].get("remote")
-    url = config["remote"].get(name, {}).get("url", "") if name else ""
+    _, url = default_remote(root)
     if not url or "://" in url:
         return None
     path = Path(url).resolve()

@@ -222,6 +222,9 @@ def drift_workflow() -> dict[str, Any]:
         step("Install", "make venv"),
         step("Sample the logged predictions", "python -m pipelines drift sample",
              env={"MODERATION_DB_URL": "${{ secrets.MODERATION_DB_URL }}"}),
+        # main's data version is production's training data (promotions bring data.dvc with
+        # the pointer); pulling it puts that version in the DVC cache the report reads.
+        step("Pull the data version", "make data"),
         step("Drift report against production's training data",
              "python -m pipelines drift report"),
         upload("drift-report", ["reports/drift/"]),
