@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from loadtests.serving import running_server
 from service.predlog import PredictionLog, prediction_rows
 from tests.conftest import ROOT, free_port, repo_env
 
@@ -47,41 +44,16 @@ def log_predictions(url: str, requests: list[list[tuple[str, float, str]]],
     log.close()
 
 
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
-
-
 @contextmanager
 def running_review_ui(db_url: str, log_file: Path, cwd: Path = ROOT,
                       token: str = TOKEN) -> Iterator[str]:
     """`python -m pipelines review` on a free loopback port; yields its base URL."""
     port = free_port()
     env = repo_env(cwd, MODERATION_DB_URL=db_url, MODERATION_REVIEW_TOKEN=token)
-    with log_file.open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pipelines", "review", "--host",
-                                 "127.0.0.1", "--port", str(port)], cwd=cwd, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while http_status(base + "/livez") != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"review UI did not start:\n{log_file.read_text()[-3000:]}")
-            time.sleep(0.2)
+    cmd = [sys.executable, "-m", "pipelines", "review", "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(cmd, port, log_file, env=env, cwd=cwd, ready_path="/livez",
+                        startup_timeout=30) as (base, _, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.fixture
