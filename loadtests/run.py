@@ -8,12 +8,16 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
+
+import typer
 
 from loadtests.gate import judge, read_locust_stats, read_production_record, write_summary
 from loadtests.serving import bentoml_serve_command, free_port, running_server
-from pipelines.params import Params
+from pipelines.core.cli import ParamsOpt
+from pipelines.core.errors import PipelineError
+from pipelines.core.params import PARAMS_FILE, Params, load_params
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -73,3 +77,14 @@ def run_loadtest(params: Params, bento: str, out_dir: Path, production_record: P
     print(f"loadtest: reports in {out_dir} ({json_path.name}, {md_path.name}, locust.html, "
           "locust_stats.csv)")
     return summary
+
+
+def command(bento_tag: Annotated[str, typer.Option("--bento")] = "moderation:latest",
+            host: Annotated[str | None, typer.Option(help="Test this running service")] = None,
+            out: Path = Path("reports/loadtest"),
+            production_record: Path = Path("models/production-loadtest.json"),
+            params: ParamsOpt = PARAMS_FILE) -> None:
+    """Serve the Bento on loopback, run Locust headless and apply the load-test gate."""
+    summary = run_loadtest(load_params(params), bento_tag, out, production_record, host)
+    if not summary["verdict"]["passed"]:
+        raise PipelineError(f"load-test gate failed; see {out / 'summary.md'}")

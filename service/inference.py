@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pipelines.classifier import Classifier, TransformerClassifier, load_classifier, predict
+from pipelines.core.classifier import Classifier, TransformerClassifier, load_classifier, predict
 
 ACCELERATIONS = ("none", "int8", "onnx")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.classifier import TransformerClassifier
+from pipelines.core.classifier import TransformerClassifier
 
 
 def onnx_cache_dir() -> Path:

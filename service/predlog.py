@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pipelines.core.errors import PipelineError
+
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ("request_id", "position", "created_at", "model_version", "text",
@@ -63,7 +65,7 @@ _INDEXES = (
 )
 
 
-class DatabaseURLError(ValueError):
+class DatabaseURLError(PipelineError):
     """MODERATION_DB_URL is not a sqlite:/// or postgresql:// URL."""
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.params import ServeParams
+from pipelines.core.params import ServeParams
 from service.batcher import GreedyBatcher
 from service.inference import classify
 from service.metrics import service_metrics

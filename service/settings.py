@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.params import ParamsError, ServeParams, read_yaml
+from pipelines.core.params import ParamsError, ServeParams, read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "MODERATION_"

@@ -1,4 +1,5 @@
-"""A local stand-in for the GitHub REST API (the endpoints pipelines.github uses), on 127.0.0.1.
+"""A local stand-in for the GitHub REST API (the endpoints pipelines.release.github uses),
+on 127.0.0.1.
 
 It answers with GitHub's status codes and JSON shapes, including its errors: 401 Bad credentials,
 404 Not Found, 422 Validation Failed for a missing field, an unknown head branch or a second open

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from pipelines.ci.doctor import Check, diagnose
 from pipelines.cli import app
-from pipelines.doctor import Check, diagnose
 from tests.github_server import FakeGitHub
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -108,9 +108,9 @@ def test_drifted_inputs_open_one_issue_and_a_repeat_comments_on_it(repo, tmp_pat
 def test_predictions_like_the_training_data_open_no_issue(repo, tmp_path):
     import contextlib
 
-    from pipelines.compare import production_training_frame
-    from pipelines.params import load_params
-    from pipelines.production import read_pointer
+    from pipelines.core.params import load_params
+    from pipelines.core.production import read_pointer
+    from pipelines.stages.compare import production_training_frame
 
     with contextlib.chdir(repo):
         params = load_params("params.yaml")

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.github import (
+from pipelines.release.github import (
     MAX_BODY_CHARS,
     TRUNCATION_NOTE,
     GitHub,

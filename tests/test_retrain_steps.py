@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipelines.retrain import nothing_to_propose
+from pipelines.release.retrain import nothing_to_propose
 from tests.conftest import run
 
 PY = [sys.executable, "-m", "pipelines"]

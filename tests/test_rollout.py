@@ -10,8 +10,14 @@ import sys
 import pytest
 import yaml
 
-from pipelines.deploy import read_pin, set_image
-from pipelines.rollout import RolloutError, changed_overlays, cluster_access, rollout_state, watch
+from pipelines.deploy.pins import read_pin, set_image
+from pipelines.deploy.rollout import (
+    RolloutError,
+    changed_overlays,
+    cluster_access,
+    rollout_state,
+    watch,
+)
 from tests.conftest import copy_repo, free_port, run
 from tests.github_server import FakeGitHub
 

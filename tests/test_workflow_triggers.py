@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.triggers import (
+from pipelines.ci.rules import load_workflow
+from pipelines.ci.triggers import (
     PROMOTION_WRITES,
     TriggerError,
     classify_dep,
@@ -16,8 +17,7 @@ from pipelines.triggers import (
     resolve_stages,
     retrain_trigger_paths,
 )
-from pipelines.workflow_rules import load_workflow
-from pipelines.workflows import out_of_sync, write_workflows
+from pipelines.ci.workflows import out_of_sync, write_workflows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +65,8 @@ def test_data_files_trigger_through_their_pointer_not_their_path():
 
 def test_stage_code_params_and_dvc_yaml_trigger():
     triggers = retrain_trigger_paths(ROOT)
-    assert {"params.yaml", "dvc.yaml", "pipelines/train.py", "pipelines/baseline.py",
-            "pipelines/evaluate.py"} <= set(triggers)
+    assert {"params.yaml", "dvc.yaml", "pipelines/stages/train.py", "pipelines/stages/baseline.py",
+            "pipelines/stages/evaluate.py"} <= set(triggers)
 
 
 def test_outputs_lock_file_promotion_files_and_undeclared_code_never_trigger():

@@ -14,10 +14,10 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from pipelines import workflow_rules as rules
+from pipelines.ci import rules as rules
+from pipelines.ci.rules import RULES, check_workflow, load_workflow, run_commands
+from pipelines.ci.workflows import ACTIONS, WORKFLOW_DIR, all_workflows, out_of_sync, render
 from pipelines.cli import app
-from pipelines.workflow_rules import RULES, check_workflow, load_workflow, run_commands
-from pipelines.workflows import ACTIONS, WORKFLOW_DIR, all_workflows, out_of_sync, render
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / WORKFLOW_DIR).glob("*.yml"))
@@ -299,7 +299,7 @@ def test_make_workflows_cli_restores_a_hand_edited_workflow(tmp_path):
 
 
 def test_every_setting_a_workflow_reads_is_declared_and_documented():
-    from pipelines.workflows import SETTINGS
+    from pipelines.ci.workflows import SETTINGS
 
     text = "".join(p.read_text() for p in WORKFLOWS)
     used = {("variable", n) for n in re.findall(r"vars\.(\w+)", text)}

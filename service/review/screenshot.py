@@ -14,8 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
-from pipelines.classifier import load_classifier, predict
-from pipelines.data import read_split
+from pipelines.core.classifier import load_classifier, predict
+from pipelines.core.data import read_split
 from service.predlog import PredictionLog, prediction_rows
 from service.review.browser import chromium_page, log_in
 from service.review.settings import ReviewSettings

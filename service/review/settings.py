@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.params import ParamsError, load_params
+from pipelines.core.params import ParamsError, load_params
 from service.settings import REPO_ROOT, load_settings
 
 TOKEN_ENV = "MODERATION_REVIEW_TOKEN"

@@ -20,11 +20,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.baseline import train_baseline
-from pipelines.data import read_split, write_split
-from pipelines.evaluate import evaluate
-from pipelines.params import Params, apply_profile, deep_merge, load_params, read_yaml
-from pipelines.production import promote
+from pipelines.core.data import read_split, write_split
+from pipelines.core.params import Params, apply_profile, deep_merge, load_params, read_yaml
+from pipelines.core.production import promote
+from pipelines.stages.baseline import train_baseline
+from pipelines.stages.evaluate import evaluate
 from tests.conftest import copy_repo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,6 +129,6 @@ def workspace(tmp_path_factory) -> Workspace:
 
 
 def _holdout_md5(params: Params) -> str:
-    from pipelines.data import file_md5
+    from pipelines.core.data import file_md5
 
     return file_md5(params.data.holdout_file)

@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
-from pipelines.compare import compare_to_production
-from pipelines.data import read_split, write_split
-from pipelines.production import ProductionError, promote, read_pointer
+from pipelines.core.data import read_split, write_split
+from pipelines.core.production import ProductionError, promote, read_pointer
+from pipelines.stages.compare import compare_to_production
 from tests.compare.conftest import sh
 
 
@@ -99,7 +99,7 @@ def test_bootstrap_candidate_below_the_floor_is_rejected(workspace, tmp_path):
 def test_promote_rewrites_pointer_and_dvc_tracked_weights(workspace):
     candidate = workspace.train("same_data_other_c", C=2.0)
     with workspace.inside():
-        from pipelines.evaluate import evaluate
+        from pipelines.stages.evaluate import evaluate
 
         evaluate(workspace.params, "promoted", candidate, "reports/metrics/promoted.json",
                  "reports/plots/promoted")

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.compare import compare_to_production
-from pipelines.data import read_split, write_split
+from pipelines.core.data import read_split, write_split
+from pipelines.stages.compare import compare_to_production
 from tests.compare.conftest import sh
 
 OTHER_TOPIC = ("the slow braised lentil casserole needs cumin turmeric and fresh coriander "

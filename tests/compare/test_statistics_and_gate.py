@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.compare import fast_macro_f1
-from pipelines.gate import NO_CHANGE, PROMOTE, REJECT, decide
-from pipelines.metrics import macro_f1
-from pipelines.params import load_params
-from pipelines.stats import mcnemar, paired_bootstrap_delta
+from pipelines.core.params import load_params
+from pipelines.stages.compare import fast_macro_f1
+from pipelines.stages.gate import NO_CHANGE, PROMOTE, REJECT, decide
+from pipelines.stages.metrics import macro_f1
+from pipelines.stages.stats import mcnemar, paired_bootstrap_delta
 
 GATE = load_params("params.yaml").gate
 
@@ -108,7 +108,7 @@ def test_directional_checks_are_judged_on_their_floor_not_against_production():
 
 
 def test_prediction_flips_are_bounded_ordered_and_can_be_masked():
-    from pipelines.compare import prediction_flips
+    from pipelines.stages.compare import prediction_flips
 
     frame = pd.DataFrame({"id": ["a", "b", "c", "d"],
                           "text": ["kind words", "rude words", "neutral", "same"]})

@@ -133,7 +133,7 @@ class Loop:
 
 def start_without_production(work: Path) -> None:
     """`version: null`: no production model yet, the first candidate is judged on the floors."""
-    from pipelines.production import HEADER
+    from pipelines.core.production import HEADER
 
     (work / "models/production.yaml").write_text(HEADER + "version: null\n")
     git(work, "rm", "--quiet", "models/production.dvc")

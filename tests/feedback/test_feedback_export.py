@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.data import file_md5, read_split
-from pipelines.feedback import plan_rows
+from pipelines.core.data import file_md5, read_split
+from pipelines.monitor.feedback import plan_rows
 from tests.conftest import run
 from tests.feedback.conftest import LABELS, TOKEN, log_predictions
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.deploy import render_targets
-from pipelines.k8s_policy import schema_findings
+from pipelines.deploy.pins import render_targets
+from pipelines.deploy.policy import schema_findings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.deploy import validate_repository
+from pipelines.deploy.pins import validate_repository
 from tests.k8s.conftest import REPO
 
 
@@ -162,8 +162,7 @@ def test_make_target_command_exits_non_zero_naming_the_problem(k8s_copy):
 
 
 def test_rendering_uses_the_virtualenv_kubectl_only(monkeypatch, tmp_path):
-    from pipelines import kustomize
-
+    from pipelines.deploy import kustomize
     assert kustomize.venv_tool("kubectl") == Path(sys.prefix) / "bin" / "kubectl"
     monkeypatch.setattr(kustomize.sys, "prefix", str(tmp_path))
     with pytest.raises(kustomize.ManifestError, match=r"kubectl not found in the virtualenv.*"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.deploy import (
+from pipelines.deploy.kustomize import render
+from pipelines.deploy.pins import (
     PinError,
     change_pin,
     diff_markdown,
@@ -17,7 +18,6 @@ from pipelines.deploy import (
     read_pin,
     set_image,
 )
-from pipelines.kustomize import render
 from tests.k8s.conftest import REPO
 
 OLD = "transformer-4d4a25b1-0219b906"

@@ -8,14 +8,14 @@ import re
 import pytest
 import yaml
 
-from pipelines.deploy import (
+from pipelines.deploy.pins import (
     VARIANTS,
     application_findings,
     overlays,
     read_pin,
     service_image,
 )
-from pipelines.k8s_policy import (
+from pipelines.deploy.policy import (
     CANARY_SIGNALS,
     CONTRACT_METRICS,
     Manifests,

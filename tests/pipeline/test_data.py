@@ -3,7 +3,7 @@ import sys
 import pandas as pd
 import yaml
 
-from pipelines.data import COLUMNS, import_tweeteval, read_split
+from pipelines.core.data import COLUMNS, import_tweeteval, read_split
 from tests.conftest import run
 
 

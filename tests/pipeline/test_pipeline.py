@@ -5,8 +5,8 @@ import json
 import numpy as np
 import yaml
 
-from pipelines.classifier import load_classifier, predict
-from pipelines.data import dataset_hash
+from pipelines.core.classifier import load_classifier, predict
+from pipelines.core.data import dataset_hash
 from tests.conftest import run
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.evaluate import load_holdout
-from pipelines.metrics import macro_f1
-from pipelines.params import ParamsError, load_params
+from pipelines.core.params import ParamsError, load_params
+from pipelines.stages.evaluate import load_holdout
+from pipelines.stages.metrics import macro_f1
 from service.inference import classify, load_model
 from service.settings import load_settings
 from service.validation import InputError, parse_classify_body

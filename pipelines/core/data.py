@@ -1,0 +1,150 @@
+"""The dataset: its tidy CSV format, the data.dvc pointer and its content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import unicodedata
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipelines.core.errors import PipelineError
+
+COLUMNS = ["id", "text", "label", "source"]
+DATA_POINTER = Path("data.dvc")
+
+
+class DataError(PipelineError):
+    """The data pointer or a data file is missing, unresolvable or malformed."""
+
+
+def normalise(text: str) -> str:
+    """Case, accents, punctuation and spacing folded away: what makes two texts 'the same'."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^\w\s]", " ", text.lower())
+    return " ".join(text.split())
+
+
+def label_share(frame: pd.DataFrame, labels: list[str]) -> dict[str, float]:
+    """Share of each label in a split, rounded (recorded in model metadata, checked by validate)."""
+    counts = frame.label.value_counts()
+    total = max(len(frame), 1)
+    return {label: round(float(counts.get(label, 0)) / total, 4) for label in labels}
+
+
+def read_split(path: Path | str, max_rows: int | None = None) -> pd.DataFrame:
+    """Read one split as strings, keeping empty cells as empty strings (validate judges them)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found. Resolve the data pointer first: `make data`.")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    return frame.head(max_rows) if max_rows else frame
+
+
+def write_split(frame: pd.DataFrame, path: Path | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame[COLUMNS].to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n")
+    tmp.replace(path)
+
+
+def file_md5(path: Path | str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_hash(pointer: Path | str = DATA_POINTER) -> str:
+    """DVC's content hash of the data directory, as recorded in the pointer file."""
+    pointer = Path(pointer)
+    if not pointer.exists():
+        raise DataError(
+            f"{pointer}: not found. Track your data with `dvc add data` (see README, 'Your data')."
+        )
+    try:
+        outs = yaml.safe_load(pointer.read_text(encoding="utf-8"))["outs"]
+        return str(outs[0]["md5"]).removesuffix(".dir")
+    except (yaml.YAMLError, KeyError, IndexError, TypeError) as e:
+        raise DataError(
+            f"{pointer}: not a DVC pointer with an outs[0].md5 entry ({e}). "
+            "Restore it with `git checkout -- data.dvc` or recreate it with `dvc add data`."
+        ) from e
+
+
+def default_remote(root: Path | str = ".") -> tuple[str | None, str | None]:
+    """Name and URL of the default DVC remote (a local remote's URL is an absolute path)."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        name = repo.config["core"].get("remote")
+        remote = repo.config["remote"].get(name) if name else None
+        return name, (remote or {}).get("url")
+
+
+def pull_data(pointer: Path | str = DATA_POINTER) -> str:
+    """Make the data directory match the pointer, from the cache or the DVC remote."""
+    digest = dataset_hash(pointer)
+    result = subprocess.run(
+        ["dvc", "pull", "--quiet", str(pointer)], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        remote = subprocess.run(
+            ["dvc", "remote", "list"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        raise DataError(
+            f"{pointer}: cannot resolve data version {digest}: it is neither in the local cache "
+            f"nor in the DVC remote ({remote or 'no remote configured'}).\n"
+            "Fix: on the machine that has the data run `dvc push`, or check out a data.dvc "
+            "whose version was pushed (`git log -- data.dvc`).\n"
+            f"dvc said: {(result.stderr or result.stdout).strip()}"
+        )
+    return digest
+
+
+def import_tweeteval(source_dir: Path | str, out_dir: Path | str) -> dict[str, int]:
+    """Convert TweetEval's line-per-text files into the tidy CSVs, cleaning what validate forbids.
+
+    The validation split becomes the frozen holdout. Training rows whose (normalised) text appears
+    in the holdout, texts carrying conflicting labels and duplicates are dropped.
+    """
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    names = (source_dir / "mapping.txt").read_text(encoding="utf-8").split("\n")
+    label_names = dict(line.split("\t") for line in names if line.strip())
+
+    def load(split: str) -> pd.DataFrame:
+        texts = (source_dir / f"{split}_text.txt").read_text(encoding="utf-8").split("\n")
+        labels = (source_dir / f"{split}_labels.txt").read_text(encoding="utf-8").split()
+        texts = [t.strip() for t in texts[: len(labels)]]
+        frame = pd.DataFrame({"text": texts, "label": [label_names[x] for x in labels]})
+        frame["source"] = "tweeteval"
+        return frame
+
+
+    train, holdout = load("train"), load("val")
+    train["key"], holdout["key"] = train.text.map(normalise), holdout.text.map(normalise)
+    counts = {"train_in": len(train)}
+    train = train[~train.key.isin(set(holdout.key))]
+    counts["dropped_holdout_leak"] = counts["train_in"] - len(train)
+    conflicting = train.groupby("key").label.nunique()
+    conflicting = set(conflicting[conflicting > 1].index)
+    before = len(train)
+    train = train[~train.key.isin(conflicting)]
+    counts["dropped_conflicting"] = before - len(train)
+    before = len(train)
+    train = train.drop_duplicates("key")
+    counts["dropped_duplicates"] = before - len(train)
+    holdout = holdout.drop_duplicates("key")
+    train = train.reset_index(drop=True)
+    holdout = holdout.reset_index(drop=True)
+    train["id"] = [f"train-{i:06d}" for i in range(len(train))]
+    holdout["id"] = [f"holdout-{i:06d}" for i in range(len(holdout))]
+    write_split(train, out_dir / "train.csv")
+    write_split(holdout, out_dir / "holdout.csv")
+    counts.update(train=len(train), holdout=len(holdout))
+    return counts

@@ -1,0 +1,103 @@
+"""Git plumbing for the bot branches (promotion, revert): commit chosen files on top of a commit
+without moving HEAD, and push with a token given on the command line, never stored."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from pipelines.core.errors import PipelineError
+
+# Actions runners have no git identity; commits made there are signed by the Actions bot.
+BOT_NAME = "github-actions[bot]"
+BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
+
+
+class GitError(PipelineError):
+    """A git command failed; the message names the command and git's own words."""
+
+
+def git(root: Path | str, *args: str, env: dict[str, str] | None = None,
+        timeout: float = 120) -> str:
+    """Run git in root; returns stdout, raises GitError with stderr on failure."""
+    result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                            env=env, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise GitError(f"git {' '.join(_redact(args))} failed: "
+                       f"{(result.stderr or result.stdout).strip()}")
+    return result.stdout
+
+
+def _redact(args: tuple[str, ...]) -> list[str]:
+    return ["http.extraheader=<token>" if a.startswith("http.extraheader=") else a for a in args]
+
+
+def _identity(root: Path | str) -> dict[str, str]:
+    """Author/committer env: the configured identity, else the Actions bot."""
+    env = dict(os.environ)
+    configured = subprocess.run(["git", "-C", str(root), "config", "user.email"],
+                                capture_output=True, text=True, check=False).stdout.strip()
+    if not configured:
+        for role in ("AUTHOR", "COMMITTER"):
+            env.setdefault(f"GIT_{role}_NAME", BOT_NAME)
+            env.setdefault(f"GIT_{role}_EMAIL", BOT_EMAIL)
+    return env
+
+
+def head(root: Path | str = ".") -> str:
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+def untracked(root: Path | str, folder: str) -> list[str]:
+    """Files under folder that git does not track yet (and does not ignore)."""
+    out = git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", folder)
+    return sorted(filter(None, out.split("\0")))
+
+
+def commit_files(root: Path | str, parent: str, paths: list[str], message: str) -> str:
+    """A commit whose tree is parent's plus the working-tree state of paths; HEAD, the index and
+    the working tree are left alone. Returns the new commit's sha."""
+    root = Path(root)
+    env = _identity(root)
+    with tempfile.TemporaryDirectory(prefix="gitops-index-") as tmp:
+        env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
+        git(root, "read-tree", parent, env=env)
+        # -A also records deletions of listed paths.
+        git(root, "add", "-A", "--", *paths, env=env)
+        tree = git(root, "write-tree", env=env).strip()
+    return git(root, "commit-tree", tree, "-p", parent, "-m", message, env=env).strip()
+
+
+def changed_files(root: Path | str, old: str, new: str) -> list[str]:
+    return sorted(filter(None, git(root, "diff", "--name-only", old, new).splitlines()))
+
+
+def auth_config(token: str | None) -> list[str]:
+    """`git -c` arguments that authenticate an HTTPS push with a token, like actions/checkout."""
+    if not token:
+        return []
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return ["-c", f"http.extraheader=AUTHORIZATION: basic {basic}"]
+
+
+def push(root: Path | str, sha: str, branch: str, remote: str = "origin",
+         token: str | None = None) -> None:
+    """Force-push sha to refs/heads/branch: a bot branch is rebuilt from its source every run."""
+    git(root, *auth_config(token), "push", "--force", "--quiet", remote,
+        f"{sha}:refs/heads/{branch}")
+
+
+@contextlib.contextmanager
+def detached_worktree(commit: str, root: Path | str = "."):
+    """A temporary checkout of commit beside the working tree, which stays untouched."""
+    with tempfile.TemporaryDirectory(prefix="gitops-tree-") as tmp:
+        tree = Path(tmp) / "tree"
+        git(root, "worktree", "add", "--detach", "--quiet", str(tree), commit)
+        try:
+            yield tree
+        finally:
+            git(root, "worktree", "remove", "--force", str(tree))

@@ -1,0 +1,247 @@
+"""The schema of params.yaml: one typed place for every pipeline setting and gate."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipelines.core.errors import UsageError
+
+PARAMS_FILE = Path("params.yaml")
+Severity = Literal["error", "warn", "off"]
+
+
+class ParamsError(UsageError):
+    """params.yaml is unreadable, has an unknown key or a value of the wrong type."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class DataParams(_Strict):
+    labels: list[str] = Field(min_length=2)
+    train_file: str
+    holdout_file: str
+    max_train_rows: int | None = Field(default=None, gt=0)
+    max_holdout_rows: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> DataParams:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be unique, got {self.labels}")
+        return self
+
+
+class SeverityParams(_Strict):
+    schema_: Severity = Field(alias="schema")
+    unknown_label: Severity
+    empty_text: Severity
+    too_long: Severity
+    exact_duplicate: Severity
+    normalised_duplicate: Severity
+    conflicting_labels: Severity
+    holdout_leak: Severity
+    balance_shift: Severity
+
+
+class ValidateParams(_Strict):
+    max_chars: int = Field(gt=0)
+    max_balance_shift: float = Field(ge=0, le=1)
+    severity: SeverityParams
+
+
+class RandomConfig(_Strict):
+    hidden_size: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+
+
+class TrainParams(_Strict):
+    backbone: str
+    init: Literal["pretrained", "random"]
+    random_config: RandomConfig
+    max_length: int = Field(gt=0, le=512)
+    epochs: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    learning_rate: float = Field(gt=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    class_weights: Literal["balanced", "none"]
+    seed: int
+
+
+class BaselineParams(_Strict):
+    word_ngrams: tuple[int, int]
+    char_ngrams: tuple[int, int]
+    max_features: int = Field(gt=0)
+    C: float = Field(gt=0)
+    class_weight: Literal["balanced", "none"]
+    seed: int
+
+
+class BehaviourParams(_Strict):
+    sample_size: int = Field(gt=0)
+    insults: list[str] = Field(min_length=1)
+
+
+class EvaluateParams(_Strict):
+    batch_size: int = Field(gt=0)
+    slices: dict[str, str]
+    behaviour: BehaviourParams
+
+
+class CompareParams(_Strict):
+    bootstrap_samples: int = Field(gt=0)
+    confidence: float = Field(gt=0, lt=1)
+    seed: int
+    max_flips: int = Field(ge=0)
+    mask_flip_text: bool
+    drift_sample_rows: int = Field(gt=0)
+
+
+class FloorParams(_Strict):
+    macro_f1: float = Field(ge=0, le=1)
+    roc_auc: float = Field(ge=0, le=1)
+    max_invariance_flip_rate: float = Field(ge=0, le=1)
+    min_insult_pass_rate: float = Field(ge=0, le=1)
+
+
+class GateParams(_Strict):
+    macro_f1_margin: float = Field(ge=0, le=1)
+    slice_margin: float = Field(ge=0, le=1)
+    protected_slices: list[str]
+    min_slice_rows: int = Field(gt=0)
+    behaviour_margin: float = Field(ge=0, le=1)
+    significance: float = Field(gt=0, lt=1)
+    floors: FloorParams
+
+
+class ServeParams(_Strict):
+    """Defaults of the moderation service; env MODERATION_<KEY> overrides each key."""
+
+    model_dir: str | None = None
+    max_chars: int = Field(gt=0)
+    max_texts: int = Field(gt=0)
+    max_body_bytes: int = Field(gt=0)
+    max_concurrency: int = Field(gt=0)
+    retry_after_s: int = Field(gt=0)
+    batching: Literal["greedy", "bentoml"]
+    max_batch_size: int = Field(gt=0)
+    max_latency_ms: int = Field(gt=0)
+    accel: Literal["none", "int8", "onnx"]
+    torch_threads: int = Field(gt=0)
+    log_text: Literal["text", "hash"]
+    db_url: str
+    log_queue: int = Field(gt=0)
+    shadow_url: str = ""
+    shadow_model_dir: str = ""
+    shadow_queue: int = Field(gt=0)
+
+
+class LoadtestParams(_Strict):
+    users: int = Field(gt=0)
+    spawn_rate: float = Field(gt=0)
+    duration_s: int = Field(gt=0)
+    min_rps: float = Field(ge=0)
+    max_p95_ms: float = Field(gt=0)
+    max_error_ratio: float = Field(ge=0, le=1)
+    max_p95_regression: float = Field(ge=0)
+
+
+class FeedbackParams(_Strict):
+    """Review UI and export of corrected labels (service/review, pipelines/monitor/feedback.py)."""
+
+    review_token: str = ""
+    host: str
+    port: int = Field(gt=0, lt=65536)
+    page_size: int = Field(gt=0, le=500)
+    branch_prefix: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+
+class Params(_Strict):
+    data: DataParams
+    validate_: ValidateParams = Field(alias="validate")
+    train: TrainParams
+    baseline: BaselineParams
+    evaluate: EvaluateParams
+    serve: ServeParams
+    loadtest: LoadtestParams
+    compare: CompareParams
+    gate: GateParams
+    feedback: FeedbackParams
+
+    @model_validator(mode="after")
+    def _protected_slices_exist(self) -> Params:
+        unknown = [s for s in self.gate.protected_slices if s not in self.evaluate.slices]
+        if unknown:
+            raise ValueError(f"gate.protected_slices {unknown} are not in evaluate.slices")
+        return self
+
+    @property
+    def positive_label(self) -> str:
+        return self.data.labels[-1]
+
+
+def _format_error(err: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check the spelling against params.yaml)")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ParamsError(f"{path}: file not found (run from the repository root)") from e
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    return raw
+
+
+def parse_params(raw: dict[str, Any], source: Path = PARAMS_FILE) -> Params:
+    """Validate a params mapping; errors name every offending dotted key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ParamsError(_format_error(e, source)) from None
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    path = Path(path)
+    return parse_params(read_yaml(path), path)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return base with override's keys laid over it, recursively for mappings."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_profile(profile: Path | str, params_path: Path | str = PARAMS_FILE) -> Params:
+    """Rewrite params.yaml with a profile's overrides (used on throwaway clones, e.g. smoke)."""
+    params_path, profile = Path(params_path), Path(profile)
+    merged = deep_merge(read_yaml(params_path), read_yaml(profile))
+    parsed = parse_params(merged, profile)
+    params_path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+    return parsed

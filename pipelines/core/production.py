@@ -1,0 +1,162 @@
+"""The production pointer (models/production.yaml), its DVC-tracked weights, and promotion."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from pipelines.core.errors import PipelineError
+from pipelines.core.metadata import read_metadata
+
+POINTER = Path("models/production.yaml")
+WEIGHTS = Path("models/production")
+POINTER_KEYS = ("version", "kind", "dataset", "holdout_md5", "params", "git_commit", "metrics",
+                "bento_tag", "image")
+HEADER = (
+    "# The model serving production; promotion pull requests rewrite this file\n"
+    "# (`python -m pipelines promote`). Its weights are models/production/, tracked by\n"
+    "# models/production.dvc: `dvc pull models/production.dvc` fetches them.\n"
+    "# version: null means no production model yet: the first candidate is judged on floors only.\n"
+)
+
+
+class ProductionError(PipelineError):
+    """The production pointer or its weights are missing, inconsistent or out of date."""
+
+
+def read_pointer(pointer: Path | str = POINTER) -> dict[str, Any] | None:
+    """The production record, or None when the pointer says there is no production model."""
+    pointer = Path(pointer)
+    if not pointer.exists():
+        raise ProductionError(
+            f"{pointer}: production pointer not found. Restore it with "
+            f"`git checkout -- {pointer}`, or write `version: null` to it to judge the first "
+            "candidate on absolute floors only.")
+    try:
+        record = yaml.safe_load(pointer.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ProductionError(f"{pointer}: not valid YAML: {e}") from e
+    if not isinstance(record, dict) or "version" not in record:
+        raise ProductionError(f"{pointer}: expected a mapping with a `version` key "
+                              "(null when there is no production model)")
+    if record["version"] is None:
+        return None
+    missing = [k for k in POINTER_KEYS if k not in record]
+    if missing:
+        raise ProductionError(f"{pointer}: missing key(s) {missing}; rewrite it with "
+                              "`python -m pipelines promote`")
+    return record
+
+
+def check_weights(record: dict[str, Any], weights: Path | str = WEIGHTS) -> Path:
+    """The weights directory, after checking it holds the version the pointer names."""
+    weights = Path(weights)
+    if not (weights / "metadata.json").exists():
+        raise ProductionError(
+            f"{weights}: production weights for {record['version']} are missing. "
+            f"Fetch them with `dvc pull {weights}.dvc` (from the DVC remote).")
+    found = read_metadata(weights).get("version")
+    if found != record["version"]:
+        raise ProductionError(
+            f"{weights} holds {found} but the pointer names {record['version']}: "
+            f"run `dvc pull {weights}.dvc` or `dvc checkout {weights}.dvc`.")
+    return weights
+
+
+def check_holdout(record: dict[str, Any], holdout_md5: str, holdout_file: str) -> None:
+    """Refuse to compare on a holdout other than the one production was scored on."""
+    if record["holdout_md5"] != holdout_md5:
+        raise ProductionError(
+            f"{holdout_file} changed since production ({record['version']}) was scored: its md5 "
+            f"is {holdout_md5}, the pointer records {record['holdout_md5']}. The holdout is "
+            "frozen; restore it. To move to a new holdout on purpose, re-score production on it "
+            "and promote it again: `python -m pipelines evaluate production models/production "
+            "reports/metrics/production.json reports/plots/production && python -m pipelines "
+            "promote models/production reports/metrics/production.json`.")
+
+
+def _dvc_object(md5: str, roots: list[Path]) -> Path | None:
+    for root in roots:
+        path = root / "files" / "md5" / md5[:2] / md5[2:]
+        if path.exists():
+            return path
+    return None
+
+
+def read_dataset_file(dataset_md5: str, relpath: str, roots: list[Path] | None = None
+                      ) -> pd.DataFrame:
+    """One file of a past data version, read from the DVC cache or the in-repo remote."""
+    roots = roots or [Path(".dvc/cache"), Path(".dvc/storage")]
+    manifest = _dvc_object(f"{dataset_md5}.dir", roots)
+    if manifest is None:
+        raise ProductionError(f"data version {dataset_md5} is in neither the DVC cache nor the "
+                              "remote; `dvc fetch` it from the commit that produced it")
+    entries = {e["relpath"]: e["md5"] for e in json.loads(manifest.read_text(encoding="utf-8"))}
+    if relpath not in entries:
+        raise ProductionError(f"data version {dataset_md5} has no {relpath} "
+                              f"(it has {sorted(entries)})")
+    obj = _dvc_object(entries[relpath], roots)
+    if obj is None:
+        raise ProductionError(f"{relpath} of data version {dataset_md5} is missing from the "
+                              "DVC cache and remote")
+    return pd.read_csv(obj, dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+def _run(cmd: list[str]) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ProductionError(f"`{' '.join(cmd)}` failed: {(result.stderr or result.stdout)}")
+
+
+def build_record(metadata: dict[str, Any], metrics: dict[str, Any], holdout_md5: str,
+                 bento_tag: str | None, image: str | None) -> dict[str, Any]:
+    """The pointer's content for a model, from its metadata.json and its holdout metrics."""
+    if metrics.get("model_version") != metadata["version"]:
+        raise ProductionError(f"metrics are for {metrics.get('model_version')}, the model is "
+                              f"{metadata['version']}: evaluate the model first")
+    headline = ("n", "macro_f1", "accuracy", "roc_auc", "pr_auc", "calibration_error")
+    return {
+        "version": metadata["version"],
+        "kind": metadata["kind"],
+        "dataset": metadata["dataset"],
+        "holdout_md5": holdout_md5,
+        "params": metadata["params"],
+        "git_commit": metadata["git_commit"],
+        "metrics": {k: metrics.get(k) for k in headline}
+        | {"slices": metrics.get("slices", {}), "behaviour": metrics.get("behaviour", {})},
+        "bento_tag": bento_tag,
+        "image": image,
+    }
+
+
+def promote(model_dir: Path | str, metrics_path: Path | str, holdout_md5: str,
+            bento_tag: str | None = None,
+            image: str | None = None, pointer: Path | str = POINTER,
+            weights: Path | str = WEIGHTS, track: bool = True, push: bool = False
+            ) -> dict[str, Any]:
+    """Make model_dir the production model: copy its weights, rewrite the pointer, dvc add/push.
+
+    holdout_md5 is the md5 of the holdout the metrics were computed on.
+    """
+    model_dir, pointer, weights = Path(model_dir), Path(pointer), Path(weights)
+    metadata = read_metadata(model_dir)
+    metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
+    record = build_record(metadata, metrics, holdout_md5, bento_tag, image)
+    if model_dir.resolve() != weights.resolve():
+        staging = weights.with_name(weights.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(model_dir, staging)
+        shutil.rmtree(weights, ignore_errors=True)
+        staging.rename(weights)
+    if track:
+        _run(["dvc", "add", "--quiet", str(weights)])
+        if push:
+            _run(["dvc", "push", "--quiet", f"{weights}.dvc"])
+    pointer.write_text(HEADER + yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    return record

@@ -1,0 +1,118 @@
+"""Commands of delivery: the image pin of each k8s overlay as git changes, the rendered diff,
+offline validation, and the push-model rollout (apply, watch)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines.core.cli import new_app
+from pipelines.core.errors import PipelineError
+from pipelines.deploy import pins, rollout
+from pipelines.deploy.policy import KUBERNETES_VERSION
+
+deploy_app = new_app("Kubernetes overlays: image pins, rendered diffs, validation.")
+rollout_app = new_app("Push-model deploy: apply the changed overlays, watch, revert.")
+TagOpt = Annotated[str | None, typer.Option("--tag", help="Image tag (the Bento version).")]
+DigestOpt = Annotated[str | None, typer.Option("--digest", help="Image digest, sha256:...")]
+CommitOpt = Annotated[bool, typer.Option("--commit", help="Commit the change (only that file).")]
+EnvsOpt = Annotated[list[str] | None, typer.Option(
+    "--env", help="Overlay(s); default: those the last commit changed (HEAD^..HEAD).")]
+
+
+@deploy_app.command("validate")
+def deploy_validate() -> None:
+    """Render every overlay (and the shadow/flagger variants) and check schemas and policy."""
+    findings = pins.validate_repository()
+    for finding in findings:
+        print(f"error: {finding}", file=sys.stderr)
+    if findings:
+        raise PipelineError(f"{len(findings)} problem(s) in k8s/")
+    print(f"k8s: every overlay renders, passes kubernetes-validate --strict "
+          f"(Kubernetes {KUBERNETES_VERSION}) and the delivery policy")
+
+
+@deploy_app.command("pin")
+def deploy_pin(env: str) -> None:
+    """Print the image an environment is pinned to."""
+    print(pins.read_pin(env).reference)
+
+
+@deploy_app.command("set-image")
+def deploy_set_image(env: str, tag: TagOpt = None, digest: DigestOpt = None) -> None:
+    """Change the one image pin of an overlay (edits the file, commits nothing)."""
+    before, after = pins.set_image(env, tag, digest)
+    print(f"{env}: {before.reference} -> {after.reference}")
+
+
+@deploy_app.command("diff")
+def deploy_diff(env: str, against: Annotated[str, typer.Option(help="Git ref to compare with.")]
+                = "HEAD", out: Annotated[Path | None, typer.Option(help="Write here.")] = None
+                ) -> None:
+    """Markdown of the pin change and the rendered-manifest diff (the promotion PR body)."""
+    text = pins.diff_markdown(env, against)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"diff of {env} against {against} written to {out}")
+    else:
+        print(text, end="")
+
+
+def _pin_change(env: str, action: str, tag, digest, commit: bool) -> None:
+    change = pins.change_pin(env, action, tag, digest, commit)
+    print(change.message.rstrip())
+    print(f"committed {change.commit}" if change.commit
+          else f"k8s/overlays/{env}/kustomization.yaml changed (not committed)")
+
+
+@deploy_app.command("promote")
+def deploy_promote(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                   commit: CommitOpt = False) -> None:
+    """Pin a new image: once merged, the canary 10/20/30/100 starts."""
+    _pin_change(env, "promote", tag, digest, commit)
+
+
+@deploy_app.command("abort")
+def deploy_abort(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                 commit: CommitOpt = False) -> None:
+    """Stop a canary in progress: pin back the previous (stable) image."""
+    _pin_change(env, "abort", tag, digest, commit)
+
+
+@deploy_app.command("rollback")
+def deploy_rollback(env: str, tag: TagOpt = None, digest: DigestOpt = None,
+                    commit: CommitOpt = False) -> None:
+    """Revert the pin to the previous image in git history (or to --tag/--digest)."""
+    _pin_change(env, "rollback", tag, digest, commit)
+
+
+@rollout_app.command("apply")
+def rollout_apply(env: EnvsOpt = None) -> None:
+    """kubectl apply the rendered overlays (cluster: KUBE_CONFIG or EKS_CLUSTER)."""
+    envs = env or rollout.changed_overlays()
+    if not envs:
+        print("rollout: the last commit changed no overlay; nothing to apply")
+        return
+    with rollout.cluster_access() as kubeconfig:
+        print("\n".join(rollout.apply(envs, kubeconfig)))
+
+
+@rollout_app.command("watch")
+def rollout_watch(env: EnvsOpt = None,
+                  timeout: Annotated[float, typer.Option(help="Seconds per overlay.")] = 4800,
+                  interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 15
+                  ) -> None:
+    """Follow each applied overlay's canary until it is promoted (exit 0) or aborted (exit 1)."""
+    with rollout.cluster_access() as kubeconfig:
+        for name in env or rollout.changed_overlays():
+            rollout.watch(rollout.get_rollout(kubeconfig, name), timeout, interval)
+            print(f"rollout: {name} is healthy on the new revision")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(deploy_app, name="deploy")
+    app.add_typer(rollout_app, name="rollout")

@@ -1,0 +1,143 @@
+"""The rollout workflow's steps (push model, beside Argo CD): apply the overlays a merge changed,
+watch the canary until it is promoted or aborted, and open the revert pull request on failure."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.core.errors import PipelineError
+from pipelines.core.gitops import changed_files
+from pipelines.deploy.kustomize import render, venv_tool
+from pipelines.deploy.pins import K8S_DIR, overlay_dir
+
+ROLLOUT_NAME = "moderation"  # k8s/components/rollout-argo/rollout.yaml
+
+
+class RolloutError(PipelineError):
+    """A rollout step failed; the message names the overlay, the cluster or the rollout."""
+
+
+def changed_overlays(base: str = "HEAD^", head: str = "HEAD", root: Path | str = ".") -> list[str]:
+    """Environments with a file under k8s/overlays/<env>/ changed between base and head."""
+
+
+    prefix = f"{K8S_DIR.as_posix()}/overlays/"
+    envs = {f[len(prefix):].split("/")[0] for f in changed_files(root, base, head)
+            if f.startswith(prefix) and f.count("/") >= 3}
+    return sorted(e for e in envs if (Path(root) / prefix / e / "kustomization.yaml").exists())
+
+
+@contextlib.contextmanager
+def cluster_access(env: dict[str, str] | None = None) -> Iterator[Path]:
+    """A kubeconfig file for the cluster: from KUBE_CONFIG (base64), or EKS_CLUSTER via the
+    AWS CLI with the OIDC role's credentials. It lives only for the step."""
+    env = dict(os.environ if env is None else env)
+    with tempfile.TemporaryDirectory(prefix="kubeconfig-") as tmp:
+        path = Path(tmp) / "config"
+        if env.get("KUBE_CONFIG"):
+            try:
+                path.write_bytes(base64.b64decode(env["KUBE_CONFIG"], validate=True))
+            except (binascii.Error, ValueError):
+                raise RolloutError("KUBE_CONFIG is not base64: set the secret to the output of "
+                                   "`base64 -w0 ~/.kube/config`") from None
+        elif env.get("EKS_CLUSTER"):
+            _run(["aws", "eks", "update-kubeconfig", "--name", env["EKS_CLUSTER"],
+                  "--kubeconfig", str(path)], f"EKS cluster {env['EKS_CLUSTER']}")
+        else:
+            raise RolloutError("no cluster to deploy to: set the secret KUBE_CONFIG (base64 "
+                               "kubeconfig) or the variable EKS_CLUSTER (with AWS_ROLE_ARN)")
+        path.chmod(0o600)
+        yield path
+
+
+def _run(cmd: list[str], what: str, stdin: str | None = None, timeout: float = 300) -> str:
+    try:
+        result = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
+                                timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise RolloutError(f"{what}: {cmd[0]} is not installed") from None
+    if result.returncode != 0:
+        raise RolloutError(f"{what}: `{' '.join(cmd[:3])} ...` failed: "
+                           f"{(result.stderr or result.stdout).strip()}")
+    return result.stdout
+
+
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, what: str = "kubectl"
+            ) -> str:
+    return _run([str(venv_tool("kubectl")), "--kubeconfig", str(kubeconfig),
+                 "--request-timeout=30s", *args], what, stdin)
+
+
+def namespace(env: str, root: Path | str = ".") -> str:
+    doc = yaml.safe_load((overlay_dir(env, Path(root)) / "kustomization.yaml").read_text())
+    return doc.get("namespace", "default")
+
+
+def apply(envs: list[str], kubeconfig: Path, root: Path | str = ".") -> list[str]:
+    """`kubectl apply` the rendered overlays (the same rendering `make k8s-validate` checks)."""
+    lines = []
+    for env in envs:
+        manifests = render(overlay_dir(env, Path(root)))
+        out = kubectl(kubeconfig, "apply", "-f", "-", stdin=manifests,
+                      what=f"apply k8s/overlays/{env}")
+        lines.append(f"rollout: applied k8s/overlays/{env}:\n{out.strip()}")
+    return lines
+
+
+def rollout_state(rollout: dict[str, Any]) -> str:
+    """healthy (the new revision is stable), failed (degraded or aborted), or in progress."""
+    status = rollout.get("status") or {}
+    if status.get("abort") or status.get("phase") == "Degraded":
+        return "failed"
+    if rollout.get("metadata", {}).get("generation") != status.get("observedGeneration"):
+        return "progressing"
+    if status.get("phase") == "Healthy":
+        # Healthy with other stable pods than the current revision: the switch is not done yet.
+        same = status.get("stableRS") == status.get("currentPodHash")
+        return "healthy" if same else "progressing"
+    return (status.get("phase") or "progressing").lower()
+
+
+def watch(get_rollout: Callable[[], dict[str, Any]], timeout_s: float, interval_s: float = 15,
+          progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Poll the Rollout until healthy (returned) or failed (RolloutError); bounded by timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while True:
+        rollout = get_rollout()
+        state = rollout_state(rollout)
+        status = rollout.get("status") or {}
+        line = f"rollout: {state} (step {status.get('currentStepIndex', '?')}, " \
+               f"message: {status.get('message', '')})"
+        if line != last:
+            progress(line)
+            last = line
+        if state == "healthy":
+            return rollout
+        if state == "failed":
+            raise RolloutError(f"the canary was aborted or degraded: {status.get('message', '')}; "
+                               "Argo Rollouts sent all traffic back to the stable pods")
+        if time.monotonic() >= deadline:
+            raise RolloutError(f"the rollout did not finish within {timeout_s:.0f} s "
+                               f"(last state: {state})")
+        time.sleep(interval_s)
+
+
+def get_rollout(kubeconfig: Path, env: str, root: Path | str = ".") -> Callable[[], dict]:
+    def fetch() -> dict[str, Any]:
+        return json.loads(kubectl(kubeconfig, "get", "rollouts.argoproj.io", ROLLOUT_NAME,
+                                  "-n", namespace(env, root), "-o", "json",
+                                  what=f"read the Rollout of {env}"))
+    return fetch

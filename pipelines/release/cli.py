@@ -1,0 +1,128 @@
+"""Commands of the release: the retrain workflow's steps, the production pointer, the Bento,
+and pull requests and issues through the GitHub API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines.core.cli import ParamsOpt, new_app
+from pipelines.core.data import file_md5
+from pipelines.core.errors import MissingFileError
+from pipelines.core.params import PARAMS_FILE, load_params
+from pipelines.core.production import promote as promote_model
+from pipelines.release import retrain
+from pipelines.release.github import GitHub, open_or_comment_issue, open_or_update_pr
+from pipelines.release.revert import revert
+from service.bento import build_bento
+
+retrain_app = new_app("Steps of the retrain workflow.")
+github_app = new_app("Pull requests and issues through the GitHub REST API "
+                     "(GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_TOKEN).")
+
+
+@retrain_app.command("summary")
+def retrain_summary(out: Annotated[Path | None, typer.Option(
+        help="File to append to (default: $GITHUB_STEP_SUMMARY, else print).")] = None) -> None:
+    """Write the comparison and load-test reports as the job summary (also after a reject)."""
+    target = retrain.write_job_summary(out)
+    if target:
+        print(f"retrain: job summary appended to {target}")
+
+
+@retrain_app.command("push-outputs")
+def retrain_push_outputs() -> None:
+    """`dvc push` the data, the production weights and the stages' outputs to the DVC remote."""
+    print(retrain.push_outputs())
+
+
+@retrain_app.command("restore")
+def retrain_restore() -> None:
+    """Pull the evaluated candidate (named by dvc.lock) back from the DVC remote and check it."""
+    print(retrain.restore())
+
+
+@retrain_app.command("image")
+def retrain_image() -> None:
+    """Containerise the Bento and push it to the registry the production overlay names."""
+    reference = retrain.build_image()
+    if reference:
+        print(f"image: pushed {reference}")
+
+
+@retrain_app.command("propose")
+def retrain_propose(
+        source_branch: Annotated[str, typer.Option(
+            envvar="SOURCE_BRANCH", help="Branch that was retrained (env SOURCE_BRANCH).")],
+        remote: Annotated[str, typer.Option(help="Git remote to push to.")] = "origin") -> None:
+    """Push promote/<branch> with the production pin + model pointer; open or update its PR."""
+    retrain.propose(source_branch, remote, os.environ.get("GITHUB_TOKEN"))
+
+
+def _read_body(body_file: Path) -> str:
+    if not body_file.is_file():
+        raise MissingFileError(f"{body_file}: body file not found")
+    return body_file.read_text(encoding="utf-8")
+
+
+@github_app.command("open-pr")
+def github_open_pr(head: str, title: str, body_file: Path,
+                   base: Annotated[str | None, typer.Option(
+                       help="Target branch (default: the repository's default branch).")] = None
+                   ) -> None:
+    """Open the pull request for HEAD, or update the one already open (one PR per branch)."""
+    gh, body = GitHub.from_env(), _read_body(body_file)
+    action, pull = open_or_update_pr(gh, head, base or gh.default_branch(), title, body)
+    print(f"github: {action} pull request #{pull['number']} {pull['html_url']}")
+
+
+@github_app.command("open-issue")
+def github_open_issue(title: str, body_file: Path, label: str = "drift") -> None:
+    """Open an issue, or comment on the open one with the same title and label."""
+    gh, body = GitHub.from_env(), _read_body(body_file)
+    action, issue = open_or_comment_issue(gh, title, body, label)
+    print(f"github: {action} issue #{issue['number']} {issue['html_url']}")
+
+
+def promote(model: Annotated[Path, typer.Argument(help="Model directory to promote.")]
+            = Path("models/candidate"),
+            metrics: Annotated[Path, typer.Argument(help="Its holdout metrics (evaluate).")]
+            = Path("reports/metrics/candidate.json"),
+            bento_tag: Annotated[str | None, typer.Option(help="Bento tag built from it.")] = None,
+            image: Annotated[str | None, typer.Option(help="Image reference.")] = None,
+            push: Annotated[bool, typer.Option(help="dvc push the weights.")] = False,
+            params: ParamsOpt = PARAMS_FILE) -> None:
+    """Make a model production: rewrite models/production.yaml and models/production(.dvc)."""
+    holdout_md5 = file_md5(load_params(params).data.holdout_file)
+    record = promote_model(model, metrics, holdout_md5, bento_tag, image, push=push)
+    print(f"promote: {record['version']} is production (models/production.yaml, "
+          f"models/production.dvc{', pushed' if push else ''}); commit both")
+
+
+def bento(model: Path = Path("models/candidate")) -> None:
+    """Import the model into the repo's BentoML store (.bentoml) and build the Bento."""
+    if not (model / "metadata.json").exists():
+        raise MissingFileError(
+            f"{model}: no trained model (metadata.json missing); run `make repro` first")
+    tag = build_bento(model)
+    print(f"bento: built {tag} in .bentoml/bentos (serve: make serve; "
+          f"containerize: bentoml containerize {tag})")
+
+
+def rollout_revert(
+        failed_sha: Annotated[str, typer.Option(
+            envvar="FAILED_SHA", help="Commit whose rollout failed (env FAILED_SHA).")],
+        remote: Annotated[str, typer.Option(help="Git remote to push to.")] = "origin") -> None:
+    """Push revert/<sha> putting back the pins and model pointer, and open its pull request."""
+    revert(failed_sha, remote, os.environ.get("GITHUB_TOKEN"))
+
+
+def register(app: typer.Typer, rollout_app: typer.Typer) -> None:
+    rollout_app.command("revert")(rollout_revert)
+    app.add_typer(retrain_app, name="retrain")
+    app.add_typer(github_app, name="github")
+    app.command()(promote)
+    app.command()(bento)

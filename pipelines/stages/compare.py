@@ -1,0 +1,357 @@
+"""compare stage: re-score production and candidate on the frozen holdout and gate the candidate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+import yaml
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from pipelines.core.classifier import load_classifier
+from pipelines.core.cli import ParamsOpt, run_as_script
+from pipelines.core.data import DATA_POINTER, file_md5, read_split
+from pipelines.core.errors import MissingFileError, PipelineError
+from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.core.production import (
+    POINTER,
+    WEIGHTS,
+    ProductionError,
+    check_holdout,
+    check_weights,
+    read_dataset_file,
+    read_pointer,
+)
+from pipelines.stages.evaluate import load_holdout, score_model
+from pipelines.stages.gate import decide
+from pipelines.stages.metrics import pr_curve_points, slice_masks
+from pipelines.stages.plots import confusion_png, pr_curves_png
+from pipelines.stages.pr_body import render_pr_body
+from pipelines.stages.stats import mcnemar, paired_bootstrap_delta
+
+OUT_DIR = Path("reports/compare")
+
+
+def fast_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int = 2) -> float:
+    """Macro-F1 from a bincount confusion matrix (the bootstrap calls it thousands of times)."""
+    cm = np.bincount(y_true * n_labels + y_pred, minlength=n_labels * n_labels)
+    cm = cm.reshape(n_labels, n_labels)
+    tp = np.diag(cm)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)
+    return float(np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)))
+
+
+def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    return float((y == p).mean())
+
+
+def _auc(score_fn):
+    def metric(y_pos: np.ndarray, score: np.ndarray) -> float:
+        return float(score_fn(y_pos, score)) if 0 < y_pos.sum() < len(y_pos) else 0.0
+    return metric
+
+
+def metric_deltas(y: np.ndarray, prod: np.ndarray, cand: np.ndarray, params: Params
+                  ) -> dict[str, dict[str, float]]:
+    """Delta (candidate - production) and paired-bootstrap interval of the headline metrics."""
+    c, n = params.compare, len(params.data.labels)
+    y_pos = (y == n - 1).astype(int)
+    pred_p, pred_c = prod.argmax(axis=1), cand.argmax(axis=1)
+    args = {"samples": c.bootstrap_samples, "confidence": c.confidence, "seed": c.seed}
+    return {
+        "macro_f1": paired_bootstrap_delta(y, pred_p, pred_c,
+                                           lambda a, b: fast_macro_f1(a, b, n), **args),
+        "accuracy": paired_bootstrap_delta(y, pred_p, pred_c, _accuracy, **args),
+        # The AUCs are costlier per resample; a fifth of the resamples keeps them quick.
+        "roc_auc": paired_bootstrap_delta(y_pos, prod[:, -1], cand[:, -1], _auc(roc_auc_score),
+                                          **(args | {"samples": max(1, c.bootstrap_samples // 5)})),
+        "pr_auc": paired_bootstrap_delta(y_pos, prod[:, -1], cand[:, -1],
+                                         _auc(average_precision_score),
+                                         **(args | {"samples": max(1, c.bootstrap_samples // 5)})),
+    }
+
+
+def slice_deltas(y: np.ndarray, prod: np.ndarray, cand: np.ndarray, texts: list[str],
+                 params: Params) -> dict[str, dict[str, Any]]:
+    """Per-slice macro-F1 of both models with the delta's paired-bootstrap interval."""
+    c, n = params.compare, len(params.data.labels)
+    pred_p, pred_c = prod.argmax(axis=1), cand.argmax(axis=1)
+    out = {}
+    for name, mask in slice_masks(texts, params.evaluate.slices).items():
+        entry: dict[str, Any] = {"n": int(mask.sum())}
+        if mask.any():
+            entry["production"] = round(fast_macro_f1(y[mask], pred_p[mask], n), 4)
+            entry["candidate"] = round(fast_macro_f1(y[mask], pred_c[mask], n), 4)
+            entry["macro_f1"] = paired_bootstrap_delta(
+                y[mask], pred_p[mask], pred_c[mask], lambda a, b: fast_macro_f1(a, b, n),
+                c.bootstrap_samples, c.confidence, c.seed)
+        else:
+            entry.update(production=None, candidate=None,
+                         macro_f1={"delta": 0.0, "low": 0.0, "high": 0.0})
+        out[name] = entry
+    return out
+
+
+def behaviour_deltas(prod: dict, cand: dict) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in sorted(set(prod) | set(cand)):
+        metric = "flip_rate" if name.startswith("invariance") else "pass_rate"
+        p = prod.get(name, {}).get(metric)
+        c = cand.get(name, {}).get(metric)
+        out[name] = {"metric": metric, "production": p, "candidate": c,
+                     "delta": round(c - p, 4) if p is not None and c is not None else None}
+    return out
+
+
+def prediction_flips(frame: pd.DataFrame, y: np.ndarray, prod: np.ndarray, cand: np.ndarray,
+                     labels: list[str], limit: int, mask_text: bool) -> dict[str, Any]:
+    """Holdout rows where the two models disagree, largest score change first (at most limit)."""
+    pred_p, pred_c = prod.argmax(axis=1), cand.argmax(axis=1)
+    idx = np.flatnonzero(pred_p != pred_c)
+    order = idx[np.argsort(-np.abs(cand[idx, -1] - prod[idx, -1]), kind="stable")][:limit]
+    rows = []
+    for i in order:
+        text = str(frame.text.iloc[i])
+        rows.append({
+            "id": str(frame["id"].iloc[i]) if "id" in frame else str(i),
+            "text": f"sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}" if mask_text
+            else text,
+            "actual": labels[y[i]], "production": labels[pred_p[i]],
+            "candidate": labels[pred_c[i]],
+            "production_score": round(float(prod[i, -1]), 4),
+            "candidate_score": round(float(cand[i, -1]), 4),
+            "fixed": bool(pred_c[i] == y[i]),
+        })
+    fixed = int(((pred_c == y) & (pred_p != y)).sum())
+    broken = int(((pred_p == y) & (pred_c != y)).sum())
+    return {"total": int(len(idx)), "fixed": fixed, "broken": broken, "shown": rows,
+            "masked": mask_text}
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list]:
+    keys = sorted(set(old) | set(new))
+    return {k: [old.get(k), new.get(k)] for k in keys if old.get(k) != new.get(k)}
+
+
+def data_and_params_changes(production: dict | None, candidate_meta: dict) -> dict[str, Any]:
+    if production is None:
+        return {"dataset": {"candidate": candidate_meta["dataset"]},
+                "params": {"candidate": candidate_meta["params"]}}
+    return {
+        "dataset": {"production": production["dataset"], "candidate": candidate_meta["dataset"],
+                    "same": production["dataset"]["md5"] == candidate_meta["dataset"]["md5"]},
+        "kind": [production["kind"], candidate_meta["kind"]],
+        "params": _changes(production["params"], candidate_meta["params"])
+        if production["kind"] == candidate_meta["kind"]
+        else {"production": production["params"], "candidate": candidate_meta["params"]},
+    }
+
+
+def production_training_frame(production: dict, params: Params) -> pd.DataFrame:
+    """The training rows production learned from, from the DVC cache or remote by data md5."""
+    pointer = yaml.safe_load(DATA_POINTER.read_text(encoding="utf-8"))
+    tracked = DATA_POINTER.parent / pointer["outs"][0]["path"]
+    try:
+        relpath = Path(params.data.train_file).resolve().relative_to(tracked.resolve())
+    except ValueError:
+        raise ProductionError(f"{params.data.train_file} is not inside {tracked}/, the folder "
+                              f"{DATA_POINTER} tracks") from None
+    frame = read_dataset_file(production["dataset"]["md5"], relpath.as_posix())
+    # read_split caps with head(), so production learned from the first train_rows rows.
+    return frame.head(production["dataset"]["train_rows"])
+
+
+def write_plots(y: np.ndarray, prod: np.ndarray | None, cand: np.ndarray, labels: list[str],
+                prod_name: str | None, cand_name: str, out_dir: Path) -> dict[str, str]:
+    from sklearn.metrics import confusion_matrix
+
+    paths = {}
+    curves = {}
+    for role, proba, name in (("production", prod, prod_name), ("candidate", cand, cand_name)):
+        if proba is None:
+            continue
+        matrix = confusion_matrix(y, proba.argmax(axis=1), labels=range(len(labels))).tolist()
+        path = out_dir / f"confusion_{role}.png"
+        confusion_png(matrix, labels, f"{role}: {name}", path)
+        paths[f"confusion_{role}"] = str(path)
+        curves[f"{role} ({name})"] = pr_curve_points(y, proba)
+    path = out_dir / "pr_curves.png"
+    pr_curves_png(curves, f"precision-recall ({labels[-1]}), holdout", path)
+    paths["pr_curves"] = str(path)
+    return paths
+
+
+def load_production(holdout_file: str, pointer: Path, weights: Path
+                    ) -> tuple[dict | None, Path | None]:
+    """The production record and weights dir after every consistency check (None: bootstrap)."""
+    record = read_pointer(pointer)
+    if record is None:
+        return None, None
+    weights_dir = check_weights(record, weights)
+    check_holdout(record, file_md5(holdout_file), holdout_file)
+    return record, weights_dir
+
+
+def compare_to_production(params: Params, candidate_dir: Path | str,
+                          out_dir: Path | str = OUT_DIR, pointer: Path | str = POINTER,
+                          weights: Path | str = WEIGHTS, link_base: str = "") -> dict[str, Any]:
+    """Score both models on the holdout, write every report and the decision; return it."""
+    started = time.time()
+    out_dir = Path(out_dir)
+    production, weights_dir = load_production(params.data.holdout_file, Path(pointer),
+                                              Path(weights))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # A verdict from an earlier run must not survive a run that fails half-way.
+    for stale in ("decision.json", "pr_body.md", "comparison.json"):
+        (out_dir / stale).unlink(missing_ok=True)
+    labels = list(params.data.labels)
+    frame, y = load_holdout(params)
+    texts = list(frame.text)
+    batch = params.evaluate.batch_size
+    candidate = load_classifier(candidate_dir, batch_size=batch)
+    print(f"compare: scoring candidate {candidate.version} on {len(texts)} holdout texts")
+    cand_proba = candidate.predict_proba(texts)
+    cand_metrics = score_model(candidate, frame, y, params, cand_proba)
+    comparison: dict[str, Any] = {
+        "candidate": {"version": candidate.version, "kind": candidate.metadata["kind"],
+                      "metrics": cand_metrics},
+        "production": None,
+        "confidence": params.compare.confidence,
+        "holdout": {"file": params.data.holdout_file, "md5": file_md5(params.data.holdout_file),
+                    "rows": len(texts)},
+        "changes": data_and_params_changes(production, candidate.metadata),
+    }
+    prod_proba = None
+    if production is not None:
+        prod_clf = load_classifier(weights_dir, batch_size=batch)
+        print(f"compare: scoring production {prod_clf.version} on the same texts")
+        prod_proba = prod_clf.predict_proba(texts)
+        prod_metrics = score_model(prod_clf, frame, y, params, prod_proba)
+        comparison["production"] = {"version": prod_clf.version, "kind": production["kind"],
+                                    "metrics": prod_metrics,
+                                    "bento_tag": production.get("bento_tag"),
+                                    "image": production.get("image")}
+        comparison["deltas"] = metric_deltas(y, prod_proba, cand_proba, params)
+        comparison["mcnemar"] = mcnemar(y, prod_proba.argmax(axis=1), cand_proba.argmax(axis=1))
+        comparison["slices"] = slice_deltas(y, prod_proba, cand_proba, texts, params)
+        comparison["behaviour"] = behaviour_deltas(prod_metrics["behaviour"],
+                                                   cand_metrics["behaviour"])
+        comparison["flips"] = prediction_flips(frame, y, prod_proba, cand_proba, labels,
+                                               params.compare.max_flips,
+                                               params.compare.mask_flip_text)
+    decision = decide(comparison, params.gate)
+    comparison["plots"] = write_plots(y, prod_proba, cand_proba, labels,
+                                      production and production["version"], candidate.version,
+                                      out_dir)
+    comparison["evidently"] = evidently_section(params, frame, y, prod_proba, cand_proba,
+                                                production, out_dir)
+    comparison["seconds"] = round(time.time() - started, 1)
+    (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2, default=str),
+                                             encoding="utf-8")
+    (out_dir / "decision.json").write_text(json.dumps(decision, indent=2), encoding="utf-8")
+    (out_dir / "pr_body.md").write_text(render_pr_body(comparison, decision, out_dir, link_base),
+                                        encoding="utf-8")
+    return decision
+
+
+def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
+                      prod_proba: np.ndarray | None, cand_proba: np.ndarray,
+                      production: dict | None, out_dir: Path) -> dict[str, Any]:
+    """Run both Evidently reports (those that apply); a missing input is said, not hidden."""
+    from pipelines.stages import evidently_reports
+    labels = list(params.data.labels)
+    section: dict[str, Any] = {}
+    if production is None:
+        note = "no production model: nothing to compare against"
+        return {"quality": {"skipped": note}, "drift": {"skipped": note}}
+
+    def as_model(proba: np.ndarray) -> dict[str, np.ndarray]:
+        return {"labels": np.array(labels)[proba.argmax(axis=1)], "score": proba[:, -1]}
+
+    print("compare: Evidently quality report (candidate vs production on the holdout)")
+    section["quality"] = evidently_reports.quality_report(
+        [labels[i] for i in y], as_model(prod_proba), as_model(cand_proba), labels[-1],
+        params.gate.macro_f1_margin, out_dir)
+    try:
+        reference = production_training_frame(production, params)
+    except ProductionError as e:
+        section["drift"] = {"skipped": f"production's training data unavailable: {e}"}
+        return section
+    current = read_split(params.data.train_file, params.data.max_train_rows)
+    print("compare: Evidently drift report (candidate's vs production's training data)")
+    section["drift"] = evidently_reports.drift_report(
+        reference, current, params.compare.drift_sample_rows, params.compare.seed, out_dir)
+    return section
+
+
+def run(params: Params, candidate_dir: Path | str, out_dir: Path | str = OUT_DIR,
+        link_base: str = "") -> dict:
+    """The stage: compare, print the verdict and where every report went."""
+    decision = compare_to_production(params, candidate_dir, out_dir, link_base=link_base)
+    out_dir = Path(out_dir)
+    print(f"compare: verdict: {decision['verdict'].upper()}"
+          + (f" (failed: {', '.join(decision['failed'])})" if decision["failed"] else ""))
+    print(f"compare: decision {out_dir / 'decision.json'}; PR body {out_dir / 'pr_body.md'}; "
+          f"reports {out_dir / 'quality.html'}, {out_dir / 'drift.html'}")
+    return decision
+
+
+class Rejected(PipelineError):
+    """The gate rejected the candidate (exit 1 where a reject must fail the job)."""
+
+
+def gate_fails_job(ci: bool | None) -> bool:
+    """A reject exits 1 with --ci, or by default on CI (CI=true); --no-ci never (dvc repro)."""
+    return ci if ci is not None else os.environ.get("CI", "").lower() == "true"
+
+
+def fail_on_reject(decision: dict, out: Path, ci: bool | None) -> None:
+    if decision["verdict"] == "reject" and gate_fails_job(ci):
+        raise Rejected(f"candidate rejected by the gate: {', '.join(decision['failed'])}; "
+                       f"see {out / 'pr_body.md'}")
+
+
+CiOpt = Annotated[bool | None, typer.Option(
+    "--ci/--no-ci", help="Exit 1 on reject (default: when CI=true).")]
+
+
+def command(candidate: Annotated[Path, typer.Argument(help="Candidate model directory.")]
+            = Path("models/candidate"),
+            out: Annotated[Path, typer.Option(help="Report folder.")] = OUT_DIR,
+            ci: CiOpt = None,
+            link_base: Annotated[str, typer.Option(
+                help="URL the report folder is published at; prefixes the PR body's links.")]
+            = "",
+            params: ParamsOpt = PARAMS_FILE) -> None:
+    """Compare the candidate with production on the frozen holdout; write reports and verdict."""
+    fail_on_reject(run(load_params(params), candidate, out, link_base), out, ci)
+
+
+def verdict(out: Annotated[Path, typer.Argument(help="Report folder of `compare`.")] = OUT_DIR,
+            ci: CiOpt = None) -> None:
+    """Print the comparison's verdict and where its reports are; the gate of `make compare`."""
+    path = out / "decision.json"
+    if not path.exists():
+        raise MissingFileError(
+            f"{path}: no comparison yet; run `make compare` or `dvc repro compare`")
+    decision = json.loads(path.read_text(encoding="utf-8"))
+    against = (f"production {decision['production_version']}" if decision["production_version"]
+               else "no production model (floors only)")
+    print(f"verdict: {decision['verdict'].upper()} for {decision['candidate_version']} vs "
+          f"{against}" + (f"; failed: {', '.join(decision['failed'])}" if decision["failed"]
+                          else ""))
+    for name in ("pr_body.md", "quality.html", "drift.html", "decision.json"):
+        if (out / name).exists():
+            print(f"  {out / name}")
+    fail_on_reject(decision, out, ci)
+
+
+if __name__ == "__main__":
+    run_as_script(command)

@@ -1,0 +1,101 @@
+"""evaluate stage: score a trained model on the frozen holdout and write DVC metrics and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.core.classifier import Classifier, load_classifier
+from pipelines.core.cli import ParamsOpt, run_as_script
+from pipelines.core.data import read_split
+from pipelines.core.errors import MissingFileError
+from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.stages.behaviour import run_behaviour_checks
+from pipelines.stages.metrics import (
+    classification_metrics,
+    pr_curve_points,
+    slice_masks,
+    slice_metrics,
+)
+from pipelines.stages.plots import confusion_png, pr_curves_png
+
+
+def load_holdout(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
+    """The holdout frame and its labels as class ids (unknown labels were stopped by validate)."""
+    frame = read_split(params.data.holdout_file, params.data.max_holdout_rows)
+    labels = list(params.data.labels)
+    return frame, np.array([labels.index(label) for label in frame.label])
+
+
+def score_model(classifier: Classifier, frame: pd.DataFrame, y_true: np.ndarray,
+                params: Params, proba: np.ndarray | None = None) -> dict:
+    """Every holdout metric of one model: overall, per slice and behavioural."""
+    labels = list(params.data.labels)
+    texts = list(frame.text)
+    proba = classifier.predict_proba(texts) if proba is None else proba
+    result = classification_metrics(y_true, proba, labels)
+    result["model_version"] = classifier.version
+    result["slices"] = slice_metrics(y_true, proba, labels,
+                                     slice_masks(texts, params.evaluate.slices))
+    result["behaviour"] = run_behaviour_checks(classifier, texts, params.evaluate.behaviour)
+    return result
+
+
+def write_plots(name: str, frame: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray,
+                metrics: dict, labels: list[str], plots_dir: Path) -> None:
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({
+        "id": frame["id"] if "id" in frame else range(len(frame)),
+        "actual": [labels[i] for i in y_true],
+        "predicted": [labels[i] for i in proba.argmax(axis=1)],
+        "score": np.round(proba[:, -1], 5),
+    }).to_csv(plots_dir / "predictions.csv", index=False)
+    curve = pr_curve_points(y_true, proba)
+    pd.DataFrame(curve).to_csv(plots_dir / "pr_curve.csv", index=False)
+    confusion_png(metrics["confusion_matrix"], labels,
+                  f"{name}: macro-F1 {metrics['macro_f1']:.3f}", plots_dir / "confusion.png")
+    pr_curves_png({name: curve}, f"{name}: precision-recall ({labels[-1]})",
+                  plots_dir / "pr_curve.png")
+
+
+def evaluate(params: Params, name: str, model_dir: Path | str, metrics_path: Path | str,
+             plots_dir: Path | str) -> dict:
+    """Score model_dir on the holdout; write metrics JSON, predictions, PR curve and images."""
+    classifier = load_classifier(model_dir, batch_size=params.evaluate.batch_size)
+    frame, y_true = load_holdout(params)
+    proba = classifier.predict_proba(list(frame.text))
+    metrics = score_model(classifier, frame, y_true, params, proba)
+    metrics_path = Path(metrics_path)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    write_plots(name, frame, y_true, proba, metrics, list(params.data.labels), Path(plots_dir))
+    print(f"evaluate: {name} ({classifier.version}) holdout macro-F1 {metrics['macro_f1']:.4f} "
+          f"on {metrics['n']} texts; metrics: {metrics_path}; plots: {plots_dir}")
+    return metrics
+
+
+def command(name: str, model: Path, metrics: Path, plots: Path, params: ParamsOpt = PARAMS_FILE
+            ) -> None:
+    """Score one model on the frozen holdout."""
+    evaluate(load_params(params), name, model, metrics, plots)
+
+
+def summary(metrics_dir: Path = Path("reports/metrics")) -> None:
+    """Print the holdout metrics of every evaluated model and where the outputs are."""
+    files = sorted(metrics_dir.glob("*.json"))
+    if not files:
+        raise MissingFileError(f"no metrics in {metrics_dir}: run `dvc repro` first")
+    print(f"{'model':<12} {'version':<34} {'macro-F1':>8} {'ROC-AUC':>8} {'PR-AUC':>8} {'ECE':>6}")
+    for path in files:
+        m = json.loads(path.read_text(encoding="utf-8"))
+        print(f"{path.stem:<12} {m['model_version']:<34} {m['macro_f1']:>8.4f} "
+              f"{m['roc_auc'] or 0:>8.4f} {m['pr_auc'] or 0:>8.4f} {m['calibration_error']:>6.3f}")
+    print("outputs: models/ (trained models), reports/metrics/ (metrics), "
+          "reports/plots/ (confusion matrices, PR curves), reports/validation.json")
+
+
+if __name__ == "__main__":
+    run_as_script(command)

@@ -1,0 +1,186 @@
+"""validate stage: check the training data and the frozen holdout before anything trains on them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from pipelines.core.cli import ParamsOpt, run_as_script
+from pipelines.core.data import (
+    DataError,
+    dataset_hash,
+    file_md5,
+    label_share,
+    normalise,
+    read_split,
+)
+from pipelines.core.params import PARAMS_FILE, Params, load_params
+
+REQUIRED_COLUMNS = ("text", "label")
+PRODUCTION_POINTER = Path("models/production.yaml")
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: str
+    file: str
+    row: int | None  # line number in the file (the header is line 1); None for file-wide findings
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.row}" if self.row else self.file
+        return f"{self.severity.upper()} [{self.rule}] {where}: {self.message}"
+
+
+class _Collector:
+    def __init__(self, severity: dict[str, str]):
+        self.severity = severity
+        self.findings: list[Finding] = []
+
+    def add(self, rule: str, file: str, row: int | None, message: str) -> None:
+        level = self.severity[rule]
+        if level != "off":
+            self.findings.append(Finding(rule, level, file, row, message))
+
+
+def _line(index: int) -> int:
+    return int(index) + 2
+
+
+def check_schema(frame: pd.DataFrame, file: str, out: _Collector) -> bool:
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        out.add("schema", file, None, f"missing column(s) {missing}; found {list(frame.columns)}")
+    return not missing
+
+
+def check_rows(frame: pd.DataFrame, file: str, labels: list[str], max_chars: int,
+               out: _Collector) -> None:
+    for index, text, label in zip(frame.index, frame.text, frame.label, strict=True):
+        if label not in labels:
+            out.add("unknown_label", file, _line(index),
+                    f"label {label!r} is not one of {labels} (params.yaml data.labels)")
+        if not text.strip():
+            out.add("empty_text", file, _line(index), "text is empty or whitespace only")
+        elif len(text) > max_chars:
+            out.add("too_long", file, _line(index),
+                    f"text has {len(text)} characters, more than validate.max_chars={max_chars}")
+
+
+def check_duplicates(frame: pd.DataFrame, file: str, out: _Collector) -> None:
+    first_exact: dict[str, int] = {}
+    first_norm: dict[str, tuple[int, str, str]] = {}
+    for index, text, label in zip(frame.index, frame.text, frame.label, strict=True):
+        if not text.strip():
+            continue
+        line, key = _line(index), normalise(text)
+        if text in first_exact:
+            out.add("exact_duplicate", file, line, f"same text as line {first_exact[text]}")
+        else:
+            first_exact[text] = line
+        if key in first_norm:
+            other_line, other_text, other_label = first_norm[key]
+            if other_label != label:
+                out.add("conflicting_labels", file, line,
+                        f"label {label!r} but line {other_line} has the same text "
+                        f"labelled {other_label!r}")
+            elif other_text != text:
+                out.add("normalised_duplicate", file, line,
+                        f"same text as line {other_line} up to case, accents and punctuation")
+        else:
+            first_norm[key] = (line, text, label)
+
+
+def check_leak(train: pd.DataFrame, holdout: pd.DataFrame, file: str, out: _Collector) -> None:
+    held = {normalise(t) for t in holdout.text if t.strip()}
+    for index, text in zip(train.index, train.text, strict=True):
+        if text.strip() and normalise(text) in held:
+            out.add("holdout_leak", file, _line(index),
+                    "text also appears in the frozen holdout; remove it from the training data")
+
+
+def check_balance(share: dict[str, float], reference: dict[str, float] | None, max_shift: float,
+                  file: str, out: _Collector) -> None:
+    if not reference:
+        return
+    for label, value in share.items():
+        shift = abs(value - float(reference.get(label, 0.0)))
+        if shift > max_shift:
+            out.add("balance_shift", file, None,
+                    f"share of {label!r} moved from {reference.get(label, 0.0):.3f} in "
+                    f"production's training data to {value:.3f} (more than "
+                    f"validate.max_balance_shift={max_shift})")
+
+
+def production_label_share(pointer: Path = PRODUCTION_POINTER) -> dict[str, float] | None:
+    if not pointer.exists():
+        return None
+    record = yaml.safe_load(pointer.read_text(encoding="utf-8")) or {}
+    return (record.get("dataset") or {}).get("label_share")
+
+
+def validate_dataset(params: Params, production_pointer: Path = PRODUCTION_POINTER) -> dict:
+    """Run every rule over both splits; return the report (errors make `passed` false)."""
+    out = _Collector(params.validate_.severity.model_dump(by_alias=True))
+    labels = params.data.labels
+    train_file, holdout_file = params.data.train_file, params.data.holdout_file
+    train, holdout = read_split(train_file), read_split(holdout_file)
+    schema_ok = [check_schema(f, n, out) for f, n in ((train, train_file), (holdout, holdout_file))]
+    share = None
+    if all(schema_ok):
+        for frame, name in ((train, train_file), (holdout, holdout_file)):
+            check_rows(frame, name, labels, params.validate_.max_chars, out)
+            check_duplicates(frame, name, out)
+        check_leak(train, holdout, train_file, out)
+        share = label_share(train, labels)
+        check_balance(share, production_label_share(production_pointer),
+                      params.validate_.max_balance_shift, train_file, out)
+    errors = [f for f in out.findings if f.severity == "error"]
+    by_rule: dict[str, int] = {}
+    for f in out.findings:
+        by_rule[f.rule] = by_rule.get(f.rule, 0) + 1
+    return {
+        "passed": not errors,
+        "errors": len(errors),
+        "warnings": len(out.findings) - len(errors),
+        "by_rule": by_rule,
+        "dataset_md5": dataset_hash(),
+        "holdout_md5": file_md5(holdout_file),
+        "rows": {"train": len(train), "holdout": len(holdout)},
+        "label_share": share,
+        "findings": [asdict(f) for f in out.findings],
+    }
+
+
+def run(params: Params, report_path: Path | str) -> dict:
+    """Validate, write the JSON report, print findings; raise DataError if any rule failed."""
+    report = validate_dataset(params)
+    report_path = Path(report_path)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    findings = [Finding(**f) for f in report["findings"]]
+    for f in findings[:50]:
+        print(f)
+    if len(findings) > 50:
+        print(f"... {len(findings) - 50} more in {report_path}")
+    print(f"validate: {report['errors']} error(s), {report['warnings']} warning(s); "
+          f"report: {report_path}")
+    if not report["passed"]:
+        raise DataError(f"data validation failed with {report['errors']} error(s); "
+                        f"see {report_path}")
+    return report
+
+
+def command(report: Path = Path("reports/validation.json"), params: ParamsOpt = PARAMS_FILE
+            ) -> None:
+    """Check the training data and the holdout; exit 1 on any error-level finding."""
+    run(load_params(params), report)
+
+
+if __name__ == "__main__":
+    run_as_script(command)
