@@ -81,31 +81,48 @@ def check_holdout(record: dict[str, Any], holdout_md5: str, holdout_file: str) -
             "promote models/production reports/metrics/production.json`.")
 
 
-def _dvc_object(md5: str, roots: list[Path]) -> Path | None:
-    for root in roots:
-        path = root / "files" / "md5" / md5[:2] / md5[2:]
-        if path.exists():
-            return path
-    return None
+def read_dataset_file(dataset_md5: str, relpath: str, root: Path | str = ".") -> pd.DataFrame:
+    """One file of a past data version by its DVC hash, from the cache or pulled from the remote."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.tree import Tree
+
+    tree_hash = HashInfo("md5", f"{dataset_md5}.dir")
+    with Repo(str(root)) as repo:
+        cache = repo.cache.local
+        if not cache.exists(tree_hash.value):
+            try:
+                repo.cloud.pull([tree_hash])
+            except Exception as e:  # DVC raises many kinds here (no remote, unreachable, ...)
+                raise ProductionError(f"data version {dataset_md5} is not in the DVC cache and "
+                                      f"could not be pulled from the remote: {e}") from e
+        if not cache.exists(tree_hash.value):
+            raise ProductionError(f"data version {dataset_md5} is in neither the DVC cache nor "
+                                  "the remote; `dvc push` it from the machine that produced it")
+        entries = {"/".join(key): entry for key, _, entry in Tree.load(cache, tree_hash)}
+        if relpath not in entries:
+            raise ProductionError(f"data version {dataset_md5} has no {relpath} "
+                                  f"(it has {sorted(entries)})")
+        if not cache.exists(entries[relpath].value):
+            repo.cloud.pull([entries[relpath]])
+        with cache.fs.open(cache.oid_to_path(entries[relpath].value), "rb") as handle:
+            return pd.read_csv(handle, dtype=str, keep_default_na=False, encoding="utf-8")
 
 
-def read_dataset_file(dataset_md5: str, relpath: str, roots: list[Path] | None = None
-                      ) -> pd.DataFrame:
-    """One file of a past data version, read from the DVC cache or the in-repo remote."""
-    roots = roots or [Path(".dvc/cache"), Path(".dvc/storage")]
-    manifest = _dvc_object(f"{dataset_md5}.dir", roots)
-    if manifest is None:
-        raise ProductionError(f"data version {dataset_md5} is in neither the DVC cache nor the "
-                              "remote; `dvc fetch` it from the commit that produced it")
-    entries = {e["relpath"]: e["md5"] for e in json.loads(manifest.read_text(encoding="utf-8"))}
-    if relpath not in entries:
-        raise ProductionError(f"data version {dataset_md5} has no {relpath} "
-                              f"(it has {sorted(entries)})")
-    obj = _dvc_object(entries[relpath], roots)
-    if obj is None:
-        raise ProductionError(f"{relpath} of data version {dataset_md5} is missing from the "
-                              "DVC cache and remote")
-    return pd.read_csv(obj, dtype=str, keep_default_na=False, encoding="utf-8")
+def production_training_rows(record: dict[str, Any], train_file: str,
+                              data_pointer: Path | str = "data.dvc") -> pd.DataFrame:
+    """The training rows production learned from, read through DVC by its data version's md5."""
+    data_pointer = Path(data_pointer)
+    pointer = yaml.safe_load(data_pointer.read_text(encoding="utf-8"))
+    tracked = data_pointer.parent / pointer["outs"][0]["path"]
+    try:
+        relpath = Path(train_file).resolve().relative_to(tracked.resolve())
+    except ValueError:
+        raise ProductionError(f"{train_file} is not inside {tracked}/, the folder "
+                              f"{data_pointer} tracks") from None
+    frame = read_dataset_file(record["dataset"]["md5"], relpath.as_posix(), data_pointer.parent)
+    # read_split caps with head(), so production learned from the first train_rows rows.
+    return frame.head(record["dataset"]["train_rows"])
 
 
 def _run(cmd: list[str]) -> None:

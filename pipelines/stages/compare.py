@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
-import yaml
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipelines.core.classifier import load_classifier
@@ -26,7 +25,7 @@ from pipelines.core.production import (
     ProductionError,
     check_holdout,
     check_weights,
-    read_dataset_file,
+    production_training_rows,
     read_pointer,
 )
 from pipelines.stages.evaluate import load_holdout, score_model
@@ -156,16 +155,7 @@ def data_and_params_changes(production: dict | None, candidate_meta: dict) -> di
 
 def production_training_frame(production: dict, params: Params) -> pd.DataFrame:
     """The training rows production learned from, from the DVC cache or remote by data md5."""
-    pointer = yaml.safe_load(DATA_POINTER.read_text(encoding="utf-8"))
-    tracked = DATA_POINTER.parent / pointer["outs"][0]["path"]
-    try:
-        relpath = Path(params.data.train_file).resolve().relative_to(tracked.resolve())
-    except ValueError:
-        raise ProductionError(f"{params.data.train_file} is not inside {tracked}/, the folder "
-                              f"{DATA_POINTER} tracks") from None
-    frame = read_dataset_file(production["dataset"]["md5"], relpath.as_posix())
-    # read_split caps with head(), so production learned from the first train_rows rows.
-    return frame.head(production["dataset"]["train_rows"])
+    return production_training_rows(production, params.data.train_file, DATA_POINTER)
 
 
 def write_plots(y: np.ndarray, prod: np.ndarray | None, cand: np.ndarray, labels: list[str],
