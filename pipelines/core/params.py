@@ -47,11 +47,25 @@ class SeverityParams(_Strict):
     conflicting_labels: Severity
     holdout_leak: Severity
     balance_shift: Severity
+    label_noise: Severity
+
+
+class LabelNoiseParams(_Strict):
+    max_share: float = Field(ge=0, le=1)
+    confidence: float = Field(gt=0, lt=1)
+    folds: int = Field(ge=2)
+    min_cv_rows: int = Field(gt=0)
+    min_reference_rows: int = Field(gt=0)
+    min_slice_rows: int = Field(gt=0)
+    max_listed: int = Field(ge=0)
+    bootstrap_samples: int = Field(gt=0)
+    seed: int
 
 
 class ValidateParams(_Strict):
     max_chars: int = Field(gt=0)
     max_balance_shift: float = Field(ge=0, le=1)
+    label_noise: LabelNoiseParams
     severity: SeverityParams
 
 

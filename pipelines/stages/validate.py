@@ -19,6 +19,7 @@ from pipelines.core.data import (
     read_split,
 )
 from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.stages.label_noise import check_label_noise
 
 REQUIRED_COLUMNS = ("text", "label")
 PRODUCTION_POINTER = Path("models/production.yaml")
@@ -131,7 +132,7 @@ def validate_dataset(params: Params, production_pointer: Path = PRODUCTION_POINT
     train_file, holdout_file = params.data.train_file, params.data.holdout_file
     train, holdout = read_split(train_file), read_split(holdout_file)
     schema_ok = [check_schema(f, n, out) for f, n in ((train, train_file), (holdout, holdout_file))]
-    share = None
+    share = noise = None
     if all(schema_ok):
         for frame, name in ((train, train_file), (holdout, holdout_file)):
             check_rows(frame, name, labels, params.validate_.max_chars, out)
@@ -140,6 +141,7 @@ def validate_dataset(params: Params, production_pointer: Path = PRODUCTION_POINT
         share = label_share(train, labels)
         check_balance(share, production_label_share(production_pointer),
                       params.validate_.max_balance_shift, train_file, out)
+        noise = check_label_noise(params, train, holdout, production_pointer, out.add)
     errors = [f for f in out.findings if f.severity == "error"]
     by_rule: dict[str, int] = {}
     for f in out.findings:
@@ -153,6 +155,7 @@ def validate_dataset(params: Params, production_pointer: Path = PRODUCTION_POINT
         "holdout_md5": file_md5(holdout_file),
         "rows": {"train": len(train), "holdout": len(holdout)},
         "label_share": share,
+        "label_noise": noise,
         "findings": [asdict(f) for f in out.findings],
     }
 
