@@ -36,6 +36,7 @@ from pipelines.stages.pr_body import render_pr_body
 from pipelines.stages.stats import mcnemar, paired_bootstrap_delta
 
 OUT_DIR = Path("reports/compare")
+VALIDATION_REPORT = Path("reports/validation.json")
 
 
 def fast_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int = 2) -> float:
@@ -189,9 +190,28 @@ def load_production(holdout_file: str, pointer: Path, weights: Path
     return record, weights_dir
 
 
+def label_noise_section(validation: Path, dataset_md5: str, mask_text: bool) -> dict[str, Any]:
+    """validate's label_noise estimate for the candidate's data version, as the PR shows it."""
+    if not validation.exists():
+        return {"skipped": f"{validation} not found: run the validate stage"}
+    report = json.loads(validation.read_text(encoding="utf-8"))
+    if report.get("dataset_md5") != dataset_md5:
+        return {"skipped": f"{validation} is for data version {report.get('dataset_md5')}, the "
+                           f"candidate learned {dataset_md5}: rerun the validate stage"}
+    noise = report.get("label_noise") or {"scored": False, "reason": "validation failed early"}
+    if not noise["scored"]:
+        return {"skipped": noise["reason"]}
+    if mask_text:
+        noise = noise | {"suspicious": [
+            row | {"text": f"sha256:{hashlib.sha256(row['text'].encode()).hexdigest()[:12]}"}
+            for row in noise["suspicious"]]}
+    return noise
+
+
 def compare_to_production(params: Params, candidate_dir: Path | str,
                           out_dir: Path | str = OUT_DIR, pointer: Path | str = POINTER,
-                          weights: Path | str = WEIGHTS, link_base: str = "") -> dict[str, Any]:
+                          weights: Path | str = WEIGHTS, link_base: str = "",
+                          validation: Path | str = VALIDATION_REPORT) -> dict[str, Any]:
     """Score both models on the holdout, write every report and the decision; return it."""
     started = time.time()
     out_dir = Path(out_dir)
@@ -217,6 +237,8 @@ def compare_to_production(params: Params, candidate_dir: Path | str,
         "holdout": {"file": params.data.holdout_file, "md5": file_md5(params.data.holdout_file),
                     "rows": len(texts)},
         "changes": data_and_params_changes(production, candidate.metadata),
+        "label_noise": label_noise_section(Path(validation), candidate.metadata["dataset"]["md5"],
+                                           params.compare.mask_flip_text),
     }
     prod_proba = None
     if production is not None:

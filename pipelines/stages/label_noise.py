@@ -213,20 +213,39 @@ def _pct(share: float) -> str:
     return f"{100 * share:.1f} %"
 
 
-def finding_message(report: dict[str, Any], train_file: str, named: int = 10) -> str:
-    """One line: the estimate, what flagged it, and the worst rows by file:line."""
-    lp_max = report["max_share"]
-    parts = []
+def describe(found: dict[str, Any]) -> str:
+    """'31.7 % [26.7 %, 36.3 %]': an estimate with its interval."""
+    return f"{_pct(found['share'])} [{_pct(found['low'])}, {_pct(found['high'])}]"
+
+
+def flagged_slices(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each slice some scorer flagged, with the headline scorer's estimate when it has one."""
+    found: dict[str, dict[str, Any]] = {}
+    headline = (report.get("estimate") or {}).get("scorer")
     for where in report["flagged_by"]:
-        scorer, _, slice_name = where.partition("/")
-        found = report["scorers"][scorer]
-        found = found["slices"][slice_name] if slice_name else found
-        parts.append(f"{_pct(found['share'])} [{_pct(found['low'])}, {_pct(found['high'])}] of "
-                     f"{found['rows']} rows by the {scorer.replace('_', '-')} scorer"
-                     + (f" in slice {slice_name}" if slice_name else ""))
+        scorer, _, name = where.partition("/")
+        if name and (name not in found or scorer == headline):
+            found[name] = report["scorers"][scorer]["slices"][name]
+    return found
+
+
+def finding_message(report: dict[str, Any], train_file: str, named: int = 10) -> str:
+    """One line: the estimate, the slices that exceed the limit, and the worst rows by file:line."""
+    estimate = report["estimate"]
+    others = [f"{name.replace('_', '-')}: {describe(found)}"
+              for name, found in report["scorers"].items()
+              if name != estimate["scorer"] and found.get("share") is not None]
+    # A slice is worth naming only when the changed rows as a whole stay under the limit.
+    overall_flagged = any("/" not in where for where in report["flagged_by"])
+    slices = "" if overall_flagged else "; ".join(
+        f"{name} {describe(found)} of {found['rows']}"
+        for name, found in flagged_slices(report).items())
     worst = ", ".join(f"{train_file}:{s['line']}" for s in report["suspicious"][:named])
-    return (f"an estimated {'; '.join(parts)} of the {report['changed_rows']} rows new or changed "
-            f"since production's data ({report['production_data'][:8]}) have wrong labels, above "
-            f"validate.label_noise.max_share={lp_max} (interval at "
-            f"{report['confidence']:.0%}); most suspicious first: {worst} (ranked list in the "
-            "report's label_noise.suspicious)")
+    return (f"an estimated {describe(estimate)} of the {report['changed_rows']} rows new or "
+            f"changed since production's data ({report['production_data'][:8]}) have wrong labels "
+            f"({estimate['scorer'].replace('_', '-')} scorer"
+            + (f"; {', '.join(others)}" if others else "") + "), limit "
+            f"validate.label_noise.max_share={report['max_share']}"
+            + (f"; by slice: {slices}" if slices else "")
+            + f"; most suspicious first: {worst} (all ranked in label_noise.suspicious of the "
+            "validation report)")

@@ -87,12 +87,17 @@ def test_clean_new_rows_from_the_same_source_pass(in_carved):
         _assert_within(found, 0.0)
 
 
+def _random_flips(rate: float, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
+    full = read_split("data/train.csv")
+    new = _new_rows(full)
+    flipped = np.random.default_rng(seed).choice(new, int(rate * len(new)), replace=False)
+    return _flip(full, flipped), flipped
+
+
 @pytest.mark.parametrize("rate", [0.10, 0.30])
 def test_random_flips_are_flagged_with_the_true_rate_inside_the_interval(in_carved, rate):
-    full = read_split("data/train.csv")
-    flipped = np.random.default_rng(1).choice(_new_rows(full), int(rate * len(_new_rows(full))),
-                                              replace=False)
-    report, findings = _label_noise(in_carved, _flip(full, flipped))
+    train, flipped = _random_flips(rate)
+    report, findings = _label_noise(in_carved, train)
     assert report["flagged"] and report["estimate"]["scorer"] == "out_of_fold"
     _assert_within(report["estimate"], _true_share(len(flipped), report))
     [(rule, file, row, message)] = findings
@@ -103,6 +108,28 @@ def test_random_flips_are_flagged_with_the_true_rate_inside_the_interval(in_carv
     assert np.mean([row["line"] in flipped_lines for row in top]) >= 0.5
 
 
+def test_pr_body_shows_the_estimate_and_the_worst_rows(in_carved, tmp_path):
+    from pipelines.stages.compare import label_noise_section
+    from pipelines.stages.pr_body import label_noise_lines
+
+    train, _ = _random_flips(0.30)
+    report, _ = _label_noise(in_carved, train)
+    validation = tmp_path / "validation.json"
+    validation.write_text(json.dumps({"dataset_md5": "abc", "label_noise": report}))
+    body = "\n".join(label_noise_lines({"label_noise": label_noise_section(validation, "abc",
+                                                                           False)}))
+    estimate = report["estimate"]
+    assert f"An estimated **{estimate['share']:.1%} [{estimate['low']:.1%}, " in body
+    assert "**above the limit** of 5.0%" in body
+    top = report["suspicious"][0]
+    assert f"| data/train.csv:{top['line']} | {top['id']} | {top['label']} |" in body
+    masked = "\n".join(label_noise_lines({"label_noise": label_noise_section(validation, "abc",
+                                                                             True)}))
+    assert top["text"][:40] not in masked and "sha256:" in masked
+    stale = label_noise_section(validation, "other", False)
+    assert "rerun the validate stage" in stale["skipped"]
+
+
 def test_flips_targeted_at_one_slice_are_flagged_in_that_slice(in_carved):
     full = read_split("data/train.csv")
     hashtag = load_params("params.yaml").evaluate.slices["hashtag"]
@@ -111,7 +138,7 @@ def test_flips_targeted_at_one_slice_are_flagged_in_that_slice(in_carved):
     flipped = [i for i in _new_rows(full) if has_tag[i] and full.label[i] == "offensive"]
     report, findings = _label_noise(in_carved, _flip(full, flipped))
     assert "out_of_fold/hashtag" in report["flagged_by"] and len(findings) == 1
-    assert "in slice hashtag" in findings[0][3]
+    assert "by slice: hashtag" in findings[0][3]
     in_slice = report["scorers"]["out_of_fold"]["slices"]["hashtag"]
     _assert_within(in_slice, len(flipped) / has_tag[_new_rows(full)].sum())
     _assert_within(report["estimate"], _true_share(len(flipped), report))
