@@ -10,8 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipelines.core.errors import PipelineError
 from pipelines.core.metadata import read_metadata
 
@@ -185,17 +183,6 @@ def build_image(candidate: Path = CANDIDATE) -> str | None:
     return reference
 
 
-def _storage_objects(record_dvc: Path, storage: Path) -> list[Path]:
-    """The remote's files for the directory a .dvc file tracks (its manifest and every file)."""
-    md5 = yaml.safe_load(record_dvc.read_text(encoding="utf-8"))["outs"][0]["md5"]
-
-    def obj(digest: str) -> Path:
-        return storage / "files" / "md5" / digest[:2] / digest[2:]
-
-    manifest = json.loads(obj(md5).read_text(encoding="utf-8"))
-    return [obj(md5), *(obj(entry["md5"]) for entry in manifest)]
-
-
 def _loadtest_passed(version: str) -> dict[str, Any]:
     if not LOADTEST_SUMMARY.is_file():
         raise RetrainError(f"{LOADTEST_SUMMARY} not found: the load-test gate did not run "
@@ -222,6 +209,7 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
                       holdout_md5: str, source_branch: str) -> tuple[str, list[str], str, str]:
     """In tree (a checkout of source): move the production pin, promote the candidate, commit
     exactly those files. Returns (commit, files changed, image reference, deployment diff)."""
+    from pipelines.core.data import remote_objects
     from pipelines.core.gitops import changed_files, commit_files
     from pipelines.core.production import POINTER, WEIGHTS, promote
     from pipelines.deploy.pins import K8S_DIR, diff_markdown, set_image
@@ -239,7 +227,7 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
         if storage is not None:  # the demo remote lives in git: the weights go in the commit
             here = Path.cwd().resolve()
             paths += [p.relative_to(here).as_posix()
-                      for p in _storage_objects(Path(f"{WEIGHTS}.dvc"), storage)]
+                      for p in remote_objects(f"{WEIGHTS}.dvc")]
         message = (f"Promote {version} to production\n\nImage: {pin.reference}\n"
                    f"Verdict: {decision['verdict']}\nSource: {source_branch} @ {source}\n")
         commit = commit_files(".", source, paths, message)
