@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from pipelines.ci.workflows import SETTINGS, out_of_sync
+from pipelines.core.gitops import GitError, git
 from pipelines.release.github import DEFAULT_API_URL, GitHub, GitHubError
 
 PLACEHOLDER = re.compile(r"(?i)\b(OWNER|example|your[-_]?(org|user|name|repo)|CHANGE[-_]?ME)\b"
@@ -33,12 +33,11 @@ class Check:
 
 
 def _git(root: Path, *args: str) -> str | None:
+    """git's answer, or None where there is none (no repository, no such remote)."""
     try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                             timeout=10, check=True)
-    except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired):
+        return git(root, *args, timeout=10).strip() or None
+    except GitError:
         return None
-    return out.stdout.strip() or None
 
 
 def github_repo(root: Path, env: dict[str, str]) -> str | None:

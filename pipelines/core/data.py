@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 import unicodedata
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from dvc_data.hashfile.hash_info import HashInfo
 from dvc_data.hashfile.tree import Tree
 
 from pipelines.core.errors import PipelineError
+from pipelines.core.tools import CommandError, dvc, run
 
 COLUMNS = ["id", "text", "label", "source"]
 DATA_POINTER = Path("data.dvc")
@@ -142,20 +142,17 @@ def remote_objects(pointer: Path | str, root: Path | str = ".") -> list[Path]:
 def pull_data(pointer: Path | str = DATA_POINTER) -> str:
     """Make the data directory match the pointer, from the cache or the DVC remote."""
     digest = dataset_hash(pointer)
-    result = subprocess.run(
-        ["dvc", "pull", "--quiet", str(pointer)], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        remote = subprocess.run(
-            ["dvc", "remote", "list"], capture_output=True, text=True, check=False
-        ).stdout.strip()
+    try:
+        dvc("pull", "--quiet", str(pointer))
+    except CommandError as e:
+        remote = run(["dvc", "remote", "list"], check=False).strip()
         raise DataError(
             f"{pointer}: cannot resolve data version {digest}: it is neither in the local cache "
             f"nor in the DVC remote ({remote or 'no remote configured'}).\n"
             "Fix: on the machine that has the data run `dvc push`, or check out a data.dvc "
             "whose version was pushed (`git log -- data.dvc`).\n"
-            f"dvc said: {(result.stderr or result.stdout).strip()}"
-        )
+            f"dvc said: {e.message}"
+        ) from None
     return digest
 
 

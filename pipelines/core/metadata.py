@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,16 @@ from typing import Any
 from pipelines.core.data import dataset_hash, file_md5, label_share
 from pipelines.core.errors import MissingFileError
 from pipelines.core.params import Params
+from pipelines.core.tools import CommandError, run
 
 METADATA_FILE = "metadata.json"
 
 
 def git_commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=False)
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
+    try:
+        return run(["git", "rev-parse", "HEAD"]).strip()
+    except CommandError:  # not a git checkout (a copied tree): the model is still usable
+        return "unknown"
 
 
 def params_digest(section: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import yaml
 from pipelines.core.data import DataError, read_tracked_file
 from pipelines.core.errors import PipelineError
 from pipelines.core.metadata import read_metadata
+from pipelines.core.tools import dvc
 
 POINTER = Path("models/production.yaml")
 WEIGHTS = Path("models/production")
@@ -92,12 +92,6 @@ def read_dataset_file(dataset_md5: str, relpath: str, root: Path | str = ".") ->
     return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8")
 
 
-def _run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ProductionError(f"`{' '.join(cmd)}` failed: {(result.stderr or result.stdout)}")
-
-
 def build_record(metadata: dict[str, Any], metrics: dict[str, Any], holdout_md5: str,
                  bento_tag: str | None, image: str | None) -> dict[str, Any]:
     """The pointer's content for a model, from its metadata.json and its holdout metrics."""
@@ -139,8 +133,8 @@ def promote(model_dir: Path | str, metrics_path: Path | str, holdout_md5: str,
         shutil.rmtree(weights, ignore_errors=True)
         staging.rename(weights)
     if track:
-        _run(["dvc", "add", "--quiet", str(weights)])
+        dvc("add", "--quiet", str(weights), error=ProductionError)
         if push:
-            _run(["dvc", "push", "--quiet", f"{weights}.dvc"])
+            dvc("push", "--quiet", f"{weights}.dvc", error=ProductionError)
     pointer.write_text(HEADER + yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
     return record

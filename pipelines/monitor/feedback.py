@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,9 @@ from pipelines.core.data import (
     read_split,
 )
 from pipelines.core.errors import PipelineError
+from pipelines.core.gitops import git
 from pipelines.core.params import Params
+from pipelines.core.tools import dvc, succeeds
 
 DATA_DIR = Path("data")
 POINTER = Path("data.dvc")
@@ -55,28 +56,21 @@ class ExportResult:
     branch: str | None
 
 
-def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise FeedbackError(f"`git {' '.join(args)}` failed: {result.stderr.strip()}")
-    return result
+def _git(*args: str, check: bool = True) -> str:
+    return git(".", *args, check=check, error=FeedbackError)
 
 
 def _dvc(*args: str) -> str:
-    result = subprocess.run(["dvc", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise FeedbackError(f"`dvc {' '.join(args)}` failed: "
-                            f"{(result.stderr or result.stdout).strip()}")
-    return result.stdout
+    return dvc(*args, error=FeedbackError)
 
 
 def check_data_is_clean(train_file: Path) -> None:
     """Refuse to run unless data/ matches data.dvc and data.dvc matches the last commit."""
     if not POINTER.exists() or not train_file.exists():
         raise FeedbackError(f"{POINTER} or {train_file} missing: run `make data` first")
-    if _git("rev-parse", "--git-dir", check=False).returncode != 0:
+    if not succeeds(["git", "rev-parse", "--git-dir"]):
         raise FeedbackError("not inside a git repository: the export commits on a new branch")
-    if _git("diff", "--quiet", "HEAD", "--", str(POINTER), check=False).returncode != 0:
+    if not succeeds(["git", "diff", "--quiet", "HEAD", "--", str(POINTER)]):
         raise FeedbackError(f"{POINTER} has uncommitted changes: commit or "
                             f"`git checkout HEAD -- {POINTER}` first")
     status = json.loads(_dvc("status", "--json", str(POINTER)) or "{}")
@@ -136,8 +130,7 @@ def next_branch(prefix: str, today: dt.date) -> str:
     """`<prefix>/<YYYY-MM-DD>-<n>` with the first n not already a local branch."""
     for n in range(1, 1000):
         name = f"{prefix}/{today.isoformat()}-{n}"
-        if _git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
-                check=False).returncode != 0:
+        if not succeeds(["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"]):
             return name
     raise FeedbackError(f"999 branches named {prefix}/{today.isoformat()}-N exist already")
 
@@ -185,9 +178,9 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
         return ExportResult(plan.rows, plan.skipped, old_hash, None, None)
 
     original_train = train_file.read_bytes()
-    start = _git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    start = _git("rev-parse", "--abbrev-ref", "HEAD").strip()
     if start == "HEAD":  # detached: come back to the commit itself
-        start = "@" + _git("rev-parse", "HEAD").stdout.strip()
+        start = "@" + _git("rev-parse", "HEAD").strip()
     remote = in_repo_remote()
     paths = [str(POINTER)] + ([str(remote)] if remote is not None else [])
     branch = next_branch(params.feedback.branch_prefix, today or dt.date.today())

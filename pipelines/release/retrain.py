@@ -12,6 +12,7 @@ from typing import Any
 
 from pipelines.core.errors import PipelineError
 from pipelines.core.metadata import read_metadata
+from pipelines.core.tools import dvc
 
 # The markdown reports a retrain produces, in the order a reviewer reads them.
 SUMMARY_REPORTS = (
@@ -62,15 +63,6 @@ class RetrainError(PipelineError):
     """A retrain step cannot go on; the message says what is missing and what to run."""
 
 
-def _dvc(*args: str, timeout: float = 1800) -> str:
-    result = subprocess.run(["dvc", *args], capture_output=True, text=True, timeout=timeout,
-                            check=False)
-    if result.returncode != 0:
-        raise RetrainError(f"`dvc {' '.join(args)}` failed: "
-                           f"{(result.stderr or result.stdout).strip()}")
-    return result.stdout
-
-
 def in_repo_remote(root: Path | str = ".") -> Path | None:
     """The default DVC remote's folder when it lies inside the repository (the demo remote)."""
     from pipelines.core.data import default_remote
@@ -85,7 +77,7 @@ def in_repo_remote(root: Path | str = ".") -> Path | None:
 
 def push_outputs() -> str:
     """`dvc push` everything the workspace tracks (data, production, the stages' outputs)."""
-    out = _dvc("push")
+    out = dvc("push", error=RetrainError)
     remote = in_repo_remote()
     where = (f"the in-repo remote {remote.relative_to(Path.cwd().resolve())}/ (it travels to the "
              "propose job inside the retrain-reports artifact)" if remote
@@ -104,7 +96,7 @@ def restore(decision_path: Path = DECISION, candidate: Path = CANDIDATE) -> str:
     """Pull the evaluated outputs named by dvc.lock and check they are the model that was judged."""
     decision = read_decision(decision_path)
     try:
-        _dvc("pull")
+        dvc("pull", error=RetrainError)
     except RetrainError as e:
         raise RetrainError(f"{e}\nThe evaluate job's `retrain push-outputs` puts these outputs in "
                            "the DVC remote (with the in-repo remote, they travel in the "

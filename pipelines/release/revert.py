@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from pipelines.core.gitops import changed_files, commit_files, detached_worktree, git, head, push
+from pipelines.core.tools import succeeds
 from pipelines.deploy.pins import K8S_DIR
 from pipelines.release.github import GitHub, open_or_update_pr
 
@@ -36,9 +36,7 @@ def revert(failed: str, remote: str = "origin", token: str | None = None, gh=Non
     short = failed[:12]
     with detached_worktree(base, root) as tree:
         for rel in files:
-            existed = subprocess.run(["git", "-C", str(tree), "cat-file", "-e",
-                                      f"{failed}^:{rel}"], capture_output=True).returncode == 0
-            if existed:
+            if succeeds(["git", "-C", str(tree), "cat-file", "-e", f"{failed}^:{rel}"]):
                 git(tree, "checkout", f"{failed}^", "--", rel)
             else:
                 (tree / rel).unlink(missing_ok=True)
