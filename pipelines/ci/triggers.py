@@ -26,9 +26,10 @@ from dvc.repo import Repo
 from dvc.stage import PipelineStage
 
 from pipelines.core.errors import UsageError
+from pipelines.core.production import PROMOTION_FILES
 
 DVC_YAML = "dvc.yaml"
-PROMOTION_WRITES = ("models/production.yaml", "models/production.dvc")
+PROMOTION_WRITES = PROMOTION_FILES
 
 
 class TriggerError(UsageError):

@@ -18,6 +18,9 @@ from pipelines.core.tools import dvc
 
 POINTER = Path("models/production.yaml")
 WEIGHTS = Path("models/production")
+WEIGHTS_POINTER = WEIGHTS.with_suffix(".dvc")
+# What a promotion rewrites (and a revert puts back): the pointer and the weights' .dvc file.
+PROMOTION_FILES = (POINTER.as_posix(), WEIGHTS_POINTER.as_posix())
 POINTER_KEYS = ("version", "kind", "dataset", "holdout_md5", "params", "git_commit", "metrics",
                 "bento_tag", "image")
 HEADER = (

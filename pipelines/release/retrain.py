@@ -203,7 +203,7 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
     exactly those files. Returns (commit, files changed, image reference, deployment diff)."""
     from pipelines.core.data import remote_objects
     from pipelines.core.gitops import changed_files, commit_files
-    from pipelines.core.production import POINTER, WEIGHTS, promote
+    from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote
     from pipelines.deploy.pins import K8S_DIR, diff_markdown, set_image
     from service.bento import BENTO_NAME
 
@@ -214,12 +214,12 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
         promote(candidate, metrics, holdout_md5, bento_tag=f"{BENTO_NAME}:{tag}",
                 image=pin.reference, push=True)
         paths = [(K8S_DIR / "overlays" / ENVIRONMENT / "kustomization.yaml").as_posix(),
-                 POINTER.as_posix(), f"{WEIGHTS}.dvc"]
+                 POINTER.as_posix(), WEIGHTS_POINTER.as_posix()]
         storage = in_repo_remote(".")
         if storage is not None:  # the demo remote lives in git: the weights go in the commit
             here = Path.cwd().resolve()
             paths += [p.relative_to(here).as_posix()
-                      for p in remote_objects(f"{WEIGHTS}.dvc")]
+                      for p in remote_objects(WEIGHTS_POINTER)]
         message = (f"Promote {version} to production\n\nImage: {pin.reference}\n"
                    f"Verdict: {decision['verdict']}\nSource: {source_branch} @ {source}\n")
         commit = commit_files(".", source, paths, message)

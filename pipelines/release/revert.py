@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.gitops import changed_files, commit_files, detached_worktree, git, head, push
+from pipelines.core.production import PROMOTION_FILES
 from pipelines.core.tools import succeeds
 from pipelines.deploy.pins import K8S_DIR
 from pipelines.release.github import GitHub, open_or_update_pr
 
-RELEASE_FILES = ("models/production.yaml", "models/production.dvc")
+RELEASE_FILES = PROMOTION_FILES
 REVERT_PREFIX = "revert/"
 
 
