@@ -89,6 +89,17 @@ def default_remote(root: Path | str = ".") -> tuple[str | None, str | None]:
         return name, (remote or {}).get("url")
 
 
+def in_repo_remote(root: Path | str = ".") -> Path | None:
+    """The default DVC remote's folder (absolute) when it lies inside the repository: the demo
+    remote, whose objects are committed with the pointers that name them."""
+    root = Path(root).resolve()
+    _, url = default_remote(root)
+    if not url or "://" in url:
+        return None
+    path = Path(url).resolve()
+    return path if path.is_relative_to(root) else None
+
+
 def _object_dbs(repo: Repo) -> list:
     """Where DVC keeps content-addressed objects: the local cache, then the default remote."""
     return [repo.cache.local] + ([repo.cloud.get_remote_odb()]

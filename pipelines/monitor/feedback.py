@@ -22,7 +22,7 @@ from pipelines.core.data import (
     COLUMNS,
     DataError,
     dataset_hash,
-    default_remote,
+    in_repo_remote,
     normalise,
     read_split,
 )
@@ -135,17 +135,6 @@ def next_branch(prefix: str, today: dt.date) -> str:
     raise FeedbackError(f"999 branches named {prefix}/{today.isoformat()}-N exist already")
 
 
-def in_repo_remote() -> Path | None:
-    """The default DVC remote's directory when it lives inside this repository (it is committed)."""
-    _, url = default_remote()
-    if not url or "://" in url:
-        return None
-    try:
-        return Path(url).resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return None
-
-
 def read_reviewed(db_url: str, labels: list[str]) -> list[dict[str, Any]]:
     """Every reviewed prediction in the log at db_url."""
     from service.predlog import backend_of, sqlite_path
@@ -181,8 +170,9 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
     start = _git("rev-parse", "--abbrev-ref", "HEAD").strip()
     if start == "HEAD":  # detached: come back to the commit itself
         start = "@" + _git("rev-parse", "HEAD").strip()
-    remote = in_repo_remote()
-    paths = [str(POINTER)] + ([str(remote)] if remote is not None else [])
+    remote = in_repo_remote()  # committed with the new data.dvc, so a clone can pull the rows
+    paths = [str(POINTER)] + ([str(remote.relative_to(Path.cwd().resolve()))]
+                              if remote is not None else [])
     branch = next_branch(params.feedback.branch_prefix, today or dt.date.today())
     switched = False
     try:

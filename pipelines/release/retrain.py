@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from pipelines.core.data import in_repo_remote
 from pipelines.core.errors import PipelineError
 from pipelines.core.metadata import read_metadata
 from pipelines.core.tools import dvc
@@ -61,18 +62,6 @@ ENVIRONMENT = "production"
 
 class RetrainError(PipelineError):
     """A retrain step cannot go on; the message says what is missing and what to run."""
-
-
-def in_repo_remote(root: Path | str = ".") -> Path | None:
-    """The default DVC remote's folder when it lies inside the repository (the demo remote)."""
-    from pipelines.core.data import default_remote
-
-    root = Path(root).resolve()
-    _, url = default_remote(root)
-    if not url or "://" in url:
-        return None
-    path = Path(url).resolve()
-    return path if path.is_relative_to(root) else None
 
 
 def push_outputs() -> str:
