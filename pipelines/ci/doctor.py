@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dvc.repo import Repo
 
 from pipelines.ci.workflows import SETTINGS, out_of_sync
 from pipelines.core.gitops import GitError, git
@@ -60,8 +61,6 @@ def check_github_repo(root: Path, env: dict[str, str]) -> Check:
 
 def check_dvc_remote(root: Path, reach: bool = True) -> Check:
     """A default DVC remote exists, is not the bundled demo remote, and answers."""
-    from dvc.repo import Repo
-
     try:
         repo = Repo(str(root))
     except Exception as e:  # DVC raises many kinds; all mean "not a usable DVC repo here"

@@ -30,6 +30,9 @@ from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import git
 from pipelines.core.params import Params
 from pipelines.core.tools import dvc, succeeds
+from pipelines.stages import validate
+from service.predlog import backend_of, sqlite_path
+from service.review.store import ReviewStore, create_review_schema
 
 DATA_DIR = Path("data")
 POINTER = Path("data.dvc")
@@ -137,8 +140,6 @@ def next_branch(prefix: str, today: dt.date) -> str:
 
 def read_reviewed(db_url: str, labels: list[str]) -> list[dict[str, Any]]:
     """Every reviewed prediction in the log at db_url."""
-    from service.predlog import backend_of, sqlite_path
-    from service.review.store import ReviewStore, create_review_schema
 
     if backend_of(db_url) == "sqlite" and not sqlite_path(db_url).exists():
         raise FeedbackError(f"prediction log {sqlite_path(db_url)} does not exist: point "
@@ -156,7 +157,6 @@ def read_reviewed(db_url: str, labels: list[str]) -> list[dict[str, Any]]:
 def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
                     report: Path = Path("reports/validation.json")) -> ExportResult:
     """Append reviewed rows to the training split and commit the new data.dvc on a new branch."""
-    from pipelines.stages import validate
     train_file = Path(params.data.train_file)
     holdout_file = Path(params.data.holdout_file)
     check_data_is_clean(train_file)

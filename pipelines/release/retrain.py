@@ -10,10 +10,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pipelines.core.data import in_repo_remote
+from pipelines.core.data import file_md5, in_repo_remote, remote_objects
 from pipelines.core.errors import PipelineError
+from pipelines.core.gitops import changed_files, commit_files, detached_worktree, head, push
 from pipelines.core.metadata import read_metadata
+from pipelines.core.params import load_params
+from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_pointer
 from pipelines.core.tools import dvc
+from pipelines.deploy.pins import K8S_DIR, diff_markdown, read_pin, set_image
+from pipelines.release.github import GitHub, open_or_update_pr
+from service.bento import BENTO_NAME, bento_version
 
 # The markdown reports a retrain produces, in the order a reviewer reads them.
 SUMMARY_REPORTS = (
@@ -115,14 +121,12 @@ def nothing_to_propose(decision: dict[str, Any], production: dict[str, Any] | No
 
 
 def _skip_reason() -> str | None:
-    from pipelines.core.production import read_pointer
 
     return nothing_to_propose(read_decision(), read_pointer())
 
 
 def image_name(root: Path | str = ".") -> str:
     """Registry/name of the service image, as the production overlay pins it (one place)."""
-    from pipelines.deploy.pins import read_pin
 
     pin = read_pin(ENVIRONMENT, Path(root))
     return pin.new_name or pin.name
@@ -147,7 +151,6 @@ def check_docker() -> None:
 
 def build_image(candidate: Path = CANDIDATE) -> str | None:
     """Containerise the candidate's Bento and push it as <overlay image>:<Bento version>."""
-    from service.bento import BENTO_NAME, bento_version
 
     reason = _skip_reason()
     if reason:
@@ -190,12 +193,6 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
                       holdout_md5: str, source_branch: str) -> tuple[str, list[str], str, str]:
     """In tree (a checkout of source): move the production pin, promote the candidate, commit
     exactly those files. Returns (commit, files changed, image reference, deployment diff)."""
-    from pipelines.core.data import remote_objects
-    from pipelines.core.gitops import changed_files, commit_files
-    from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote
-    from pipelines.deploy.pins import K8S_DIR, diff_markdown, set_image
-    from service.bento import BENTO_NAME
-
     candidate, metrics = CANDIDATE.resolve(), CANDIDATE_METRICS.resolve()
     version = decision["candidate_version"]
     with contextlib.chdir(tree):
@@ -226,19 +223,12 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
 
     The promotion is built in a temporary worktree, so the working tree is left as it was and a
     rerun proposes the same change again."""
-    from pipelines.core.data import file_md5
-    from pipelines.core.gitops import detached_worktree, head, push
-    from pipelines.core.params import load_params
-    from pipelines.release.github import open_or_update_pr
-    from service.bento import bento_version
 
     reason = _skip_reason()
     if reason:
         print(f"propose: nothing to propose: {reason}")
         return None
     if gh is None:  # before any change: a missing token or repository fails here
-        from pipelines.release.github import GitHub
-
         gh = GitHub.from_env()
     decision = read_decision()
     version = decision["candidate_version"]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import typer
 import yaml
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
 from pipelines.core.classifier import load_classifier
 from pipelines.core.cli import ParamsOpt, run_as_script
@@ -171,8 +171,6 @@ def production_training_frame(production: dict, params: Params) -> pd.DataFrame:
 
 def write_plots(y: np.ndarray, prod: np.ndarray | None, cand: np.ndarray, labels: list[str],
                 prod_name: str | None, cand_name: str, out_dir: Path) -> dict[str, str]:
-    from sklearn.metrics import confusion_matrix
-
     paths = {}
     curves = {}
     for role, proba, name in (("production", prod, prod_name), ("candidate", cand, cand_name)):
@@ -262,7 +260,8 @@ def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
                       prod_proba: np.ndarray | None, cand_proba: np.ndarray,
                       production: dict | None, out_dir: Path) -> dict[str, Any]:
     """Run both Evidently reports (those that apply); a missing input is said, not hidden."""
-    from pipelines.stages import evidently_reports
+    from pipelines.stages import evidently_reports  # lazy: Evidently takes seconds to import
+
     labels = list(params.data.labels)
     section: dict[str, Any] = {}
     if production is None:

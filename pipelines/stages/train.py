@@ -42,7 +42,7 @@ def class_weights(label_ids: list[int], n_classes: int) -> np.ndarray:
 
 
 def _weighted_loss(weights):
-    import torch
+    import torch  # lazy, like transformers below: seconds to import
 
     weight = torch.tensor(weights, dtype=torch.float32)
 
