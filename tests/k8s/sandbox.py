@@ -64,9 +64,14 @@ def image_env(repo: Path) -> dict[str, str]:
     return {**IMAGE_ENV, **{e["name"]: str(e["value"]) for e in spec.get("envs", [])}}
 
 
-def container_env(container: dict, docs: list[dict], base: dict[str, str]) -> dict[str, str]:
-    """The environment the kubelet gives the container: image env, then envFrom, then env."""
+def container_env(container: dict, docs: list[dict], base: dict[str, str],
+                  external: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+    """The environment the kubelet gives the container: image env, then envFrom, then env.
+    `external`: {Secret name: data} of the Secrets created out of band (never rendered)."""
     by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    for name, data in (external or {}).items():
+        by_name["Secret", name] = {"kind": "Secret", "data": {
+            k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
     env = dict(base)
     for source in container.get("envFrom", []):
         ref = source.get("configMapRef") or source.get("secretRef")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.deploy.policy import Manifests
+from tests.k8s.conftest import REPO
 from tests.k8s.sandbox import (
     BENTO_SRC,
     bentoml_serve,
@@ -119,6 +120,7 @@ def test_without_bentoml_home_in_the_emptydir_the_server_cannot_start(rendered, 
         sandbox.stop()
     log = sandbox.log.read_text()
     assert code != 0
+    assert "/home/bentoml" in log, log[-3000:]
     assert "Read-only file system" in log or "Permission denied" in log, log[-3000:]
 
 
@@ -155,3 +157,23 @@ def test_termination_keeps_serving_through_prestop_and_loses_no_acknowledged_pre
                                    "GROUP BY request_id").fetchall())
     missing = {rid: n for rid, n in acknowledged.items() if logged.get(rid) != int(n)}
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged requests not logged"
+
+
+def test_review_pod_starts_read_only_with_its_token_from_the_secret(rendered, tmp_path):
+    """The review UI as components/review runs it: its own command, the token and database from
+    the out-of-band Secrets, the same read-only root; the UI needs no model."""
+    docs, pod, container = workload(rendered, "production+review", "moderation-review")
+    secrets = {"moderation-review": {"token": "sandbox-token"},
+               "moderation-db": {"url": "sqlite:////tmp/review.db"}}
+    env = container_env(container, docs, image_env(REPO), secrets)
+    # the image's Python environment comes first on its PATH
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    sandbox = start(pod, container, env, REPO, tmp_path, default_command=[])
+    try:
+        wait_until_started(sandbox, container)
+        port = port_of(container, "readinessProbe")
+        assert sandbox.http_status(port, container["readinessProbe"]["httpGet"]["path"]) == 200
+        assert sandbox.http_status(port, "/api/counts") == 401  # the token is required
+    finally:
+        sandbox.stop()
+    assert (sandbox.mounts["/tmp"] / "review.db").exists()
