@@ -42,6 +42,9 @@ POD_NAMES = {STABLE: f"moderation-primary-{STABLE}-x7k2p", GOOD: f"moderation-{G
              BAD: f"moderation-{BAD}-z8w3v"}
 REQUESTS_PER_POD = 80
 PROBE_SECONDS = 6
+# Traffic spread over several scrapes, as real traffic is: a counter's rise before its first
+# scrape is invisible to rate() and increase().
+TRAFFIC_SECONDS = 8
 
 
 def failing_model(smoke_repo: Path, dest: Path) -> Path:
@@ -91,10 +94,12 @@ def probe(urls: list[str], seconds: float) -> None:
         time.sleep(0.1)
 
 
-def classify_calls(url: str, count: int) -> dict[int, int]:
-    """`count` sequential /classify calls; {status: how many}."""
+def classify_calls(url: str, count: int, seconds: float = 0) -> dict[int, int]:
+    """`count` sequential /classify calls spread over at least `seconds`; {status: how many}."""
     statuses: dict[int, int] = {}
+    began = time.monotonic()
     for i in range(count):
+        time.sleep(max(0.0, began + i * seconds / count - time.monotonic()))
         body = json.dumps({"texts": [f"canary text {i}", "you are wonderful"]}).encode()
         request = urllib.request.Request(url + "/classify", body,
                                          {"Content-Type": "application/json"})
@@ -126,9 +131,12 @@ def analysis(rendered, smoke_repo, tmp_path_factory):
         probe(list(urls.values()), PROBE_SECONDS)
         prometheus.scraped_up_to()
         idle = measure(prometheus, production, flagger)
+        # one call each first, so every counter series exists before the measured traffic
+        first = {h: classify_calls(url, 1) for h, url in urls.items()}
+        prometheus.scraped_up_to()
         traffic = {}
         threads = [threading.Thread(target=lambda h=h: traffic.__setitem__(
-            h, classify_calls(urls[h], REQUESTS_PER_POD))) for h in urls]
+            h, classify_calls(urls[h], REQUESTS_PER_POD, TRAFFIC_SECONDS))) for h in urls]
         for t in threads:
             t.start()
         for t in threads:
@@ -141,7 +149,7 @@ def analysis(rendered, smoke_repo, tmp_path_factory):
                            for s in prometheus.query(name)}
                     for name in ("moderation:success_ratio:rate5m",
                                  "moderation:classify_p95_seconds:rate5m")}
-    return {"idle": idle, "final": final, "traffic": traffic, "series": series,
+    return {"idle": idle, "final": final, "first": first, "traffic": traffic, "series": series,
             "recorded": recorded}
 
 
@@ -167,6 +175,7 @@ def measure(prometheus, production: Manifests, flagger: Manifests) -> dict:
 
 
 def test_the_servers_answered_as_the_scenario_needs(analysis):
+    assert analysis["first"] == {STABLE: {200: 1}, GOOD: {200: 1}, BAD: {500: 1}}
     assert analysis["traffic"][GOOD] == {200: REQUESTS_PER_POD}
     assert analysis["traffic"][STABLE] == {200: REQUESTS_PER_POD}
     assert analysis["traffic"][BAD] == {500: REQUESTS_PER_POD}
