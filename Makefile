@@ -108,7 +108,7 @@ review-screenshot: venv  ## docs/img/review-ui.png from a demo log (headless chr
 test: venv system-packages node  ## the whole test suite (PYTEST_ARGS="tests/service -x" for a part)
 	python -m pytest $(PYTEST_ARGS)
 
-k8s-validate: venv  ## render every k8s overlay and check schemas and delivery policy offline
+k8s-validate: venv  ## render every k8s overlay; check built-in and CRD schemas and delivery policy offline
 	python -m pipelines deploy validate
 
 lint: venv
