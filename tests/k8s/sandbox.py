@@ -144,9 +144,15 @@ def _child_pid(fd: int) -> int | None:
     return json.loads(text).get("child-pid") if "}" in text else None
 
 
+def venv_bin() -> Path:
+    """This virtualenv's bin folder by its real path (a link under /tmp would be hidden by the
+    pod's /tmp mount); it plays the image's Python environment."""
+    return Path(sys.prefix).resolve() / "bin"
+
+
 def bentoml_serve() -> list[str]:
     """The image's command: `bentoml serve` of the service (port from its own config)."""
-    return [sys.executable, "-m", "bentoml", "serve", "service.service:Moderation"]
+    return [str(venv_bin() / "python"), "-m", "bentoml", "serve", "service.service:Moderation"]
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tests.k8s.sandbox import (
     container_env,
     image_env,
     start,
+    venv_bin,
     wait_for,
 )
 
@@ -130,7 +130,7 @@ def test_termination_keeps_serving_through_prestop_and_loses_no_acknowledged_pre
     acknowledged_file = tmp_path / "acknowledged.txt"
     try:
         wait_until_started(sandbox, container)
-        load = sandbox.run_in_netns(sys.executable, "-c", LOAD_SCRIPT,
+        load = sandbox.run_in_netns(str(venv_bin() / "python"), "-c", LOAD_SCRIPT,
                                     str(port_of(container, "readinessProbe")),
                                     str(acknowledged_file))
         time.sleep(2)
@@ -167,7 +167,7 @@ def test_review_pod_starts_read_only_with_its_token_from_the_secret(rendered, tm
                "moderation-db": {"url": "sqlite:////tmp/review.db"}}
     env = container_env(container, docs, image_env(REPO), secrets)
     # the image's Python environment comes first on its PATH
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env["PATH"] = f"{venv_bin()}{os.pathsep}{os.environ['PATH']}"
     sandbox = start(pod, container, env, REPO, tmp_path, default_command=[])
     try:
         wait_until_started(sandbox, container)
