@@ -82,13 +82,13 @@ def input_drift(params: Params, training: pd.DataFrame, current: pd.DataFrame, o
     from pipelines.stages.drift_measures import HeldOutVocabulary
     from pipelines.stages.evidently_reports import describe_texts, drift_report, text_thresholds
 
-    compare = params.compare
+    compare, slices = params.compare, params.evaluate.slices
     vocabulary = HeldOutVocabulary(training.text)
     reference = training.sample(min(compare.drift_sample_rows, len(training)),
                                 random_state=compare.seed)
-    return drift_report(describe_texts(reference.text, vocabulary),
-                        describe_texts(current.text, vocabulary), text_thresholds(compare),
-                        significance, out_dir, "drift")
+    return drift_report(describe_texts(reference.text, vocabulary, slices),
+                        describe_texts(current.text, vocabulary, slices),
+                        text_thresholds(compare, slices), significance, out_dir, "drift")
 
 
 def holdout_predictions(params: Params, model_dir: Path) -> tuple[str, pd.DataFrame]:
@@ -138,7 +138,7 @@ def drift_against_production(params: Params, current_csv: Path, out_dir: Path = 
     """Input and prediction drift of the sampled predictions; writes summary.json and .md."""
     from pipelines.core.production import read_pointer
     from pipelines.stages.compare import production_training_frame
-    from pipelines.stages.evidently_reports import TEXT_COLUMNS
+    from pipelines.stages.evidently_reports import text_columns
 
     current = read_sample(current_csv)
     production = read_pointer()
@@ -148,8 +148,9 @@ def drift_against_production(params: Params, current_csv: Path, out_dir: Path = 
     training = production_training_frame(production, params)
     out_dir.mkdir(parents=True, exist_ok=True)
     # One family-wise significance level over every column of both reports.
-    per_column = params.compare.drift_significance / (len(TEXT_COLUMNS) + len(PREDICTION_COLUMNS))
-    inputs = input_drift(params, training, current, out_dir, per_column * len(TEXT_COLUMNS))
+    inputs_n = len(text_columns(params.evaluate.slices))
+    per_column = params.compare.drift_significance / (inputs_n + len(PREDICTION_COLUMNS))
+    inputs = input_drift(params, training, current, out_dir, per_column * inputs_n)
     predictions = prediction_drift(params, current, model_dir, out_dir,
                                    per_column * len(PREDICTION_COLUMNS))
     drifted = inputs["drifted"] + predictions.get("drifted", [])
@@ -203,7 +204,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
              f"served by {', '.join(summary['served_versions'])}) against the training data of "
              f"production `{summary['production_version']}` ({inputs['rows']['reference']} "
              "rows). `unseen_word_share` counts words that the half of the training data a text "
-             "did not fall into never used, for both sides alike.", "", *_table(inputs), "",
+             "did not fall into never used, for both sides alike; `<slice>_share` is the share "
+             "of texts in each evaluation slice.", "", *_table(inputs), "",
              f"### Prediction drift: {'**yes**' if predictions.get('flagged') else 'no'}", ""]
     if "skipped" in predictions:
         lines.append(f"Not computed: {predictions['skipped']}.")

@@ -40,18 +40,14 @@ from evidently.tests import Reference, gte
 
 from pipelines.core.params import CompareParams
 from pipelines.stages.drift_measures import METHOD, HeldOutVocabulary, judge_columns
+from pipelines.stages.metrics import slice_masks
 
-TEXT_COLUMNS = ["length", "words", "sentences", "non_letter_share", "mentions", "uppercase_share",
-                "unseen_word_share"]
+DESCRIPTORS = ["length", "words", "sentences", "non_letter_share", "uppercase_share",
+               "unseen_word_share"]
 
 
 def _numeric(values: list[float]) -> DatasetColumn:
     return DatasetColumn(ColumnType.Numerical, pd.Series(values, dtype=float))
-
-
-def mention_count(column: DatasetColumn) -> DatasetColumn:
-    """How many @mentions a text has."""
-    return _numeric([t.count("@") for t in column.data.astype(str)])
 
 
 def uppercase_share(column: DatasetColumn) -> DatasetColumn:
@@ -77,7 +73,6 @@ def _descriptors(vocabulary: HeldOutVocabulary) -> list:
         WordCount("text", alias="words"),
         SentenceCount("text", alias="sentences"),
         NonLetterCharacterPercentage("text", alias="non_letter_share"),
-        CustomColumnDescriptor("text", mention_count, alias="mentions"),
         CustomColumnDescriptor("text", uppercase_share, alias="uppercase_share"),
         CustomColumnDescriptor("text", unseen_word_share_against(vocabulary),
                                alias="unseen_word_share"),
@@ -116,12 +111,23 @@ def quality_report(y_true: list[str], production: dict[str, np.ndarray],
             "tests": tests, "failed": [t["name"] for t in tests if t["status"] != "SUCCESS"]}
 
 
-def describe_texts(texts: Iterable[str], vocabulary: HeldOutVocabulary) -> pd.DataFrame:
-    """The text descriptors (TEXT_COLUMNS) of each text, one row per text, in order."""
-    frame = pd.DataFrame({"text": [str(t) for t in texts]})
+def text_columns(slices: Mapping[str, str]) -> list[str]:
+    """The descriptors, then one `<slice>_share` column per evaluation slice."""
+    return [*DESCRIPTORS, *(f"{name}_share" for name in slices)]
+
+
+def describe_texts(texts: Iterable[str], vocabulary: HeldOutVocabulary,
+                   slices: Mapping[str, str]) -> pd.DataFrame:
+    """One row per text: its descriptors, and 1/0 per evaluation slice it falls in or not (the
+    slices are where the model is known to be weak; their means are the slices' shares)."""
+    texts = [str(t) for t in texts]
+    frame = pd.DataFrame({"text": texts})
     dataset = Dataset.from_pandas(frame, data_definition=DataDefinition(text_columns=["text"]),
                                   descriptors=_descriptors(vocabulary))
-    return dataset.as_dataframe()[TEXT_COLUMNS].astype(float).reset_index(drop=True)
+    described = dataset.as_dataframe()[DESCRIPTORS].astype(float).reset_index(drop=True)
+    for name, mask in slice_masks(texts, dict(slices)).items():
+        described[f"{name}_share"] = mask.astype(float)
+    return described
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, min_effect: Mapping[str, float],
@@ -154,9 +160,9 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, min_effect: Map
             "flagged": bool(drifted)}
 
 
-def text_thresholds(compare: CompareParams) -> dict[str, float]:
-    """The minimum effect of every text descriptor."""
-    return dict.fromkeys(TEXT_COLUMNS, compare.drift_min_effect)
+def text_thresholds(compare: CompareParams, slices: Mapping[str, str]) -> dict[str, float]:
+    """The minimum effect of every text column."""
+    return dict.fromkeys(text_columns(slices), compare.drift_min_effect)
 
 
 def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
@@ -164,17 +170,18 @@ def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
 
 
 def training_drift(reference: pd.DataFrame, current: pd.DataFrame, positive: str,
-                   compare: CompareParams, out_dir: Path) -> dict[str, Any]:
+                   compare: CompareParams, slices: Mapping[str, str], out_dir: Path
+                   ) -> dict[str, Any]:
     """Drift of the candidate's training data (current) from production's (reference): text
     descriptors and `label` (the share of the positive label)."""
     vocabulary = HeldOutVocabulary(reference.text)
 
     def columns(frame: pd.DataFrame) -> pd.DataFrame:
         frame = _sample(frame, compare.drift_sample_rows, compare.seed)
-        described = describe_texts(frame.text, vocabulary)
+        described = describe_texts(frame.text, vocabulary, slices)
         described["label"] = (frame.label == positive).to_numpy(dtype=float)
         return described
 
-    thresholds = text_thresholds(compare) | {"label": compare.drift_min_label_effect}
+    thresholds = text_thresholds(compare, slices) | {"label": compare.drift_min_label_effect}
     return drift_report(columns(reference), columns(current), thresholds,
                         compare.drift_significance, out_dir)
