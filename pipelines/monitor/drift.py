@@ -133,13 +133,21 @@ def prediction_drift(params: Params, current: pd.DataFrame, model_dir: Path, out
     return {"model_version": version, **result}
 
 
+def significance_levels(params: Params) -> tuple[float, float]:
+    """compare.drift_significance split between the input and the prediction columns, so that
+    it is one family-wise level over every column of both reports."""
+    from pipelines.stages.evidently_reports import text_columns
+
+    inputs = len(text_columns(params.evaluate.slices))
+    per_column = params.compare.drift_significance / (inputs + len(PREDICTION_COLUMNS))
+    return per_column * inputs, per_column * len(PREDICTION_COLUMNS)
+
+
 def drift_against_production(params: Params, current_csv: Path, out_dir: Path = OUT_DIR,
                              model_dir: Path = SERVING_MODEL) -> dict[str, Any]:
     """Input and prediction drift of the sampled predictions; writes summary.json and .md."""
     from pipelines.core.production import read_pointer
     from pipelines.stages.compare import production_training_frame
-    from pipelines.stages.evidently_reports import text_columns
-
     current = read_sample(current_csv)
     production = read_pointer()
     if production is None:
@@ -147,12 +155,9 @@ def drift_against_production(params: Params, current_csv: Path, out_dir: Path = 
                          "training data to compare the logged predictions with")
     training = production_training_frame(production, params)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # One family-wise significance level over every column of both reports.
-    inputs_n = len(text_columns(params.evaluate.slices))
-    per_column = params.compare.drift_significance / (inputs_n + len(PREDICTION_COLUMNS))
-    inputs = input_drift(params, training, current, out_dir, per_column * inputs_n)
-    predictions = prediction_drift(params, current, model_dir, out_dir,
-                                   per_column * len(PREDICTION_COLUMNS))
+    input_level, prediction_level = significance_levels(params)
+    inputs = input_drift(params, training, current, out_dir, input_level)
+    predictions = prediction_drift(params, current, model_dir, out_dir, prediction_level)
     drifted = inputs["drifted"] + predictions.get("drifted", [])
     summary = {"production_version": production["version"],
                "served_versions": sorted(current.model_version.unique()),
