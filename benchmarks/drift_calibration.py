@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from pipelines.core.params import load_params
 from pipelines.core.production import read_pointer
@@ -153,7 +154,8 @@ def main() -> None:
     prediction_min = dict.fromkeys(PREDICTION_COLUMNS, compare.drift_min_label_effect)
     input_level, prediction_level = significance_levels(params)
 
-    def drifted(shift: Shift | None) -> list[str]:
+    def drifted(shift: Shift | None) -> tuple[list[str], bool]:
+        """The drifted columns, and whether raw K-S (p < significance, any column) alarms."""
         order = rng.permutation(len(unseen))
         prediction_reference = everything.take(unseen[order[:holdout_rows]]).prediction
         traffic_at = order[holdout_rows:holdout_rows + rows]
@@ -167,16 +169,20 @@ def main() -> None:
         verdicts = (judge_columns(text_reference, traffic.text, text_min, input_level)
                     | judge_columns(prediction_reference, traffic.prediction, prediction_min,
                                     prediction_level))
-        return [c for c, v in verdicts.items() if v["drifted"]]
+        ks_alone = any(v["p_value"] < compare.drift_significance for v in verdicts.values())
+        return [c for c, v in verdicts.items() if v["drifted"]], ks_alone
 
     def measure(shift: Shift | None, trials: int) -> dict:
-        alarms, columns = 0, Counter()
+        alarms, ks_alarms, columns = 0, 0, Counter()
         for _ in range(trials):
-            found = drifted(shift)
+            found, ks_alone = drifted(shift)
             alarms += bool(found)
+            ks_alarms += ks_alone
             columns.update(found)
+        low, high = stats.binomtest(alarms, trials).proportion_ci(0.95)
         return {"samples": trials, "alarms": alarms, "rate": round(alarms / trials, 4),
-                "columns": dict(columns.most_common())}
+                "ci95": [round(low, 4), round(high, 4)], "columns": dict(columns.most_common()),
+                "raw_ks_rate": round(ks_alarms / trials, 4)}
 
     false_alarms = measure(None, args.trials)
     per_shift = {s.name: {"description": s.description, "target": s.target,
@@ -184,6 +190,7 @@ def main() -> None:
     targets = [per_shift[s.name] for s in SHIFTS if s.target]
     detected = sum(r["alarms"] for r in targets)
     total = sum(r["samples"] for r in targets)
+    low, high = stats.binomtest(detected, total).proportion_ci(0.95)
     result = {
         "settings": {"rows": rows, "min_effect": compare.drift_min_effect,
                      "min_label_effect": compare.drift_min_label_effect,
@@ -191,19 +198,22 @@ def main() -> None:
         "seed": args.seed, "prediction_reference_rows": holdout_rows,
         "false_alarms": false_alarms,
         "detection": {"samples": total, "detected": detected,
-                      "rate": round(detected / total, 4),
+                      "rate": round(detected / total, 4), "ci95": [round(low, 4), round(high, 4)],
                       "shifts": [s.name for s in SHIFTS if s.target]},
         "shifts": per_shift, "seconds": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"false alarms: {false_alarms['rate']:.1%} of {args.trials} in-distribution samples "
-          f"(columns: {false_alarms['columns'] or 'none'})")
+          f"(95 % CI {false_alarms['ci95'][0]:.1%}-{false_alarms['ci95'][1]:.1%}; columns: "
+          f"{false_alarms['columns'] or 'none'}); raw K-S p < {compare.drift_significance} on "
+          f"any column would alarm on {false_alarms['raw_ks_rate']:.1%}")
     for name, r in per_shift.items():
         note = "" if r["target"] else " (sensitivity, not a target)"
         top = ", ".join(f"{c} {n}" for c, n in list(r["columns"].items())[:4])
         print(f"  {name:18} {r['rate']:7.1%}  {r['description']}{note}; drifted: {top}")
-    print(f"detection: {result['detection']['rate']:.1%} of {total} shifted samples; "
+    print(f"detection: {result['detection']['rate']:.1%} of {total} shifted samples "
+          f"(95 % CI {low:.1%}-{high:.1%}); "
           f"{result['seconds']} s; written to {args.out}")
 
 

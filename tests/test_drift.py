@@ -173,7 +173,74 @@ def test_served_holdout_traffic_opens_no_issue_and_shifted_traffic_opens_one_nam
 def test_report_without_a_production_model_says_so(repo, tmp_path):
     (repo / "models/production.yaml").write_text("version: null\n")
     (repo / "reports/drift").mkdir(parents=True)
+    (repo / "reports/drift/current.csv").write_text("text,label,score,model_version,created_at\n"
+                                                   "hi,offensive,0.9,v,2026\n")
+    result = run(PY + ["drift", "report"], repo, check=False)
+    assert result.returncode == 1 and "version: null: no production model" in result.stderr
+
+
+def test_report_on_a_sample_from_an_older_version_names_the_missing_column(repo):
+    (repo / "reports/drift").mkdir(parents=True)
     (repo / "reports/drift/current.csv").write_text("text,label,model_version,created_at\n"
                                                    "hi,offensive,v,2026\n")
     result = run(PY + ["drift", "report"], repo, check=False)
-    assert result.returncode == 1 and "version: null: no production model" in result.stderr
+    assert result.returncode == 1 and "missing column(s) ['score']" in result.stderr
+
+
+def test_report_without_the_serving_models_weights_says_how_to_fetch_them(repo, tmp_path):
+    url = f"sqlite:///{tmp_path}/predictions.db"
+    log_predictions(url, ["hello there"], ["not-offensive"])
+    run(PY + ["drift", "sample", "--db-url", url], repo)
+    result = run(PY + ["drift", "report", "--model", str(tmp_path / "nothing")], repo,
+                 check=False)
+    assert result.returncode == 1 and "`make production`" in result.stderr
+
+
+def test_tiny_shifts_in_large_samples_and_noise_in_small_ones_are_not_drift():
+    import numpy as np
+
+    from pipelines.stages.drift_measures import judge_columns
+
+    rng = np.random.default_rng(0)
+
+    def verdict(n: int, shift: float) -> dict:
+        reference = pd.DataFrame({"x": rng.normal(0, 1, n)})
+        current = pd.DataFrame({"x": rng.normal(shift, 1, n)})
+        return judge_columns(reference, current, {"x": 0.2}, 0.05)["x"]
+
+    tiny = verdict(50_000, 0.05)  # significant, too small to matter
+    assert tiny["p_value"] < 1e-6 and tiny["effect"] < 0.2 and not tiny["drifted"]
+    noisy = verdict(12, 0.0)  # a large effect by chance, not significant
+    assert noisy["effect"] >= 0.2 and noisy["p_value"] > 0.05 and not noisy["drifted"]
+    assert verdict(3000, 0.5)["drifted"]
+
+
+def test_unseen_words_of_training_texts_are_comparable_with_those_of_other_texts(repo):
+    from pipelines.stages.drift_measures import HeldOutVocabulary
+
+    train = pd.read_csv(repo / "data/train.csv", dtype=str, keep_default_na=False).text
+    holdout = pd.read_csv(repo / "data/holdout.csv", dtype=str, keep_default_na=False).text
+    vocabulary = HeldOutVocabulary(train)
+    own = sum(map(vocabulary.unseen_share, train)) / len(train)
+    other = sum(map(vocabulary.unseen_share, holdout)) / len(holdout)
+    assert own > 0.03 and abs(own - other) < 0.01  # not 0 by construction
+    assert vocabulary.unseen_share("the quixotic zymurgist") > 0
+    assert vocabulary.unseen_share("@user") == 0.0  # in both halves
+
+
+def test_the_verdict_uses_the_distance_evidentlys_report_shows(tmp_path):
+    import numpy as np
+
+    from pipelines.stages.evidently_reports import drift_report
+
+    rng = np.random.default_rng(1)
+    reference = pd.DataFrame({"a": rng.normal(0, 1, 400), "b": rng.random(400) < 0.3})
+    current = pd.DataFrame({"a": rng.normal(0.6, 1, 400), "b": rng.random(400) < 0.3})
+    result = drift_report(reference.astype(float), current.astype(float),
+                          {"a": 0.2, "b": 0.1}, 0.05, tmp_path)
+    shown = {m["config"]["column"]: float(m["value"])
+             for m in json.loads((tmp_path / "drift.json").read_text())["metrics"]
+             if m["config"].get("type", "").endswith("ValueDrift")}
+    assert shown == pytest.approx({c: v["value"] for c, v in result["columns"].items()},
+                                  abs=1e-4)
+    assert result["drifted"] == ["a"]

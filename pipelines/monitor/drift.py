@@ -112,12 +112,13 @@ def prediction_columns(predictions: list[dict[str, Any]], positive: str) -> pd.D
                          "score": [float(p["scores"][positive]) for p in predictions]})
 
 
-def prediction_drift(params: Params, current: pd.DataFrame, model_dir: Path, out_dir: Path,
+def prediction_drift(params: Params, current: pd.DataFrame,
+                     holdout: tuple[str, pd.DataFrame], model_dir: Path, out_dir: Path,
                      significance: float) -> dict[str, Any]:
     """Flagged share and scores of the traffic against the serving model's own on the holdout."""
     from pipelines.stages.evidently_reports import drift_report
 
-    version, reference = holdout_predictions(params, model_dir)
+    version, reference = holdout
     served = current[current.model_version == version]
     if served.empty:
         return {"skipped": f"no logged prediction in the sample is from {version} (the model in "
@@ -154,10 +155,12 @@ def drift_against_production(params: Params, current_csv: Path, out_dir: Path = 
         raise DriftError("models/production.yaml has version: null: no production model, so no "
                          "training data to compare the logged predictions with")
     training = production_training_frame(production, params)
+    holdout = holdout_predictions(params, model_dir)  # before any report is written
     out_dir.mkdir(parents=True, exist_ok=True)
     input_level, prediction_level = significance_levels(params)
     inputs = input_drift(params, training, current, out_dir, input_level)
-    predictions = prediction_drift(params, current, model_dir, out_dir, prediction_level)
+    predictions = prediction_drift(params, current, holdout, model_dir, out_dir,
+                                   prediction_level)
     drifted = inputs["drifted"] + predictions.get("drifted", [])
     summary = {"production_version": production["version"],
                "served_versions": sorted(current.model_version.unique()),
@@ -183,9 +186,10 @@ def calibration_note(params: Params, path: Path = CALIBRATION) -> str:
                 f"settings ({settings}): rerun `{CALIBRATION_COMMAND}`.")
     fa, det = measured["false_alarms"], measured["detection"]
     return (f"These rules, on samples of {settings['rows']} rows, raised a false alarm on "
-            f"{fa['rate']:.1%} of {fa['samples']} in-distribution samples and detected "
-            f"{det['rate']:.1%} of {det['samples']} shifted ones ({', '.join(det['shifts'])}); "
-            f"measured by `{CALIBRATION_COMMAND}`.")
+            f"{fa['rate']:.1%} of {fa['samples']} in-distribution samples (at most "
+            f"{fa['ci95'][1]:.1%} at 95 % confidence) and detected {det['rate']:.1%} of "
+            f"{det['samples']} shifted ones (at least {det['ci95'][0]:.1%}; shifts: "
+            f"{', '.join(det['shifts'])}); measured by `{CALIBRATION_COMMAND}`.")
 
 
 def _table(report: dict[str, Any]) -> list[str]:
