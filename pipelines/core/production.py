@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from pipelines.core.data import DataError, read_tracked_file
 from pipelines.core.errors import PipelineError
 from pipelines.core.metadata import read_metadata
+from pipelines.core.tools import dvc
 
 POINTER = Path("models/production.yaml")
 WEIGHTS = Path("models/production")
+WEIGHTS_POINTER = WEIGHTS.with_suffix(".dvc")
+# What a promotion rewrites (and a revert puts back): the pointer and the weights' .dvc file.
+PROMOTION_FILES = (POINTER.as_posix(), WEIGHTS_POINTER.as_posix())
 POINTER_KEYS = ("version", "kind", "dataset", "holdout_md5", "params", "git_commit", "metrics",
                 "bento_tag", "image")
 HEADER = (
@@ -82,31 +87,12 @@ def check_holdout(record: dict[str, Any], holdout_md5: str, holdout_file: str) -
 
 
 def read_dataset_file(dataset_md5: str, relpath: str, root: Path | str = ".") -> pd.DataFrame:
-    """One file of a past data version by its DVC hash, from the cache or pulled from the remote."""
-    from dvc.repo import Repo
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.tree import Tree
-
-    tree_hash = HashInfo("md5", f"{dataset_md5}.dir")
-    with Repo(str(root)) as repo:
-        cache = repo.cache.local
-        if not cache.exists(tree_hash.value):
-            try:
-                repo.cloud.pull([tree_hash])
-            except Exception as e:  # DVC raises many kinds here (no remote, unreachable, ...)
-                raise ProductionError(f"data version {dataset_md5} is not in the DVC cache and "
-                                      f"could not be pulled from the remote: {e}") from e
-        if not cache.exists(tree_hash.value):
-            raise ProductionError(f"data version {dataset_md5} is in neither the DVC cache nor "
-                                  "the remote; `dvc push` it from the machine that produced it")
-        entries = {"/".join(key): entry for key, _, entry in Tree.load(cache, tree_hash)}
-        if relpath not in entries:
-            raise ProductionError(f"data version {dataset_md5} has no {relpath} "
-                                  f"(it has {sorted(entries)})")
-        if not cache.exists(entries[relpath].value):
-            repo.cloud.pull([entries[relpath]])
-        with cache.fs.open(cache.oid_to_path(entries[relpath].value), "rb") as handle:
-            return pd.read_csv(handle, dtype=str, keep_default_na=False, encoding="utf-8")
+    """One file of a past data version, read from the DVC cache or remote by the data's md5."""
+    try:
+        raw = read_tracked_file(dataset_md5, relpath, root)
+    except DataError as e:
+        raise ProductionError(f"data version {dataset_md5}: {e}") from e
+    return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8")
 
 
 def production_training_rows(record: dict[str, Any], train_file: str,
@@ -123,12 +109,6 @@ def production_training_rows(record: dict[str, Any], train_file: str,
     frame = read_dataset_file(record["dataset"]["md5"], relpath.as_posix(), data_pointer.parent)
     # read_split caps with head(), so production learned from the first train_rows rows.
     return frame.head(record["dataset"]["train_rows"])
-
-
-def _run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ProductionError(f"`{' '.join(cmd)}` failed: {(result.stderr or result.stdout)}")
 
 
 def build_record(metadata: dict[str, Any], metrics: dict[str, Any], holdout_md5: str,
@@ -172,8 +152,8 @@ def promote(model_dir: Path | str, metrics_path: Path | str, holdout_md5: str,
         shutil.rmtree(weights, ignore_errors=True)
         staging.rename(weights)
     if track:
-        _run(["dvc", "add", "--quiet", str(weights)])
+        dvc("add", "--quiet", str(weights), error=ProductionError)
         if push:
-            _run(["dvc", "push", "--quiet", f"{weights}.dvc"])
+            dvc("push", "--quiet", f"{weights}.dvc", error=ProductionError)
     pointer.write_text(HEADER + yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
     return record

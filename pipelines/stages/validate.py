@@ -19,10 +19,10 @@ from pipelines.core.data import (
     read_split,
 )
 from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.core.production import POINTER as PRODUCTION_POINTER
 from pipelines.stages.label_noise import check_label_noise
 
 REQUIRED_COLUMNS = ("text", "label")
-PRODUCTION_POINTER = Path("models/production.yaml")
 
 
 @dataclass(frozen=True)

@@ -116,15 +116,13 @@ def test_pr_body_shows_the_estimate_and_the_worst_rows(in_carved, tmp_path):
     report, _ = _label_noise(in_carved, train)
     validation = tmp_path / "validation.json"
     validation.write_text(json.dumps({"dataset_md5": "abc", "label_noise": report}))
-    body = "\n".join(label_noise_lines({"label_noise": label_noise_section(validation, "abc",
-                                                                           False)}))
+    body = "\n".join(label_noise_lines(label_noise_section(validation, "abc", False)))
     estimate = report["estimate"]
     assert f"An estimated **{estimate['share']:.1%} [{estimate['low']:.1%}, " in body
     assert "**above the limit** of 5.0%" in body
     top = report["suspicious"][0]
     assert f"| data/train.csv:{top['line']} | {top['id']} | {top['label']} |" in body
-    masked = "\n".join(label_noise_lines({"label_noise": label_noise_section(validation, "abc",
-                                                                             True)}))
+    masked = "\n".join(label_noise_lines(label_noise_section(validation, "abc", True)))
     assert top["text"][:40] not in masked and "sha256:" in masked
     stale = label_noise_section(validation, "other", False)
     assert "rerun the validate stage" in stale["skipped"]
