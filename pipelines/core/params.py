@@ -131,6 +131,11 @@ class ServeParams(_Strict):
     max_body_bytes: int = Field(gt=0)
     max_concurrency: int = Field(gt=0)
     retry_after_s: int = Field(gt=0)
+    body_timeout_s: float = Field(gt=0)
+    max_header_bytes: int = Field(gt=0)
+    max_headers: int = Field(gt=0)
+    max_queue_ms: int = Field(gt=0)
+    drain_timeout_s: int = Field(gt=0)
     batching: Literal["greedy", "bentoml"]
     max_batch_size: int = Field(gt=0)
     max_latency_ms: int = Field(gt=0)
