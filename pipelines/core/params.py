@@ -166,6 +166,7 @@ class FeedbackParams(_Strict):
     host: str
     port: int = Field(gt=0, lt=65536)
     page_size: int = Field(gt=0, le=500)
+    cookie_secure: Literal["auto", "always", "never"]
     branch_prefix: str = Field(min_length=1)
     source: str = Field(min_length=1)
 

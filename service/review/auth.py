@@ -2,7 +2,8 @@
 
 API clients send `Authorization: Bearer <token>` and `X-Reviewer: <name>`; the browser logs in
 once with the token and a name and then carries a cookie signed with a key derived from the token
-(rotating the token ends every session).
+(rotating the token ends every session). Each cookie carries a random session id, so logging out
+revokes that session on the server (ReviewStore.revoke_session) and the old cookie stops working.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 
 COOKIE = "review_session"
@@ -47,19 +49,29 @@ def _signature(token: str, payload: str) -> str:
 def make_session(token: str, reviewer: str, now: float | None = None) -> str:
     """A cookie value naming the reviewer, signed with the token."""
     name = base64.urlsafe_b64encode(reviewer.encode("utf-8")).decode("ascii")
-    payload = f"{name}|{int(now if now is not None else time.time())}"
+    issued = int(now if now is not None else time.time())
+    payload = f"{name}|{issued}|{secrets.token_hex(16)}"
     return f"{payload}|{_signature(token, payload)}"
+
+
+def session_id(value: str) -> str:
+    """The random id of a session cookie (what logout revokes)."""
+    return value.split("|")[2]
+
+
+def session_issued(value: str) -> int:
+    return int(value.split("|")[1])
 
 
 def read_session(token: str, value: str, now: float | None = None) -> str:
     """The reviewer of a valid, unexpired session cookie; AuthFailure(403) otherwise."""
     try:
-        name, issued, signature = value.split("|")
-        payload = f"{name}|{issued}"
+        name, issued, sid, signature = value.split("|")
+        payload = f"{name}|{issued}|{sid}"
         valid = hmac.compare_digest(signature, _signature(token, payload))
         fresh = (now if now is not None else time.time()) - int(issued) < SESSION_SECONDS
         reviewer = base64.urlsafe_b64decode(name.encode("ascii")).decode("utf-8")
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, OverflowError):
         valid = fresh = False
     if not (valid and fresh):
         raise AuthFailure(403, "session is invalid or expired (or the token changed): log in again")
