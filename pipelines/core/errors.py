@@ -10,8 +10,15 @@ import sys
 
 import click
 
+try:  # Typer >= 0.26 runs on its own copy of click and only catches that copy's exceptions
+    from typer._click.exceptions import ClickException as _TyperClickException
 
-class PipelineError(click.ClickException):
+    _CLICK_BASES: tuple[type, ...] = (click.ClickException, _TyperClickException)
+except ImportError:  # pragma: no cover - older Typer uses click itself
+    _CLICK_BASES = (click.ClickException,)
+
+
+class PipelineError(*_CLICK_BASES):
     """A failure the user can fix; the message says what and where. Exit code 1 unless set."""
 
     exit_code = 1

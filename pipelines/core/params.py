@@ -47,6 +47,8 @@ class SeverityParams(_Strict):
     conflicting_labels: Severity
     holdout_leak: Severity
     balance_shift: Severity
+    empty_split: Severity
+    duplicate_id: Severity
 
 
 class ValidateParams(_Strict):
