@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import unicodedata
@@ -87,6 +88,29 @@ def default_remote(root: Path | str = ".") -> tuple[str | None, str | None]:
         return name, (remote or {}).get("url")
 
 
+def unsaved_changes(pointer: Path | str = DATA_POINTER) -> list[str]:
+    """The outputs of a .dvc pointer whose files were edited since `dvc add` (DVC's status)."""
+    result = subprocess.run(["dvc", "status", "--json", str(pointer)], capture_output=True,
+                            text=True, check=False)
+    try:
+        stages = json.loads(result.stdout or "{}")
+    except json.JSONDecodeError:
+        return []
+    return [out for changes in stages.get(str(pointer), []) if isinstance(changes, dict)
+            for out, state in (changes.get("changed outs") or {}).items() if state == "modified"]
+
+
+def unsaved_changes_error(pointer: Path | str, digest: str, outs: list[str]) -> DataError:
+    where = ", ".join(f"{out}/" for out in outs)
+    return DataError(
+        f"{pointer}: {where} has changes that are not saved as a data version: the files differ "
+        f"from version {digest} that {pointer} names, and DVC will not overwrite them.\n"
+        f"Fix: either make your edit the new data version with `dvc add {outs[0]}` (then commit "
+        f"{pointer}), or discard it with `dvc checkout --force {pointer}` (or "
+        f"`git checkout -- {pointer}` if you changed the pointer)."
+    )
+
+
 def pull_data(pointer: Path | str = DATA_POINTER) -> str:
     """Make the data directory match the pointer, from the cache or the DVC remote."""
     digest = dataset_hash(pointer)
@@ -94,6 +118,9 @@ def pull_data(pointer: Path | str = DATA_POINTER) -> str:
         ["dvc", "pull", "--quiet", str(pointer)], capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
+        edited = unsaved_changes(pointer)
+        if edited:
+            raise unsaved_changes_error(pointer, digest, edited)
         remote = subprocess.run(
             ["dvc", "remote", "list"], capture_output=True, text=True, check=False
         ).stdout.strip()

@@ -67,3 +67,22 @@ def test_import_drops_leaks_conflicts_and_duplicates(tmp_path):
     assert counts["dropped_conflicting"] == 2
     assert counts["dropped_duplicates"] == 1
     assert list(pd.read_csv(tmp_path / "out/holdout.csv").label) == ["not-offensive", "offensive"]
+
+
+def test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_out(fresh_repo):
+    # `make compare` and `make run` start with this pull (the `data` target)
+    with (fresh_repo / "data/train.csv").open("a") as f:
+        f.write("train-new,a text I just added by hand,offensive,manual\n")
+    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "data/ has changes that are not saved as a data version" in result.stderr
+    assert "`dvc add data`" in result.stderr and "dvc checkout --force data.dvc" in result.stderr
+    assert "neither in the local cache nor in the DVC remote" not in result.stderr
+    run(["dvc", "checkout", "--force", "-q", "data.dvc"], fresh_repo)  # way out 1: discard
+    run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo)
+    assert "a text I just added" not in (fresh_repo / "data/train.csv").read_text()
+    with (fresh_repo / "data/train.csv").open("a") as f:
+        f.write("train-new,a text I just added by hand,offensive,manual\n")
+    run(["dvc", "add", "-q", "data"], fresh_repo)  # way out 2: make it the new version
+    assert "resolved to version" in run([sys.executable, "-m", "pipelines", "data", "pull"],
+                                        fresh_repo).stdout
