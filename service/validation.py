@@ -34,12 +34,15 @@ def parse_json(decoded: str) -> object:
                          "body") from None
 
 
-def encodable_error(text: str) -> str | None:
-    """Why the tokenizer would refuse a text (a lone surrogate cannot be UTF-8), or None."""
+def text_problem(text: str) -> str | None:
+    """Why a text cannot be scored and logged, or None: a lone surrogate cannot be UTF-8 (the
+    tokenizer refuses it) and PostgreSQL cannot store NUL (the log would lose the batch)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         return f"character {e.start} ({text[e.start]!r}) is a lone surrogate, not a character"
+    if "\x00" in text:
+        return f"character {text.index(chr(0))} is NUL"
     return None
 
 
@@ -73,7 +76,7 @@ def parse_classify_body(body: bytes, max_chars: int, max_texts: int) -> list[str
             raise InputError(413, "too_long",
                              f"has {len(text)} characters; the limit is {max_chars}",
                              f"texts[{i}]")
-        problem = encodable_error(text)
+        problem = text_problem(text)
         if problem:
             raise InputError(422, "invalid_text", problem, f"texts[{i}]")
     return texts

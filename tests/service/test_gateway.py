@@ -93,6 +93,14 @@ def test_a_lone_surrogate_fails_only_its_own_request_in_a_shared_batch(runtime):
     assert all(isinstance(e, UnicodeEncodeError) for e in slipped)
 
 
+@pytest.mark.parametrize(("text", "where"), [("ok \ud800", "lone surrogate"),
+                                             ("a\x00b", "character 1 is NUL")])
+def test_texts_that_cannot_be_scored_or_logged_are_a_422_naming_the_text(runtime, text, where):
+    status, _, payload = asyncio.run(asgi_call(gateway(), body(["fine", text])))
+    assert (status, payload["error"], payload["field"]) == (422, "invalid_text", "texts[1]")
+    assert where in payload["detail"]
+
+
 @pytest.mark.parametrize("raw", [
     b'{"texts": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
     b'{"a": ' * 10_000 + b"1" + b"}" * 10_000,
