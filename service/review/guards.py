@@ -21,7 +21,7 @@ SECURITY_HEADERS = [
      b"form-action 'self'; frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make form posts send Origin: null
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 
