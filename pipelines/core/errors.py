@@ -1,37 +1,23 @@
 """The one error base of the pipeline: what went wrong, where, and what to do.
 
-It is a `click.ClickException`, so the command line (Typer runs on click) prints it as
-`error: …` and exits with `exit_code` without a handler per command; library callers catch it
-like any exception."""
+Every command line of the project prints a `PipelineError` as `error: …` and exits with its
+`exit_code` (pipelines/core/cli.py), so no command needs a handler of its own."""
 
 from __future__ import annotations
 
-import sys
 
-import click
-
-try:  # Typer >= 0.26 runs on its own copy of click and only catches that copy's exceptions
-    from typer._click.exceptions import ClickException as _TyperClickException
-
-    _CLICK_BASES: tuple[type, ...] = (click.ClickException, _TyperClickException)
-except ImportError:  # pragma: no cover - older Typer uses click itself
-    _CLICK_BASES = (click.ClickException,)
-
-
-class PipelineError(*_CLICK_BASES):
+class PipelineError(Exception):
     """A failure the user can fix; the message says what and where. Exit code 1 unless set."""
 
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
-    def show(self, file=None) -> None:
-        print(f"error: {self.message}", file=file or sys.stderr)
+    @property
+    def message(self) -> str:
+        return str(self)
 
 
 class UsageError(PipelineError):
-    """Bad configuration or arguments (exit code 2, like click's own usage errors)."""
+    """Bad configuration or arguments (exit code 2, like a command-line usage error)."""
 
     exit_code = 2
 
