@@ -23,7 +23,7 @@ from service.validation import InputError, parse_classify_body
 logger = logging.getLogger(__name__)
 
 CLASSIFY_PATH = "/classify"
-KNOWN_ENDPOINTS = {"/classify": "classify", "/livez": "livez", "/readyz": "readyz",
+KNOWN_ROUTES = {"/classify": "classify", "/livez": "livez", "/readyz": "readyz",
                    "/metrics": "metrics"}
 SHUTTING_DOWN = InputError(503, "shutting_down", "this instance is shutting down; retry",
                            "service")
@@ -68,7 +68,7 @@ class ModerationGateway:
             return
         started = time.perf_counter()
         request_id = request_id_from(scope.get("headers", []))
-        endpoint = KNOWN_ENDPOINTS.get(scope["path"].rstrip("/") or "/", "other")
+        route = KNOWN_ROUTES.get(scope["path"].rstrip("/") or "/", "other")
         status_box = {"code": 500}
 
         async def send_with_ids(message: dict) -> None:
@@ -83,9 +83,9 @@ class ModerationGateway:
             headers_error = self.check_headers(scope.get("headers", []))
             if headers_error is not None:
                 await self.refuse(send_with_ids, headers_error)
-            elif DRAIN.draining and endpoint in ("classify", "readyz"):
+            elif DRAIN.draining and route in ("classify", "readyz"):
                 await self.refuse(send_with_ids, SHUTTING_DOWN, retry=True)
-            elif endpoint == "classify" and scope["method"] == "POST":
+            elif route == "classify" and scope["method"] == "POST":
                 DRAIN.active += 1
                 try:
                     await self.classify_guarded(scope, receive, send_with_ids, request_id,
@@ -96,8 +96,8 @@ class ModerationGateway:
                 await self.app(scope, receive, send_with_ids)
         finally:
             metrics = service_metrics()
-            metrics.requests.labels(endpoint=endpoint, code=str(status_box["code"])).inc()
-            metrics.duration.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            metrics.requests.labels(route=route, code=str(status_box["code"])).inc()
+            metrics.duration.labels(route=route).observe(time.perf_counter() - started)
 
     def check_headers(self, headers: list[tuple[bytes, bytes]]) -> InputError | None:
         """A 431 when the request carries too many or too large headers."""
