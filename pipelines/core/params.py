@@ -47,6 +47,8 @@ class SeverityParams(_Strict):
     conflicting_labels: Severity
     holdout_leak: Severity
     balance_shift: Severity
+    empty_split: Severity
+    duplicate_id: Severity
     label_noise: Severity
 
 
@@ -148,6 +150,11 @@ class ServeParams(_Strict):
     max_body_bytes: int = Field(gt=0)
     max_concurrency: int = Field(gt=0)
     retry_after_s: int = Field(gt=0)
+    body_timeout_s: float = Field(gt=0)
+    max_header_bytes: int = Field(gt=0)
+    max_headers: int = Field(gt=0)
+    max_queue_ms: int = Field(gt=0)
+    drain_timeout_s: int = Field(gt=0)
     batching: Literal["greedy", "bentoml"]
     max_batch_size: int = Field(gt=0)
     max_latency_ms: int = Field(gt=0)
@@ -178,6 +185,7 @@ class FeedbackParams(_Strict):
     host: str
     port: int = Field(gt=0, lt=65536)
     page_size: int = Field(gt=0, le=500)
+    cookie_secure: Literal["auto", "always", "never"]
     branch_prefix: str = Field(min_length=1)
     source: str = Field(min_length=1)
 

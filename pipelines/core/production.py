@@ -11,10 +11,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from pipelines.core.data import DataError, read_tracked_file
+from pipelines.core.data import DataError
 from pipelines.core.errors import PipelineError
 from pipelines.core.metadata import read_metadata
 from pipelines.core.tools import dvc
+from pipelines.core.versions import read_tracked_file
 
 POINTER = Path("models/production.yaml")
 WEIGHTS = Path("models/production")
