@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.classifier import Classifier, TransformerClassifier, load_classifier, predict
+from pipelines.core.cpu import cpu_flags
 
 logger = logging.getLogger(__name__)
 
@@ -17,18 +18,6 @@ ACCELERATIONS = ("auto", "none", "bf16", "int8", "onnx")
 BF16_MATRIX_FLAGS = ("amx_bf16",)
 BF16_VECTOR_FLAGS = ("avx512_bf16",)
 INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The feature flags of this CPU (empty where /proc/cpuinfo is missing, e.g. macOS)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def choose_accel(flags: set[str]) -> tuple[str, str]:

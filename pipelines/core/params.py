@@ -73,6 +73,10 @@ class TrainParams(_Strict):
     warmup_ratio: float = Field(ge=0, lt=1)
     weight_decay: float = Field(ge=0)
     class_weights: Literal["balanced", "none"]
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    dev_fraction: float = Field(default=0.1, ge=0, lt=1)
+    early_stopping_patience: int = Field(default=1, ge=0)
+    tune_threshold: bool = True
     seed: int
 
 

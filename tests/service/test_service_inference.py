@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipelines.core.cpu import cpu_flags
 from pipelines.core.params import ParamsError, load_params
 from pipelines.stages.evaluate import load_holdout
 from pipelines.stages.metrics import macro_f1
-from service.inference import choose_accel, classify, cpu_flags, load_model, resolve_accel
+from service.inference import choose_accel, classify, load_model, resolve_accel
 from service.settings import load_settings
 from service.validation import InputError, parse_classify_body
 
