@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -34,8 +35,10 @@ def main() -> None:
             "train": base.train.model_copy(update={"precision": precision, "epochs": args.epochs,
                                                    "early_stopping_patience": 0,
                                                    "tune_threshold": False})})
+        work = Path(tempfile.mkdtemp(prefix="train-precision-"))
         started = time.perf_counter()
-        metadata = train(params, Path(tempfile.mkdtemp(prefix="train-precision-")) / "model")
+        metadata = train(params, work / "model")
+        shutil.rmtree(work, ignore_errors=True)
         runs[precision] = {"seconds": round(time.perf_counter() - started, 1),
                            "dev_macro_f1": metadata["dev"].get("macro_f1")}
     speedup = runs["fp32"]["seconds"] / runs["bf16"]["seconds"]

@@ -167,10 +167,9 @@ def train(params: Params, out_dir: Path | str) -> dict:
     train_labels = [label_ids[i] for i in train_rows]
     loss = (_weighted_loss(class_weights(train_labels, len(labels)))
             if tp.class_weights == "balanced" else None)
-    dev_labels = np.asarray([label_ids[i] for i in dev_rows])
-
     def dev_metrics(prediction) -> dict[str, float]:
-        return {"macro_f1": macro_f1(dev_labels, prediction.predictions.argmax(axis=1),
+        # The labels as the Trainer ordered them: group_by_length reorders evaluation too.
+        return {"macro_f1": macro_f1(prediction.label_ids, prediction.predictions.argmax(axis=1),
                                      len(labels))}
 
     callbacks = ([EarlyStoppingCallback(tp.early_stopping_patience)]
@@ -182,7 +181,7 @@ def train(params: Params, out_dir: Path | str) -> dict:
     trainer.train()
     if not trainer.is_world_process_zero():
         return {}
-    dev = dev_report(trainer, subset(dev_rows), dev_labels, tp, labels) if len(dev_rows) else {}
+    dev = dev_report(trainer, subset(dev_rows), tp, labels) if len(dev_rows) else {}
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     trainer.save_model(str(work_dir))
@@ -200,13 +199,13 @@ def train(params: Params, out_dir: Path | str) -> dict:
     return metadata
 
 
-def dev_report(trainer, dev_set: _Encoded, dev_labels: np.ndarray, tp: TrainParams,
-               labels: list[str]) -> dict:
+def dev_report(trainer, dev_set: _Encoded, tp: TrainParams, labels: list[str]) -> dict:
     """The chosen epoch's dev macro-F1, and the decision threshold tuned on dev (if asked)."""
     epochs = [round(e["epoch"], 2) for e in trainer.state.log_history if "eval_macro_f1" in e]
     scores = [round(e["eval_macro_f1"], 4) for e in trainer.state.log_history
               if "eval_macro_f1" in e]
-    proba = softmax(trainer.predict(dev_set).predictions.astype(np.float64))
+    output = trainer.predict(dev_set)  # rows in the Trainer's order, labels alongside
+    proba, dev_labels = softmax(output.predictions.astype(np.float64)), output.label_ids
     report = {"rows": len(dev_labels), "macro_f1_by_epoch": dict(zip(epochs, scores, strict=True)),
               "macro_f1": round(macro_f1(dev_labels, proba.argmax(axis=1), len(labels)), 4)}
     if tp.tune_threshold and len(labels) == 2:
