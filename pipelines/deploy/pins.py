@@ -16,8 +16,15 @@ from tempfile import TemporaryDirectory
 import yaml
 
 from pipelines.core.errors import PipelineError
+from pipelines.deploy.crds import crd_findings
 from pipelines.deploy.kustomize import ManifestError, parse, render, resource_id
-from pipelines.deploy.policy import DIGEST, Finding, policy_findings, schema_findings
+from pipelines.deploy.policy import (
+    CRD_VALIDATED,
+    DIGEST,
+    Finding,
+    policy_findings,
+    schema_findings,
+)
 
 K8S_DIR = Path("k8s")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -273,6 +280,7 @@ class Variant:
 VARIANTS = {
     "production+shadow": Variant("production", add=("shadow",), shadow_pin=True),
     "production-flagger": Variant("production", add=("flagger",), remove=("rollout-argo",)),
+    "production+review": Variant("production", add=("review",)),
 }
 
 
@@ -366,4 +374,15 @@ def validate_repository(root: Path = Path("."), progress=print) -> list[Finding]
         progress(f"rendered {target}: {len(docs)} resources")
         findings += policy_findings(target, docs)
     findings += schema_findings(rendered)
+    findings += [Finding(*f) for f in crd_findings(rendered, set(CRD_VALIDATED), root)]
+    findings += application_schema_findings(root)
     return findings
+
+
+def application_schema_findings(root: Path = Path(".")) -> list[Finding]:
+    """The Argo CD Applications against the Application CRD."""
+    try:
+        apps = parse(render(Path(root) / K8S_DIR / "argocd"))
+    except ManifestError:
+        return []  # reported by application_findings
+    return [Finding(*f) for f in crd_findings({"argocd": apps}, set(CRD_VALIDATED), root)]

@@ -286,8 +286,8 @@ def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
         return section
     current = read_split(params.data.train_file, params.data.max_train_rows)
     print("compare: Evidently drift report (candidate's vs production's training data)")
-    section["drift"] = evidently_reports.drift_report(
-        reference, current, params.compare.drift_sample_rows, params.compare.seed, out_dir)
+    section["drift"] = evidently_reports.training_drift(
+        reference, current, labels[-1], params.compare, params.evaluate.slices, out_dir)
     return section
 
 

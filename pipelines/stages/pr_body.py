@@ -94,12 +94,15 @@ def drift_lines(comparison: dict, out_dir: Path) -> list[str]:
                else "No drift detected in the label share or the text descriptors.")
     rows = [summary, "", f"Candidate's vs production's training data "
             f"({drift['rows']['current']} vs {drift['rows']['reference']} sampled rows):", "",
-            "| column | production mean | candidate mean | method | value | drifted |",
-            "|---|---:|---:|---|---:|---|"]
+            "| column | production mean | candidate mean | effect | min effect | K-S p | drifted |",
+            "|---|---:|---:|---:|---:|---:|---|"]
     for name, c in drift["columns"].items():
         rows.append(f"| {name} | {_fmt(c['reference_mean'])} | {_fmt(c['current_mean'])} | "
-                    f"{c['method']} | {c['value']:.4f} | {'yes' if c['drifted'] else 'no'} |")
-    return rows
+                    f"{c['value']:.3f} | {c['threshold']} | {c['p_value']:.2g} | "
+                    f"{'yes' if c['drifted'] else 'no'} |")
+    return rows + ["", "`label` is the share of the positive label; effect is the normed "
+                   "Wasserstein distance (shift in production's standard deviations). A column "
+                   "drifts at its minimum effect when the K-S test also rules out noise."]
 
 
 def _share(share: dict[str, float]) -> str:
