@@ -2,9 +2,9 @@
 
 Runs on the CPU, one GPU, or several GPUs unchanged: `torchrun --nproc_per_node N -m pipelines
 train` or `accelerate launch -m pipelines train` (the Trainer picks the devices up). bf16 mixed
-precision wherever the hardware has bf16 matrix units (train.precision). A dev split carved from
-the training data picks the best epoch, stops early and sets the decision threshold; the holdout
-is never read here.
+precision where the hardware has bf16 matrix units, AMX or a GPU (train.precision). A dev split
+carved from the training data picks the best epoch, stops early and sets the decision threshold;
+the holdout is never read here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.core.cli import ParamsOpt, run_as_script
-from pipelines.core.cpu import cpu_has_bf16
+from pipelines.core.cpu import cpu_has_amx_bf16
 from pipelines.core.data import read_split
 from pipelines.core.metadata import build_metadata, write_metadata
 from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
@@ -72,14 +72,14 @@ def dev_split(label_ids: list[int], fraction: float, seed: int) -> tuple[np.ndar
 
 
 def use_bf16(precision: str) -> bool:
-    """bf16 mixed precision: asked for, or `auto` on a GPU or CPU with bf16 matrix units."""
+    """bf16 mixed precision: asked for, or `auto` on a bf16-capable GPU or a CPU with AMX."""
     if precision != "auto":
         return precision == "bf16"
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
+    return cpu_has_amx_bf16()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

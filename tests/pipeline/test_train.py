@@ -25,11 +25,11 @@ def test_dev_split_is_seeded_and_empty_at_fraction_zero():
 @pytest.mark.parametrize(("precision", "has_bf16", "expected"), [
     ("fp32", True, False), ("bf16", False, True), ("auto", True, True), ("auto", False, False),
 ])
-def test_precision_auto_follows_the_cpu_bf16_units(monkeypatch, precision, has_bf16, expected):
+def test_precision_auto_follows_the_cpu_amx_bf16_units(monkeypatch, precision, has_bf16, expected):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_stage, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(train_stage, "cpu_has_amx_bf16", lambda: has_bf16)
     assert train_stage.use_bf16(precision) is expected
 
 
