@@ -7,7 +7,6 @@ import difflib
 import io
 import os
 import re
-import subprocess
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from tempfile import TemporaryDirectory
 import yaml
 
 from pipelines.core.errors import PipelineError
+from pipelines.core.gitops import git
 from pipelines.deploy.crds import crd_findings
 from pipelines.deploy.kustomize import ManifestError, parse, render, resource_id
 from pipelines.deploy.policy import (
@@ -134,12 +134,8 @@ def set_image(env: str, tag: str | None = None, digest: str | None = None,
 # The rendered diff a promotion pull request carries
 
 
-def _git(root: Path, *args: str, input_bytes: bytes | None = None) -> bytes:
-    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
-                          input=input_bytes, timeout=60)
-    if proc.returncode != 0:
-        raise PinError(f"git {' '.join(args)} failed: {proc.stderr.decode().strip()}")
-    return proc.stdout
+def _git(root: Path, *args: str) -> bytes:
+    return git(root, *args, timeout=60, binary=True, error=PinError)
 
 
 def render_at_ref(env: str, ref: str, root: Path = Path(".")) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import yaml
+
 from pipelines.deploy.kustomize import resource_id, venv_tool
 
 # The Kubernetes version the built-in kinds are validated against, and the oldest one the
@@ -95,8 +97,6 @@ def is_builtin(doc: dict) -> bool:
 def schema_findings(rendered: dict[str, list[dict]],
                     version: str = KUBERNETES_VERSION) -> list[Finding]:
     """Run kubernetes-validate --strict once over the built-in kinds of every rendered target."""
-    import yaml
-
     findings: list[Finding] = []
     with TemporaryDirectory(prefix="k8s-validate-") as tmp:
         files: dict[str, str] = {}

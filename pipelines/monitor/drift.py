@@ -10,8 +10,15 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.core.classifier import load_classifier, predict
+from pipelines.core.data import read_split
 from pipelines.core.errors import PipelineError
 from pipelines.core.params import Params
+from pipelines.core.production import read_pointer
+from pipelines.release.github import open_or_comment_issue
+from pipelines.stages.compare import production_training_frame
+from pipelines.stages.drift_measures import HeldOutVocabulary
+from service.predlog import backend_of, connect, create_schema
 
 OUT_DIR = Path("reports/drift")
 SAMPLE = "current.csv"
@@ -39,8 +46,6 @@ def _positive_score(scores: Any, positive: str, row: int) -> float:
 def sample_predictions(db_url: str, rows: int, positive: str, out: Path) -> Path:
     """The newest `rows` logged predictions that kept their text, as text,label,score (the label
     the serving model predicted and its score for `positive`),model_version,created_at."""
-    from service.predlog import backend_of, connect, create_schema
-
     backend_of(db_url)  # a bad URL fails here, naming it
     create_schema(db_url)  # an empty log reads as empty rather than failing on a missing table
     conn = connect(db_url)
@@ -79,7 +84,7 @@ def read_sample(path: Path) -> pd.DataFrame:
 def input_drift(params: Params, training: pd.DataFrame, current: pd.DataFrame, out_dir: Path,
                 significance: float) -> dict[str, Any]:
     """Text descriptors of the traffic against a sample of production's training data."""
-    from pipelines.stages.drift_measures import HeldOutVocabulary
+    # Lazy: Evidently takes seconds to import, and the CLI loads this module for every command.
     from pipelines.stages.evidently_reports import describe_texts, drift_report, text_thresholds
 
     compare, slices = params.compare, params.evaluate.slices
@@ -93,9 +98,6 @@ def input_drift(params: Params, training: pd.DataFrame, current: pd.DataFrame, o
 
 def holdout_predictions(params: Params, model_dir: Path) -> tuple[str, pd.DataFrame]:
     """(version, flagged and score per holdout text) of the model in model_dir."""
-    from pipelines.core.classifier import load_classifier, predict
-    from pipelines.core.data import read_split
-
     if not (model_dir / "metadata.json").is_file():
         raise DriftError(f"{model_dir}: no model there (metadata.json missing). Fetch "
                          "production's weights with `make production`, or pass --model with the "
@@ -147,8 +149,6 @@ def significance_levels(params: Params) -> tuple[float, float]:
 def drift_against_production(params: Params, current_csv: Path, out_dir: Path = OUT_DIR,
                              model_dir: Path = SERVING_MODEL) -> dict[str, Any]:
     """Input and prediction drift of the sampled predictions; writes summary.json and .md."""
-    from pipelines.core.production import read_pointer
-    from pipelines.stages.compare import production_training_frame
     current = read_sample(current_csv)
     production = read_pointer()
     if production is None:
@@ -235,8 +235,6 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 def open_issue_if_drifted(gh, out_dir: Path = OUT_DIR) -> tuple[str, dict[str, Any]] | None:
     """One open issue per production model while drift lasts (later runs comment on it)."""
-    from pipelines.release.github import open_or_comment_issue
-
     path = out_dir / "summary.json"
     if not path.is_file():
         raise DriftError(f"{path} not found: run `python -m pipelines drift report` first")

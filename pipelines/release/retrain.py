@@ -10,10 +10,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipelines.core.data import file_md5, in_repo_remote, remote_objects
 from pipelines.core.errors import PipelineError
+from pipelines.core.gitops import changed_files, commit_files, detached_worktree, head, push
 from pipelines.core.metadata import read_metadata
+from pipelines.core.params import load_params
+from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_pointer
+from pipelines.core.tools import dvc
+from pipelines.deploy.pins import K8S_DIR, diff_markdown, read_pin, set_image
+from pipelines.release.github import GitHub, open_or_update_pr
+from service.bento import BENTO_NAME, bento_version
 
 # The markdown reports a retrain produces, in the order a reviewer reads them.
 SUMMARY_REPORTS = (
@@ -64,30 +70,9 @@ class RetrainError(PipelineError):
     """A retrain step cannot go on; the message says what is missing and what to run."""
 
 
-def _dvc(*args: str, timeout: float = 1800) -> str:
-    result = subprocess.run(["dvc", *args], capture_output=True, text=True, timeout=timeout,
-                            check=False)
-    if result.returncode != 0:
-        raise RetrainError(f"`dvc {' '.join(args)}` failed: "
-                           f"{(result.stderr or result.stdout).strip()}")
-    return result.stdout
-
-
-def in_repo_remote(root: Path | str = ".") -> Path | None:
-    """The default DVC remote's folder when it lies inside the repository (the demo remote)."""
-    from pipelines.core.data import default_remote
-
-    root = Path(root).resolve()
-    _, url = default_remote(root)
-    if not url or "://" in url:
-        return None
-    path = Path(url).resolve()
-    return path if path.is_relative_to(root) else None
-
-
 def push_outputs() -> str:
     """`dvc push` everything the workspace tracks (data, production, the stages' outputs)."""
-    out = _dvc("push")
+    out = dvc("push", error=RetrainError)
     remote = in_repo_remote()
     where = (f"the in-repo remote {remote.relative_to(Path.cwd().resolve())}/ (it travels to the "
              "propose job inside the retrain-reports artifact)" if remote
@@ -106,7 +91,7 @@ def restore(decision_path: Path = DECISION, candidate: Path = CANDIDATE) -> str:
     """Pull the evaluated outputs named by dvc.lock and check they are the model that was judged."""
     decision = read_decision(decision_path)
     try:
-        _dvc("pull")
+        dvc("pull", error=RetrainError)
     except RetrainError as e:
         raise RetrainError(f"{e}\nThe evaluate job's `retrain push-outputs` puts these outputs in "
                            "the DVC remote (with the in-repo remote, they travel in the "
@@ -136,14 +121,12 @@ def nothing_to_propose(decision: dict[str, Any], production: dict[str, Any] | No
 
 
 def _skip_reason() -> str | None:
-    from pipelines.core.production import read_pointer
 
     return nothing_to_propose(read_decision(), read_pointer())
 
 
 def image_name(root: Path | str = ".") -> str:
     """Registry/name of the service image, as the production overlay pins it (one place)."""
-    from pipelines.deploy.pins import read_pin
 
     pin = read_pin(ENVIRONMENT, Path(root))
     return pin.new_name or pin.name
@@ -168,7 +151,6 @@ def check_docker() -> None:
 
 def build_image(candidate: Path = CANDIDATE) -> str | None:
     """Containerise the candidate's Bento and push it as <overlay image>:<Bento version>."""
-    from service.bento import BENTO_NAME, bento_version
 
     reason = _skip_reason()
     if reason:
@@ -183,17 +165,6 @@ def build_image(candidate: Path = CANDIDATE) -> str | None:
         if subprocess.run(cmd, check=False).returncode != 0:
             raise RetrainError(f"`{' '.join(cmd)}` failed (output above)")
     return reference
-
-
-def _storage_objects(record_dvc: Path, storage: Path) -> list[Path]:
-    """The remote's files for the directory a .dvc file tracks (its manifest and every file)."""
-    md5 = yaml.safe_load(record_dvc.read_text(encoding="utf-8"))["outs"][0]["md5"]
-
-    def obj(digest: str) -> Path:
-        return storage / "files" / "md5" / digest[:2] / digest[2:]
-
-    manifest = json.loads(obj(md5).read_text(encoding="utf-8"))
-    return [obj(md5), *(obj(entry["md5"]) for entry in manifest)]
 
 
 def _loadtest_passed(version: str) -> dict[str, Any]:
@@ -222,11 +193,6 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
                       holdout_md5: str, source_branch: str) -> tuple[str, list[str], str, str]:
     """In tree (a checkout of source): move the production pin, promote the candidate, commit
     exactly those files. Returns (commit, files changed, image reference, deployment diff)."""
-    from pipelines.core.gitops import changed_files, commit_files
-    from pipelines.core.production import POINTER, WEIGHTS, promote
-    from pipelines.deploy.pins import K8S_DIR, diff_markdown, set_image
-    from service.bento import BENTO_NAME
-
     candidate, metrics = CANDIDATE.resolve(), CANDIDATE_METRICS.resolve()
     version = decision["candidate_version"]
     with contextlib.chdir(tree):
@@ -234,12 +200,12 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
         promote(candidate, metrics, holdout_md5, bento_tag=f"{BENTO_NAME}:{tag}",
                 image=pin.reference, push=True)
         paths = [(K8S_DIR / "overlays" / ENVIRONMENT / "kustomization.yaml").as_posix(),
-                 POINTER.as_posix(), f"{WEIGHTS}.dvc"]
+                 POINTER.as_posix(), WEIGHTS_POINTER.as_posix()]
         storage = in_repo_remote(".")
         if storage is not None:  # the demo remote lives in git: the weights go in the commit
             here = Path.cwd().resolve()
             paths += [p.relative_to(here).as_posix()
-                      for p in _storage_objects(Path(f"{WEIGHTS}.dvc"), storage)]
+                      for p in remote_objects(WEIGHTS_POINTER)]
         message = (f"Promote {version} to production\n\nImage: {pin.reference}\n"
                    f"Verdict: {decision['verdict']}\nSource: {source_branch} @ {source}\n")
         commit = commit_files(".", source, paths, message)
@@ -257,19 +223,12 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
 
     The promotion is built in a temporary worktree, so the working tree is left as it was and a
     rerun proposes the same change again."""
-    from pipelines.core.data import file_md5
-    from pipelines.core.gitops import detached_worktree, head, push
-    from pipelines.core.params import load_params
-    from pipelines.release.github import open_or_update_pr
-    from service.bento import bento_version
 
     reason = _skip_reason()
     if reason:
         print(f"propose: nothing to propose: {reason}")
         return None
     if gh is None:  # before any change: a missing token or repository fails here
-        from pipelines.release.github import GitHub
-
         gh = GitHub.from_env()
     decision = read_decision()
     version = decision["candidate_version"]

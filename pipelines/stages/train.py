@@ -9,7 +9,6 @@ the holdout is never read here.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.cpu import cpu_has_amx_bf16
 from pipelines.core.data import read_split
-from pipelines.core.metadata import build_metadata, write_metadata
+from pipelines.core.metadata import build_metadata, partial_dir, save_model_dir
 from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
 from pipelines.stages.backbone import load_backbone
 from pipelines.stages.metrics import macro_f1
@@ -47,7 +46,7 @@ def class_weights(label_ids: list[int], n_classes: int) -> np.ndarray:
 
 
 def _weighted_loss(weights):
-    import torch
+    import torch  # lazy, like transformers below: seconds to import
 
     weight = torch.tensor(weights, dtype=torch.float32)
 
@@ -161,9 +160,8 @@ def train(params: Params, out_dir: Path | str) -> dict:
         return _Encoded({k: [v[i] for i in rows] for k, v in encodings.items()},
                         [label_ids[i] for i in rows])
 
-    work_dir = out_dir.with_name(out_dir.name + ".partial")
     bf16 = use_bf16(tp.precision)
-    args = training_args(tp, work_dir, bf16, with_dev=len(dev_rows) > 0)
+    args = training_args(tp, partial_dir(out_dir), bf16, with_dev=len(dev_rows) > 0)
     train_labels = [label_ids[i] for i in train_rows]
     loss = (_weighted_loss(class_weights(train_labels, len(labels)))
             if tp.class_weights == "balanced" else None)
@@ -182,17 +180,16 @@ def train(params: Params, out_dir: Path | str) -> dict:
     if not trainer.is_world_process_zero():
         return {}
     dev = dev_report(trainer, subset(dev_rows), tp, labels) if len(dev_rows) else {}
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    trainer.save_model(str(work_dir))
-    tokenizer.save_pretrained(str(work_dir))
     metadata = build_metadata("transformer", params, tp.model_dump(), frame, started)
     metadata["device"] = str(args.device)
     metadata["precision"] = "bf16" if bf16 else "fp32"
     metadata["dev"] = dev
-    write_metadata(work_dir, metadata)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    work_dir.rename(out_dir)
+
+    def save_files(work_dir: Path) -> None:
+        trainer.save_model(str(work_dir))
+        tokenizer.save_pretrained(str(work_dir))
+
+    save_model_dir(out_dir, metadata, save_files)
     print(f"train: {metadata['version']} trained on {len(train_rows)} rows ({len(dev_rows)} dev) "
           f"in {metadata['training_seconds']} s on {metadata['device']} ({metadata['precision']});"
           f" dev {dev}; saved to {out_dir}")
