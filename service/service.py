@@ -21,6 +21,9 @@ from service.inference import load_model
 from service.settings import default_model_dir, load_settings
 
 logger = logging.getLogger(__name__)
+# BentoML's logging setup shows only its own loggers' INFO lines; the service's start-up lines
+# (model, accel chosen) belong next to them.
+logging.getLogger("service").setLevel(logging.INFO)
 BENTO_MODEL_NAME = "moderation-model"
 SETTINGS = load_settings()
 

@@ -6,11 +6,14 @@ import hashlib
 import re
 import unicodedata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import yaml
 
 from pipelines.core.errors import PipelineError
+
+if TYPE_CHECKING:  # pandas costs the service's cold start a second and it never reads a split
+    import pandas as pd
 
 COLUMNS = ["id", "text", "label", "source"]
 DATA_POINTER = Path("data.dvc")
@@ -39,6 +42,8 @@ def read_split(path: Path | str, max_rows: int | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found. Resolve the data pointer first: `make data`.")
+    import pandas as pd
+
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     return frame.head(max_rows) if max_rows else frame
 
@@ -85,6 +90,8 @@ def import_tweeteval(source_dir: Path | str, out_dir: Path | str) -> dict[str, i
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     names = (source_dir / "mapping.txt").read_text(encoding="utf-8").split("\n")
     label_names = dict(line.split("\t") for line in names if line.strip())
+
+    import pandas as pd
 
     def load(split: str) -> pd.DataFrame:
         texts = (source_dir / f"{split}_text.txt").read_text(encoding="utf-8").split("\n")

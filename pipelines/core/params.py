@@ -89,6 +89,10 @@ class TrainParams(_Strict):
     warmup_ratio: float = Field(ge=0, lt=1)
     weight_decay: float = Field(ge=0)
     class_weights: Literal["balanced", "none"]
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    dev_fraction: float = Field(default=0.1, ge=0, lt=1)
+    early_stopping_patience: int = Field(default=1, ge=0)
+    tune_threshold: bool = True
     seed: int
 
 
@@ -158,7 +162,7 @@ class ServeParams(_Strict):
     batching: Literal["greedy", "bentoml"]
     max_batch_size: int = Field(gt=0)
     max_latency_ms: int = Field(gt=0)
-    accel: Literal["none", "int8", "onnx"]
+    accel: Literal["auto", "none", "bf16", "int8", "onnx"]
     torch_threads: int = Field(gt=0)
     log_text: Literal["text", "hash"]
     db_url: str

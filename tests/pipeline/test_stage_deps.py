@@ -87,7 +87,7 @@ def test_a_removed_code_dep_is_caught(tmp_path):
         (tmp_path / item).symlink_to(ROOT / item)
     text = (ROOT / "dvc.yaml").read_text(encoding="utf-8")
     line = "\n      - pipelines/stages/metrics.py\n"
-    compare = text.index("\n  compare:")
+    compare = text.index("\n  compare:")  # remove the compare stage's, not another stage's
     assert line in text[compare:]
     (tmp_path / "dvc.yaml").write_text(
         text[:compare] + text[compare:].replace(line, "\n", 1), encoding="utf-8")
