@@ -2,9 +2,10 @@
 
 Reads the corrections next to the prediction log, appends the new, non-duplicate reviewed texts
 to the training split (never the frozen holdout), applies the reviewers' label decisions on the
-suspicious training rows of the validation report (matched by row id and text), runs the validate stage, `dvc add data`,
-pushes the data to the DVC remote and commits the changed data.dvc on `<prefix>/<date>-<n>`,
-which is the change the retrain workflow triggers on. Any failure restores data/ and git.
+suspicious training rows of the validation report (matched by row id and text), runs the
+validate stage, `dvc add data`, pushes the data to the DVC remote and commits the changed
+data.dvc on `<prefix>/<date>-<n>`, which is the change the retrain workflow triggers on.
+Any failure restores data/ and git.
 """
 
 from __future__ import annotations
@@ -138,10 +139,12 @@ def shown_text_matches(text: str, shown: str) -> bool:
     return text == shown or (len(shown) == SHOWN_CHARS and text.startswith(shown))
 
 
-def plan_relabels(decisions: list[dict[str, Any]], train: pd.DataFrame,
-                  labels: list[str]) -> RelabelPlan:
+def plan_relabels(decisions: list[dict[str, Any]], train: pd.DataFrame, labels: list[str],
+                  source: str) -> RelabelPlan:
     """Apply "change" decisions to the rows with the same id and text that still carry the
-    label the reviewer saw; anything else is left alone and counted."""
+    label the reviewer saw; anything else is left alone and counted. A changed row's source
+    becomes `source`, like appended reviewed rows: the label_noise rule trusts reviewed labels
+    (its scorers disagreeing with them is why they were reviewed, not a sign of a wrong label)."""
     skipped: Counter = Counter()
     train = train.copy()
     changed = []
@@ -165,6 +168,7 @@ def plan_relabels(decisions: list[dict[str, Any]], train: pd.DataFrame,
                 changed.append({"id": d["id"], "line": int(i) + 2, "text": train.at[i, "text"],
                                 "old": train.at[i, "label"], "label": d["label"]})
                 train.at[i, "label"] = d["label"]
+                train.at[i, "source"] = source
     return RelabelPlan(train, pd.DataFrame(changed, columns=["id", "line", "text", "old", "label"]),
                        Counter({k: v for k, v in skipped.items() if v}))
 
@@ -215,7 +219,8 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
     check_data_is_clean(train_file)
     old_hash = dataset_hash(POINTER)
     reviewed, decisions = read_reviewed(db_url, params.data.labels)
-    relabel = plan_relabels(decisions, read_split(train_file), params.data.labels)
+    relabel = plan_relabels(decisions, read_split(train_file), params.data.labels,
+                            params.feedback.source)
     plan = plan_rows(reviewed, relabel.train, read_split(holdout_file), params.data.labels,
                      params.feedback.source)
     plan.skipped += relabel.skipped

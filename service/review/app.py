@@ -255,7 +255,8 @@ def read_label_noise(path: Path) -> dict[str, Any]:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ReviewInputError(f"{path} does not exist: run the validate stage (`dvc repro "
-                               "validate`) to rank suspicious training labels", status=404) from None
+                               "validate`) to rank suspicious training labels",
+                               status=404) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReviewInputError(f"{path} is not a readable validation report: {e}") from None
     noise = report.get("label_noise") if isinstance(report, dict) else None

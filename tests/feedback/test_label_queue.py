@@ -80,7 +80,8 @@ def test_relabel_and_keep_are_stored_with_the_reviewer(db_url, report):
 def test_a_decision_on_a_row_that_is_not_in_the_queue_or_with_a_bad_label_is_refused(
         db_url, report):
     c = queue_client(db_url, report)
-    unknown = decide(c, [{"id": "tw-5", "label": "offensive"}, {"id": "tw-99", "label": "offensive"}])
+    unknown = decide(c, [{"id": "tw-5", "label": "offensive"},
+                         {"id": "tw-99", "label": "offensive"}])
     assert unknown.status_code == 404 and "items[1].id" in unknown.json()["error"]
     bad = decide(c, [{"id": "tw-5", "label": "spam"}])
     assert bad.status_code == 422 and "'spam'" in bad.json()["error"]
