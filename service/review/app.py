@@ -262,6 +262,11 @@ def read_label_noise(path: Path) -> dict[str, Any]:
     noise = report.get("label_noise") if isinstance(report, dict) else None
     if not isinstance(noise, dict) or not isinstance(noise.get("suspicious", []), list):
         raise ReviewInputError(f"{path} has no label_noise section: rerun the validate stage")
+    for i, row in enumerate(noise.get("suspicious", [])):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
+                                                for k in ("id", "text", "label", "suggested")):
+            raise ReviewInputError(f"{path}: label_noise.suspicious[{i}] lacks id, text, label "
+                                   "or suggested: rerun the validate stage")
     return {"dataset_md5": report.get("dataset_md5")} | noise
 
 

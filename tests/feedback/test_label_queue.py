@@ -106,6 +106,15 @@ def test_missing_validation_report_is_a_404_naming_the_file_and_the_stage(tmp_pa
     assert "validate" in response.json()["error"]
 
 
+def test_a_report_whose_suspicious_rows_lack_fields_is_a_422_naming_the_row(tmp_path):
+    report = validation_report(tmp_path / "validation.json",
+                               [SUSPICIOUS[0], {"line": 3, "text": "no id or label"}])
+    response = queue_client(f"sqlite:///{tmp_path}/log.db", report).get("/api/label-queue",
+                                                                         headers=AUTH)
+    assert response.status_code == 422
+    assert "label_noise.suspicious[1]" in response.json()["error"]
+
+
 def test_label_queue_needs_the_token(tmp_path, report):
     c = queue_client(f"sqlite:///{tmp_path}/log.db", report)
     assert c.get("/api/label-queue").status_code == 401
