@@ -192,6 +192,7 @@ class FeedbackParams(_Strict):
     cookie_secure: Literal["auto", "always", "never"]
     branch_prefix: str = Field(min_length=1)
     source: str = Field(min_length=1)
+    validation_report: str = Field(default="reports/validation.json", min_length=1)
 
 
 class Params(_Strict):

@@ -1,9 +1,11 @@
 """feedback export: reviewed predictions become the next dataset version, on a new git branch.
 
 Reads the corrections next to the prediction log, appends the new, non-duplicate reviewed texts
-to the training split (never the frozen holdout), runs the validate stage, `dvc add data`,
-pushes the data to the DVC remote and commits the changed data.dvc on `<prefix>/<date>-<n>`,
-which is the change the retrain workflow triggers on. Any failure restores data/ and git.
+to the training split (never the frozen holdout), applies the reviewers' label decisions on the
+suspicious training rows of the validation report (matched by row id and text), runs the
+validate stage, `dvc add data`, pushes the data to the DVC remote and commits the changed
+data.dvc on `<prefix>/<date>-<n>`, which is the change the retrain workflow triggers on.
+Any failure restores data/ and git.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipelines.core.data import (
     dataset_hash,
     normalise,
     read_split,
+    write_split,
 )
 from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import git
@@ -31,6 +34,7 @@ from pipelines.core.params import Params
 from pipelines.core.tools import dvc, succeeds
 from pipelines.core.versions import in_repo_remote
 from pipelines.stages import validate
+from pipelines.stages.label_noise import SHOWN_CHARS
 from service.predlog import backend_of, sqlite_path
 from service.review.store import ReviewStore, create_review_schema
 
@@ -51,12 +55,22 @@ class ExportPlan:
 
 
 @dataclass
+class RelabelPlan:
+    """The training split with the reviewers' label changes, and which rows they changed."""
+
+    train: pd.DataFrame
+    changed: pd.DataFrame  # id, line, text, old, label
+    skipped: Counter = field(default_factory=Counter)
+
+
+@dataclass
 class ExportResult:
     added: pd.DataFrame
     skipped: Counter
     old_hash: str
     new_hash: str | None
     branch: str | None
+    relabelled: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _git(*args: str, check: bool = True) -> str:
@@ -119,6 +133,46 @@ def plan_rows(reviewed: list[dict[str, Any]], train: pd.DataFrame, holdout: pd.D
     return ExportPlan(pd.DataFrame(rows, columns=COLUMNS), skipped)
 
 
+def shown_text_matches(text: str, shown: str) -> bool:
+    """Whether a training row's text is the one the validation report showed (cut at
+    SHOWN_CHARS there)."""
+    return text == shown or (len(shown) == SHOWN_CHARS and text.startswith(shown))
+
+
+def plan_relabels(decisions: list[dict[str, Any]], train: pd.DataFrame, labels: list[str],
+                  source: str) -> RelabelPlan:
+    """Apply "change" decisions to the rows with the same id and text that still carry the
+    label the reviewer saw; anything else is left alone and counted. A changed row's source
+    becomes `source`, like appended reviewed rows: the label_noise rule trusts reviewed labels
+    (its scorers disagreeing with them is why they were reviewed, not a sign of a wrong label)."""
+    skipped: Counter = Counter()
+    train = train.copy()
+    changed = []
+    for d in decisions:
+        if d["label"] == d["given"]:
+            skipped["labels_kept"] += 1
+            continue
+        if d["label"] not in labels:
+            skipped["label_not_in_data_labels"] += 1
+            continue
+        same_id = train.index[train["id"] == d["id"]]
+        rows = [i for i in same_id if shown_text_matches(train.at[i, "text"], d["text"])]
+        if not rows:
+            skipped["relabel_row_gone" if len(same_id) == 0 else "relabel_text_changed"] += 1
+        elif any(train.at[i, "label"] == d["label"] for i in rows):
+            skipped["relabel_already_applied"] += 1
+        elif any(train.at[i, "label"] != d["given"] for i in rows):
+            skipped["relabel_label_changed_since_review"] += 1
+        else:
+            for i in rows:
+                changed.append({"id": d["id"], "line": int(i) + 2, "text": train.at[i, "text"],
+                                "old": train.at[i, "label"], "label": d["label"]})
+                train.at[i, "label"] = d["label"]
+                train.at[i, "source"] = source
+    return RelabelPlan(train, pd.DataFrame(changed, columns=["id", "line", "text", "old", "label"]),
+                       Counter({k: v for k, v in skipped.items() if v}))
+
+
 def append_rows(path: Path, rows: pd.DataFrame) -> None:
     """Append rows to a CSV split, leaving every existing byte as it was."""
     existing = path.read_bytes()
@@ -138,15 +192,18 @@ def next_branch(prefix: str, today: dt.date) -> str:
     raise FeedbackError(f"999 branches named {prefix}/{today.isoformat()}-N exist already")
 
 
-def read_reviewed(db_url: str, labels: list[str]) -> list[dict[str, Any]]:
-    """Every reviewed prediction in the log at db_url."""
+def read_reviewed(db_url: str, labels: list[str]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every reviewed prediction in the log at db_url, and every decision on a suspicious
+    training label."""
 
     if backend_of(db_url) == "sqlite" and not sqlite_path(db_url).exists():
         raise FeedbackError(f"prediction log {sqlite_path(db_url)} does not exist: point "
                             "--db-url (or MODERATION_DB_URL) at the service's database")
     try:
         create_review_schema(db_url)
-        return ReviewStore(db_url, labels).reviewed_items()
+        store = ReviewStore(db_url, labels)
+        return store.reviewed_items(), store.label_decisions()
     except FeedbackError:
         raise
     except Exception as e:  # connection errors differ by driver; say which database
@@ -161,10 +218,14 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
     holdout_file = Path(params.data.holdout_file)
     check_data_is_clean(train_file)
     old_hash = dataset_hash(POINTER)
-    plan = plan_rows(read_reviewed(db_url, params.data.labels), read_split(train_file),
-                     read_split(holdout_file), params.data.labels, params.feedback.source)
-    if plan.rows.empty:
-        return ExportResult(plan.rows, plan.skipped, old_hash, None, None)
+    reviewed, decisions = read_reviewed(db_url, params.data.labels)
+    relabel = plan_relabels(decisions, read_split(train_file), params.data.labels,
+                            params.feedback.source)
+    plan = plan_rows(reviewed, relabel.train, read_split(holdout_file), params.data.labels,
+                     params.feedback.source)
+    plan.skipped += relabel.skipped
+    if plan.rows.empty and relabel.changed.empty:
+        return ExportResult(plan.rows, plan.skipped, old_hash, None, None, relabel.changed)
 
     original_train = train_file.read_bytes()
     start = _git("rev-parse", "--abbrev-ref", "HEAD").strip()
@@ -176,6 +237,8 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
     branch = next_branch(params.feedback.branch_prefix, today or dt.date.today())
     switched = False
     try:
+        if not relabel.changed.empty:
+            write_split(relabel.train, train_file)
         append_rows(train_file, plan.rows)
         _dvc("add", "--quiet", str(DATA_DIR))  # first, so the report names the new version
         new_hash = dataset_hash(POINTER)
@@ -188,11 +251,12 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
         _git("switch", "--quiet", "-c", branch)
         switched = True
         _git("add", "--", *paths)
-        _git("commit", "--quiet", "-m", commit_message(plan, old_hash, new_hash), "--", *paths)
+        _git("commit", "--quiet", "-m",
+             commit_message(plan, relabel.changed, old_hash, new_hash), "--", *paths)
     except BaseException:
         _restore(train_file, original_train, start if switched else None, branch, paths)
         raise
-    return ExportResult(plan.rows, plan.skipped, old_hash, new_hash, branch)
+    return ExportResult(plan.rows, plan.skipped, old_hash, new_hash, branch, relabel.changed)
 
 
 def _restore(train_file: Path, original: bytes, start_branch: str | None, branch: str,
@@ -208,12 +272,16 @@ def _restore(train_file: Path, original: bytes, start_branch: str | None, branch
     _git("checkout", "--quiet", "HEAD", "--", str(POINTER), check=False)
 
 
-def commit_message(plan: ExportPlan, old_hash: str, new_hash: str) -> str:
+def commit_message(plan: ExportPlan, relabelled: pd.DataFrame, old_hash: str,
+                   new_hash: str) -> str:
     labels = Counter(plan.rows.label)
-    lines = [f"feedback: add {len(plan.rows)} reviewed rows to the training data",
+    changes = Counter(f"{r.old}->{r.label}" for r in relabelled.itertuples())
+    lines = [f"feedback: add {len(plan.rows)} reviewed rows to the training data, "
+             f"change {len(relabelled)} label(s)",
              "",
              f"data: {old_hash} -> {new_hash}",
-             "added by label: " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))]
+             "added by label: " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())),
+             "labels changed: " + ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))]
     if plan.skipped:
         lines.append("skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(plan.skipped.items())))
     return "\n".join(lines)
@@ -224,17 +292,26 @@ def describe(result: ExportResult, train_file: str, shown: int = 20) -> str:
     lines = []
     skipped = ", ".join(f"{k}={v}" for k, v in sorted(result.skipped.items())) or "none"
     if result.branch is None:
-        lines.append(f"feedback: nothing new to add to {train_file} (skipped: {skipped}); "
+        lines.append(f"feedback: nothing new to add to {train_file} and no label to change "
+                     f"(skipped: {skipped}); "
                      f"data stays at {result.old_hash}")
         return "\n".join(lines)
     lines.append(f"feedback: added {len(result.added)} row(s) to {train_file}:")
     for row in result.added.head(shown).itertuples():
-        text = row.text if len(row.text) <= 70 else row.text[:67] + "..."
-        lines.append(f"  {row.label:<15} {text}")
+        lines.append(f"  {row.label:<15} {_cut(row.text)}")
     if len(result.added) > shown:
         lines.append(f"  ... and {len(result.added) - shown} more")
+    lines.append(f"feedback: changed {len(result.relabelled)} label(s) in {train_file}:")
+    for row in result.relabelled.head(shown).itertuples():
+        lines.append(f"  {train_file}:{row.line} {row.old} -> {row.label}  {_cut(row.text)}")
+    if len(result.relabelled) > shown:
+        lines.append(f"  ... and {len(result.relabelled) - shown} more")
     lines += [f"skipped: {skipped}",
               f"data: {result.old_hash} -> {result.new_hash} (data.dvc)",
               f"committed on branch {result.branch} (checked out); push it and open a pull "
               f"request: git push -u origin {result.branch}"]
     return "\n".join(lines)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 70 else text[:67] + "..."

@@ -25,6 +25,7 @@ from pipelines.core.params import LabelNoiseParams, Params
 from pipelines.core.production import WEIGHTS, check_weights, production_training_rows
 from pipelines.stages.metrics import slice_masks
 
+SHOWN_CHARS = 200  # of each suspicious row's text; the feedback export matches on it
 RULE = "label_noise"
 # A scorer whose error rates on the two sides of a label differ by less than this cannot tell a
 # wrong label from a hard text; its estimate would be noise.
@@ -188,7 +189,7 @@ def check_label_noise(params: Params, train: pd.DataFrame, holdout: pd.DataFrame
     report["suspicious"] = [
         {"file": params.data.train_file, "line": lines[i], "id": ids[i], "label": labels[y[i]],
          "suggested": labels[int(proba[i].argmax())], "confidence": round(float(proba[i].max()), 4),
-         "text": texts[i][:200]}
+         "text": texts[i][:SHOWN_CHARS]}
         for i in rank_suspicious(y, proba)[: lp.max_listed]]
     if report["flagged"]:
         add(RULE, params.data.train_file, None, finding_message(report, params.data.train_file))

@@ -249,6 +249,62 @@ async def api_undo(request: Request) -> Response:
     return JSONResponse({"undone": store.undo(ids), "all": store.counts()})
 
 
+def read_label_noise(path: Path) -> dict[str, Any]:
+    """The label_noise section of the validation report (reports/validation.json)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReviewInputError(f"{path} does not exist: run the validate stage (`dvc repro "
+                               "validate`) to rank suspicious training labels",
+                               status=404) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ReviewInputError(f"{path} is not a readable validation report: {e}") from None
+    noise = report.get("label_noise") if isinstance(report, dict) else None
+    if not isinstance(noise, dict) or not isinstance(noise.get("suspicious", []), list):
+        raise ReviewInputError(f"{path} has no label_noise section: rerun the validate stage")
+    for i, row in enumerate(noise.get("suspicious", [])):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
+                                                for k in ("id", "text", "label", "suggested")):
+            raise ReviewInputError(f"{path}: label_noise.suspicious[{i}] lacks id, text, label "
+                                   "or suggested: rerun the validate stage")
+    return {"dataset_md5": report.get("dataset_md5")} | noise
+
+
+async def api_label_queue(request: Request) -> Response:
+    """The suspicious training rows of the validation report, with their decisions so far."""
+    store = _store(request)
+    try:
+        noise = read_label_noise(request.app.state.settings.validation_report)
+    except ReviewInputError as e:
+        return error(e.status, str(e))
+    decided = {d["id"]: d for d in store.label_decisions()}
+    items = []
+    for row in noise.get("suspicious", []):
+        decision = decided.get(str(row.get("id")))
+        same_row = decision is not None and decision["text"] == row.get("text")
+        items.append(row | {"review": decision if same_row else None})
+    return JSONResponse({"report": str(request.app.state.settings.validation_report),
+                         "dataset_md5": noise.get("dataset_md5"),
+                         "scored": noise.get("scored", False), "reason": noise.get("reason"),
+                         "estimate": noise.get("estimate"), "flagged": noise.get("flagged"),
+                         "changed_rows": noise.get("changed_rows"), "items": items})
+
+
+async def api_save_label_decisions(request: Request) -> Response:
+    """Body {"items": [{"id": "<training row id>", "label": "offensive"}]}: keep or change the
+    label of suspicious training rows (applied to train.csv by `make feedback`)."""
+    store = _store(request)
+    try:
+        body = await _json_body(request)
+        suspicious = read_label_noise(request.app.state.settings.validation_report)
+        pairs = store.check_label_decisions(body.get("items") if isinstance(body, dict) else None,
+                                            suspicious.get("suspicious", []))
+        saved = store.save_label_decisions(pairs, request.state.reviewer)
+    except ReviewInputError as e:
+        return error(e.status, str(e))
+    return JSONResponse({"saved": saved, "reviewer": request.state.reviewer})
+
+
 async def internal_error(request: Request, exc: Exception) -> Response:
     """A fault (database down, a bug) is a JSON 500 with the cause in the log, not plain text."""
     logger.exception("review UI: %s %s failed", request.method, request.url.path,
@@ -272,6 +328,8 @@ def create_app(settings: ReviewSettings) -> Starlette:
             Route("/api/counts", api_counts),
             Route("/api/corrections", api_save_corrections, methods=["POST"]),
             Route("/api/corrections/undo", api_undo, methods=["POST"]),
+            Route("/api/label-queue", api_label_queue),
+            Route("/api/label-decisions", api_save_label_decisions, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(BrowserGuards), Middleware(RequireReviewer)],

@@ -21,6 +21,7 @@ class ReviewSettings:
     host: str
     port: int
     cookie_secure: str = "auto"
+    validation_report: Path = Path("reports/validation.json")
 
 
 def load_review_settings(params_file: Path | str | None = None,
@@ -39,4 +40,5 @@ def load_review_settings(params_file: Path | str | None = None,
     return ReviewSettings(token=token, db_url=serve.db_url, labels=list(params.data.labels),
                           page_size=params.feedback.page_size, host=params.feedback.host,
                           port=params.feedback.port,
-                          cookie_secure=params.feedback.cookie_secure)
+                          cookie_secure=params.feedback.cookie_secure,
+                          validation_report=Path(params.feedback.validation_report))

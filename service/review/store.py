@@ -39,6 +39,32 @@ CREATE TABLE IF NOT EXISTS corrections (
 }
 
 
+# Reviewers' decisions on training rows the validate stage's label_noise rule found suspicious
+# (reports/validation.json): the row is named by its id and the text the report showed, so the
+# export relabels that row only while it still holds that text and that label.
+_LABEL_REVIEWS_SCHEMA = {
+    "sqlite": """
+CREATE TABLE IF NOT EXISTS label_reviews (
+    row_id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    given_label TEXT NOT NULL,
+    label TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    reviewed_at TEXT NOT NULL
+)""",
+    "postgresql": """
+CREATE TABLE IF NOT EXISTS label_reviews (
+    row_id TEXT PRIMARY KEY,
+    text TEXT NOT NULL,
+    given_label TEXT NOT NULL,
+    label TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    reviewed_at TIMESTAMPTZ NOT NULL
+)""",
+}
+
 # Sessions ended by logout, until they would have expired anyway.
 _REVOKED_SESSIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS revoked_sessions (
@@ -63,6 +89,7 @@ def create_review_schema(url: str) -> None:
     conn = connect(url)
     try:
         conn.execute(_CORRECTIONS_SCHEMA[backend_of(url)])
+        conn.execute(_LABEL_REVIEWS_SCHEMA[backend_of(url)])
         conn.execute(_REVOKED_SESSIONS_SCHEMA)
         conn.commit()
     finally:
@@ -326,6 +353,63 @@ class ReviewStore:
             return int(cur.rowcount)
         finally:
             conn.close()
+
+    def _now(self) -> Any:
+        now = datetime.now(UTC)
+        return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if self.backend == "sqlite" else now
+
+    def check_label_decisions(self, items: Any, suspicious: Sequence[dict[str, Any]]
+                              ) -> list[tuple[dict[str, Any], str]]:
+        """(suspicious row, decided label) pairs from an API body {"items": [{"id": <row id>,
+        "label": ...}]}; the row must be in the validation report's suspicious list."""
+        if not isinstance(items, list) or not items:
+            raise ReviewInputError('expected {"items": [{"id": <training row id>, "label": '
+                                   f'<one of {self.labels}>}}, ...]}} with at least one item')
+        if len(items) > MAX_BATCH:
+            raise ReviewInputError(f"items: {len(items)} decisions in one request, "
+                                   f"at most {MAX_BATCH}", status=413)
+        by_id = {str(row["id"]): row for row in suspicious if row.get("id") is not None}
+        pairs = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ReviewInputError(f"items[{i}]: expected an object with id and label")
+            row_id, label = item.get("id"), item.get("label")
+            if not isinstance(row_id, str) or row_id not in by_id:
+                raise ReviewInputError(f"items[{i}].id: {row_id!r} is not a suspicious training "
+                                       "row of the current validation report"[:300], status=404)
+            if label not in self.labels:
+                raise ReviewInputError(f"items[{i}].label: label {label!r} is not one of the "
+                                       f"allowed labels {self.labels} (params.yaml data.labels)")
+            pairs.append((by_id[row_id], label))
+        return pairs
+
+    def save_label_decisions(self, pairs: Sequence[tuple[dict[str, Any], str]],
+                             reviewer: str) -> int:
+        """Record keep/change decisions on suspicious training rows (the latest wins)."""
+        m, stamp = self.mark, self._now()
+        upsert = (f"INSERT INTO label_reviews (row_id, text, given_label, label, action, "
+                  f"reviewer, reviewed_at) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}) "
+                  "ON CONFLICT (row_id) DO UPDATE SET text = excluded.text, "
+                  "given_label = excluded.given_label, label = excluded.label, "
+                  "action = excluded.action, reviewer = excluded.reviewer, "
+                  "reviewed_at = excluded.reviewed_at")
+        rows = [(str(row["id"]), row["text"], row["label"], label,
+                 "kept" if label == row["label"] else "changed", reviewer, stamp)
+                for row, label in pairs]
+        conn = connect(self.url)
+        try:
+            conn.cursor().executemany(upsert, rows)
+            conn.commit()
+            return len(rows)
+        finally:
+            conn.close()
+
+    def label_decisions(self) -> list[dict[str, Any]]:
+        """Every decision on a suspicious training row, oldest first."""
+        rows = self._fetch("SELECT row_id, text, given_label, label, action, reviewer, "
+                           "reviewed_at FROM label_reviews ORDER BY reviewed_at, row_id", [])
+        return [{"id": r[0], "text": r[1], "given": r[2], "label": r[3], "action": r[4],
+                 "reviewer": r[5], "reviewed_at": _iso(r[6])} for r in rows]
 
     def revoke_session(self, session_id: str, expires_at: int) -> None:
         """End a session before it expires (logout); idempotent."""

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from pipelines.core.data import file_md5, read_split
-from pipelines.monitor.feedback import plan_rows
+from pipelines.monitor.feedback import plan_relabels, plan_rows
+from service.review.store import ReviewStore, create_review_schema
 from tests.conftest import run
 from tests.feedback.conftest import LABELS, TOKEN, log_predictions
 
@@ -203,3 +204,78 @@ def test_export_with_nothing_new_changes_nothing(fresh_repo, tmp_path, review_ui
 def test_export_names_a_missing_sqlite_log(fresh_repo, tmp_path):
     result = export(fresh_repo, f"sqlite:///{tmp_path}/nowhere.db")
     assert result.returncode == 1 and "nowhere.db does not exist" in result.stderr
+
+
+# -- label decisions on suspicious training rows -----------------------------------------------
+
+def decision(row_id: str, text: str, given: str, label: str) -> dict:
+    return {"id": row_id, "text": text, "given": given, "label": label,
+            "action": "kept" if label == given else "changed", "reviewer": "r",
+            "reviewed_at": "t"}
+
+
+def test_relabel_plan_changes_only_rows_with_the_same_id_text_and_label_and_marks_them():
+    long_text = "a long training text " * 20  # the report shows its first 200 characters
+    train = pd.DataFrame([
+        {"id": "a", "text": "you clown", "label": "not-offensive", "source": "s"},
+        {"id": "b", "text": long_text, "label": "offensive", "source": "s"},
+        {"id": "c", "text": "edited since the report", "label": "offensive", "source": "s"},
+        {"id": "d", "text": "relabelled by hand since", "label": "spam", "source": "s"},
+        {"id": "e", "text": "kept as it is", "label": "offensive", "source": "s"},
+        {"id": "f", "text": "already fixed", "label": "offensive", "source": "s"}])
+    plan = plan_relabels([
+        decision("a", "you clown", "not-offensive", "offensive"),
+        decision("b", long_text[:200], "offensive", "not-offensive"),
+        decision("c", "the text the report showed", "offensive", "not-offensive"),
+        decision("d", "relabelled by hand since", "offensive", "not-offensive"),
+        decision("e", "kept as it is", "offensive", "offensive"),
+        decision("f", "already fixed", "not-offensive", "offensive"),
+        decision("gone", "a row no longer there", "offensive", "not-offensive"),
+    ], train, [*LABELS, "spam"], "feedback")
+    assert list(plan.train.label) == ["offensive", "not-offensive", "offensive", "spam",
+                                      "offensive", "offensive"]
+    assert list(plan.train.source) == ["feedback", "feedback", "s", "s", "s", "s"]
+    assert plan.changed[["id", "line", "old", "label"]].to_dict("records") == [
+        {"id": "a", "line": 2, "old": "not-offensive", "label": "offensive"},
+        {"id": "b", "line": 3, "old": "offensive", "label": "not-offensive"}]
+    assert plan.skipped == Counter(labels_kept=1, relabel_text_changed=1, relabel_row_gone=1,
+                                   relabel_label_changed_since_review=1,
+                                   relabel_already_applied=1)
+    assert list(train.label)[0] == "not-offensive"  # the input frame is not modified
+
+
+@pytest.mark.slow
+def test_export_changes_exactly_the_relabelled_training_rows_and_never_the_holdout(
+        fresh_repo, db_url):
+    repo = fresh_repo
+    train_before = read_split(repo / "data/train.csv")
+    holdout_md5 = file_md5(repo / "data/holdout.csv")
+    old_pointer = (repo / "data.dvc").read_text()
+    flip = {"not-offensive": "offensive", "offensive": "not-offensive"}
+    relabelled, kept = train_before.iloc[[4, 9]], train_before.iloc[12]
+    suspicious = [{"file": "data/train.csv", "line": int(i) + 2, "id": r.id, "label": r.label,
+                   "suggested": flip[r.label], "confidence": 0.9, "text": r.text[:200]}
+                  for i, r in [*relabelled.iterrows(), (12, kept)]]
+    create_review_schema(db_url)
+    store = ReviewStore(db_url, LABELS)
+    store.save_label_decisions([(s, flip[s["label"]]) for s in suspicious[:2]]
+                               + [(suspicious[2], kept.label)], "alice")
+
+    result = export(repo, db_url)
+
+    assert result.returncode == 0, result.stderr
+    assert "changed 2 label(s) in data/train.csv" in result.stdout
+    assert "labels_kept=1" in result.stdout
+    train_after = read_split(repo / "data/train.csv")
+    expected = train_before.copy()
+    for i in relabelled.index:  # reviewed labels, which the label_noise rule trusts
+        expected.at[i, "label"] = flip[expected.at[i, "label"]]
+        expected.at[i, "source"] = "feedback"
+        assert f"data/train.csv:{i + 2} " in result.stdout
+    pd.testing.assert_frame_equal(train_after, expected)
+    assert file_md5(repo / "data/holdout.csv") == holdout_md5
+    assert (repo / "data.dvc").read_text() != old_pointer
+    branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+    assert branch.startswith("feedback/")
+    assert "change 2 label(s)" in git(repo, "log", "-1", "--format=%s")
+    assert git(repo, "status", "--porcelain", "--", "data.dvc") == ""

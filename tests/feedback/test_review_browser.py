@@ -175,3 +175,29 @@ def test_a_page_on_another_port_cannot_save_corrections_or_frame_the_ui(tmp_path
         assert corrections(url) == []
         posts = [status for u, status in framed_requests if u.startswith(base + "/api/")]
         assert len(posts) == 3 and all(status in (403, 415) for status in posts), posts
+
+
+def test_reviewer_sees_suspicious_training_labels_and_changes_one(fresh_repo, tmp_path,
+                                                                  review_ui):
+    from service.review.store import ReviewStore
+    from tests.feedback.test_label_queue import validation_report
+
+    (fresh_repo / "reports").mkdir(exist_ok=True)
+    validation_report(fresh_repo / "reports/validation.json")
+    url = f"sqlite:///{tmp_path}/predictions.db"
+    log_predictions(url, [[("what a day", 0.2, "model-a")]])
+    base = review_ui(url, cwd=fresh_repo)
+    with chromium_page() as page:
+        log_in(page, base, TOKEN, "alice")
+        expect(page.locator("#labels-estimate")).to_contain_text("12.5 % [5.0 %, 24.0 %]")
+        rows = page.locator("#label-items tbody tr")
+        expect(rows).to_have_count(2)
+        assert rows.nth(0).locator("td").nth(0).inner_text() == "data/train.csv:7"
+        rows.nth(0).get_by_role("button", name="change to offensive").click()
+        expect(rows.nth(0).locator("td.review")).to_have_text("✎ changed → offensive (alice)")
+        rows.nth(1).get_by_role("button", name="keep offensive").click()
+        expect(rows.nth(1).locator("td.review")).to_have_text("✓ kept offensive (alice)")
+        page.screenshot(path=str(shots(tmp_path) / "label-queue.png"), full_page=True)
+    decisions = ReviewStore(url, ["not-offensive", "offensive"]).label_decisions()
+    assert sorted((d["id"], d["label"], d["action"], d["reviewer"]) for d in decisions) == [
+        ("tw-1", "offensive", "kept", "alice"), ("tw-5", "offensive", "changed", "alice")]

@@ -219,6 +219,66 @@ function option(select, value) {
   select.append(el);
 }
 
+// -- the second queue: training rows whose label the validate stage doubts -----------------
+
+function pct(share) {
+  return `${(100 * share).toFixed(1)} %`;
+}
+
+function estimateText(queue) {
+  if (!queue.scored) return `Not scored: ${queue.reason || "no estimate in the report"}.`;
+  const e = queue.estimate;
+  const head = e
+    ? `An estimated ${pct(e.share)} [${pct(e.low)}, ${pct(e.high)}] of the ${e.rows} rows new or ` +
+      `changed since production's data have wrong labels (${e.scorer} scorer)`
+    : "No estimate";
+  return `${head}${queue.flagged ? " — over the limit" : ""}; ${queue.items.length} ` +
+    `suspicious row(s), most confident first (${queue.report}).`;
+}
+
+function labelRow(item) {
+  const tr = document.createElement("tr");
+  if (item.review) tr.classList.add(item.review.action);
+  const decide = document.createElement("td");
+  decide.className = "decide";
+  for (const label of state.config.labels) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label === item.label ? `keep ${label}` : `change to ${label}`;
+    button.addEventListener("click", () => decideLabel(item, label));
+    decide.append(button);
+  }
+  const review = item.review
+    ? `${item.review.action === "changed" ? "✎ changed →" : "✓ kept"} ${item.review.label} ` +
+      `(${item.review.reviewer})` : "—";
+  tr.append(cell(`${item.file}:${item.line}`, "meta"), cell(item.text, "text"),
+    cell(item.label, `label label-${state.config.labels.indexOf(item.label)}`),
+    cell(`${item.suggested} (${item.confidence.toFixed(2)})`, "label"), cell(review, "review"),
+    decide);
+  return tr;
+}
+
+async function loadLabelQueue() {
+  try {
+    const queue = await api("/api/label-queue");
+    $("#labels-estimate").textContent = estimateText(queue);
+    $("#label-items tbody").replaceChildren(...queue.items.map(labelRow));
+  } catch (err) {
+    $("#labels-estimate").textContent = err.message;
+  }
+}
+
+async function decideLabel(item, label) {
+  try {
+    await api("/api/label-decisions", { method: "POST",
+      body: JSON.stringify({ items: [{ id: item.id, label }] }) });
+    say(`${item.file}:${item.line}: ${label === item.label ? "kept" : "changed to"} ${label}`);
+    await loadLabelQueue();
+  } catch (err) {
+    say(err.message, true);
+  }
+}
+
 async function start() {
   state.config = await api("/api/config");
   $("#reviewer").textContent = `reviewer: ${state.config.reviewer}`;
@@ -249,7 +309,7 @@ async function start() {
   $("#prev").addEventListener("click", () => page(-1));
   $("#next").addEventListener("click", () => page(1));
   document.addEventListener("keydown", onKey);
-  await load();
+  await Promise.all([load(), loadLabelQueue()]);
   document.body.dataset.ready = "true";
 }
 
