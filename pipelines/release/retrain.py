@@ -191,7 +191,7 @@ def check_docker() -> None:
 
 def build_image(candidate: Path = CANDIDATE) -> str | None:
     """Containerise the candidate's Bento and push it as <overlay image>:<Bento version>."""
-    from service.bento import BENTO_NAME, bento_version
+    from service.bento import BENTO_NAME, bento_version, bentoml_home
 
     reason = _skip_reason()
     if reason:
@@ -200,10 +200,13 @@ def build_image(candidate: Path = CANDIDATE) -> str | None:
     check_docker()
     tag = bento_version(candidate)
     reference = f"{image_name()}:{tag}"
+    # `make bento` builds into the repository's store (.bentoml); a workflow step outside make
+    # would otherwise look in ~/bentoml and not find it.
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home())}
     for cmd in (["bentoml", "containerize", f"{BENTO_NAME}:{tag}", "--image-tag", reference],
                 ["docker", "push", reference]):
         print(f"image: {' '.join(cmd)}", flush=True)
-        if subprocess.run(cmd, check=False).returncode != 0:
+        if subprocess.run(cmd, check=False, env=env).returncode != 0:
             raise RetrainError(f"`{' '.join(cmd)}` failed (output above)")
     return reference
 
