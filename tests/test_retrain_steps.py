@@ -1,5 +1,5 @@
 """The retrain entry points' refusals: what each says when its inputs are missing or stale
-(the whole path runs in tests/e2e/test_gitops_loop.py)."""
+(the whole path runs in tests/e2e/test_workflows_with_act.py)."""
 
 from __future__ import annotations
 
@@ -115,3 +115,24 @@ def test_push_outputs_sends_outputs_and_run_cache_to_the_object_store(smoke_repo
     repro = run(["dvc", "repro", "--pull", "train"], clone, **S3_ENV)
     assert "Running stage 'train'" not in repro.stdout, repro.stdout
     assert json.loads((clone / "models/candidate/metadata.json").read_text()) == candidate
+
+
+def test_the_image_step_fails_clearly_without_a_docker_engine(fresh_repo):
+    _write(fresh_repo, "reports/compare/decision.json", decision(version="transformer-new"))
+    result = run(PY + ["retrain", "image"], fresh_repo, check=False,
+                 DOCKER_HOST="unix:///nonexistent/docker.sock")
+    assert result.returncode == 1
+    assert "no Docker engine reachable" in result.stderr
+    assert "bentoml containerize` needs Docker" in result.stderr
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "ghcr.io/example-org/moderation-service"),
+    ({"GITHUB_REPOSITORY_OWNER": "Acme"}, "ghcr.io/acme/moderation-service"),
+    ({"GITHUB_REPOSITORY_OWNER": "acme", "IMAGE_NAME": "registry.acme.io/ml/moderation"},
+     "registry.acme.io/ml/moderation"),
+], ids=["template", "repository-owner", "configured"])
+def test_the_image_name_follows_the_repository_owner_unless_configured(env, expected):
+    from pipelines.release.retrain import image_name
+
+    assert image_name(env=env) == expected
