@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 BIN := $(VENV)/bin
+CALLER_PATH := $(PATH)
 export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
@@ -31,8 +32,9 @@ $(STAMP):
 # On GitHub Actions (GITHUB_PATH set) the venv's bin also goes on the PATH of the job's later
 # steps, so that a plain `python -m pipelines ...` step runs inside it.
 venv: $(STAMP)  ## create .venv with the pinned dependencies
-	@if [ -n "$$GITHUB_PATH" ]; then echo "$(BIN)" >> "$$GITHUB_PATH"; \
-	  echo "venv: $(BIN) added to the PATH of the next steps"; fi
+	@case ":$(CALLER_PATH):" in *":$(BIN):"*) ;; *) if [ -n "$$GITHUB_PATH" ]; then \
+	  echo "$(BIN)" >> "$$GITHUB_PATH"; echo "venv: $(BIN) added to the PATH of the next steps"; \
+	  fi ;; esac
 
 data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
 	python -m pipelines data pull
