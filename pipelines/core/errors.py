@@ -1,30 +1,23 @@
 """The one error base of the pipeline: what went wrong, where, and what to do.
 
-It is a `click.ClickException`, so the command line (Typer runs on click) prints it as
-`error: …` and exits with `exit_code` without a handler per command; library callers catch it
-like any exception."""
+Every command line of the project prints a `PipelineError` as `error: …` and exits with its
+`exit_code` (pipelines/core/cli.py), so no command needs a handler of its own."""
 
 from __future__ import annotations
 
-import sys
 
-import click
-
-
-class PipelineError(click.ClickException):
+class PipelineError(Exception):
     """A failure the user can fix; the message says what and where. Exit code 1 unless set."""
 
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
-    def show(self, file=None) -> None:
-        print(f"error: {self.message}", file=file or sys.stderr)
+    @property
+    def message(self) -> str:
+        return str(self)
 
 
 class UsageError(PipelineError):
-    """Bad configuration or arguments (exit code 2, like click's own usage errors)."""
+    """Bad configuration or arguments (exit code 2, like a command-line usage error)."""
 
     exit_code = 2
 
