@@ -109,7 +109,7 @@ def test_doctor_cli_exits_non_zero_and_lists_the_missing_lines(fork, monkeypatch
     result = CliRunner().invoke(app, ["doctor", "--root", str(fork), "--offline"])
     assert result.exit_code == 1
     assert sum(line.startswith("MISSING") for line in result.output.splitlines()) == 3
-    assert "3 setting(s) missing" in str(result.exception)
+    assert "3 setting(s) missing" in result.output
 
 
 def test_a_configured_fork_passes_with_its_settings_checked_through_the_api(fork, tmp_path):
