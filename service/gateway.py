@@ -20,7 +20,7 @@ from service.validation import InputError, parse_classify_body
 logger = logging.getLogger(__name__)
 
 CLASSIFY_PATH = "/classify"
-KNOWN_ENDPOINTS = {"/classify": "classify", "/livez": "livez", "/readyz": "readyz",
+KNOWN_ROUTES = {"/classify": "classify", "/livez": "livez", "/readyz": "readyz",
                    "/metrics": "metrics"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -60,7 +60,7 @@ class ModerationGateway:
             return
         started = time.perf_counter()
         request_id = request_id_from(scope.get("headers", []))
-        endpoint = KNOWN_ENDPOINTS.get(scope["path"].rstrip("/") or "/", "other")
+        route = KNOWN_ROUTES.get(scope["path"].rstrip("/") or "/", "other")
         status_box = {"code": 500}
 
         async def send_with_ids(message: dict) -> None:
@@ -72,14 +72,14 @@ class ModerationGateway:
             await send(message)
 
         try:
-            if endpoint == "classify" and scope["method"] == "POST":
+            if route == "classify" and scope["method"] == "POST":
                 await self.classify(scope, receive, send_with_ids, request_id, started)
             else:
                 await self.app(scope, receive, send_with_ids)
         finally:
             metrics = service_metrics()
-            metrics.requests.labels(endpoint=endpoint, code=str(status_box["code"])).inc()
-            metrics.duration.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            metrics.requests.labels(route=route, code=str(status_box["code"])).inc()
+            metrics.duration.labels(route=route).observe(time.perf_counter() - started)
 
     async def classify(self, scope: dict, receive: Any, send: Any, request_id: str,
                        started: float) -> None:

@@ -9,6 +9,10 @@ from typing import Any
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+# Labels Prometheus (and prometheus-operator's relabelling) sets on every scraped series; a
+# metric label of the same name would be renamed to exported_<name> and every query on it breaks.
+TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod", "service", "endpoint",
+                           "container"})
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,10 @@ def service_metrics() -> ServiceMetrics:
     from prometheus_client import Counter, Histogram
 
     return ServiceMetrics(
-        requests=Counter("moderation_requests_total", "HTTP requests by endpoint and status code",
-                         ["endpoint", "code"]),
+        requests=Counter("moderation_requests_total", "HTTP requests by route and status code",
+                         ["route", "code"]),
         duration=Histogram("moderation_request_duration_seconds", "Request latency",
-                           ["endpoint"], buckets=LATENCY_BUCKETS),
+                           ["route"], buckets=LATENCY_BUCKETS),
         batch_size=Histogram("moderation_batch_size", "Texts per model forward pass",
                              buckets=BATCH_BUCKETS),
         predictions=Counter("moderation_predictions_total", "Predictions by label and model",

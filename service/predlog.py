@@ -115,9 +115,13 @@ def create_schema(url: str) -> None:
         conn.close()
 
 
+def placeholder(url: str) -> str:
+    """The query parameter mark of the URL's driver: sqlite3's `?`, psycopg's `%s`."""
+    return "?" if backend_of(url) == "sqlite" else "%s"
+
+
 def placeholders(url: str, n: int) -> str:
-    mark = "?" if backend_of(url) == "sqlite" else "%s"
-    return ", ".join([mark] * n)
+    return ", ".join([placeholder(url)] * n)
 
 
 def text_fields(text: str, log_text: str) -> tuple[str | None, str]:
@@ -257,8 +261,7 @@ class PredictionLog:
         insert = (f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
                   f"VALUES ({placeholders(self.url, len(PREDICTION_COLUMNS))})")
         update = ("UPDATE predictions SET shadow_label = {0}, shadow_model_version = {0} "
-                  "WHERE request_id = {0} AND position = {0}").format(
-                      "?" if backend_of(self.url) == "sqlite" else "%s")
+                  "WHERE request_id = {0} AND position = {0}").format(placeholder(self.url))
         written = 0
         cur = conn.cursor()
         for item in items:

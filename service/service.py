@@ -1,4 +1,8 @@
-"""BentoML service `moderation`: a thin shell over service.inference.classify.
+"""BentoML service `moderation`: the entry point that wires the parts together. It loads the model
+once (service.inference.load_model), starts the runtime (service/runtime.py: the model, the
+prediction log and the shadow evaluator) whose predict_batch the batchable `/classify` API calls,
+and puts the gateway middleware (service/gateway.py: limits, overload shedding, the response
+contract) in front of it.
 
 Serve with `make serve` (the built Bento) or `bentoml serve service.service:Moderation`.
 """

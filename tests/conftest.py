@@ -103,7 +103,7 @@ def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
         pytest.fail("PostgreSQL is not installed: run `apt-get install postgresql` "
-                    "(.ci/run does this)")
+                    "(`make system-packages` does this)")
     return found[-1].parent
 
 

@@ -48,7 +48,7 @@ def test_propose_without_github_settings_fails_before_changing_anything(fresh_re
     _write(fresh_repo, "reports/compare/decision.json", decision())
     result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
                  GITHUB_REPOSITORY="", GITHUB_TOKEN="")
-    assert result.returncode == 2  # GitHubSettingsError: a settings problem
+    assert result.returncode == 2  # a settings error, like every command's
     assert "GITHUB_REPOSITORY, GITHUB_TOKEN not set" in result.stderr
     assert run(["git", "status", "--porcelain"], fresh_repo).stdout == ""
 

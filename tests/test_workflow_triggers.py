@@ -37,15 +37,6 @@ def _add_dep(root: Path, stage: str, dep: str) -> None:
     (root / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
 
 
-def test_resolved_stages_match_dvcs_own_reading_of_dvc_yaml():
-    from dvc.repo import Repo
-
-    dvc_view = {s.addressing: sorted(d.def_path for d in s.deps if d.def_path != "params.yaml")
-                for s in Repo(str(ROOT)).index.stages if s.path_in_repo == "dvc.yaml"}
-    ours = {s.name: sorted(s.deps) for s in resolve_stages(ROOT)}
-    assert ours == dvc_view
-
-
 def test_every_declared_dep_is_a_trigger_unless_internal_or_written_by_promotion():
     stages = resolve_stages(ROOT)
     outputs = {o for s in stages for o in s.outs}
@@ -111,11 +102,15 @@ def test_a_git_tracked_directory_dep_triggers_on_everything_under_it(tmp_path):
     assert "config/**" in retrain_trigger_paths(root)
 
 
-def test_foreach_mapping_matrix_and_vars_are_resolved(tmp_path):
-    (tmp_path / "params.yaml").write_text("data: {train_file: data/t.csv}\nsizes: [s, m]\n")
-    (tmp_path / "dvc.yaml").write_text("""
-vars:
-  - tokenizer: tok/vocab.txt
+def _write_pipeline(root: Path, dvc_yaml: str, **files: str) -> None:
+    (root / "params.yaml").write_text("data: {train_file: data/t.csv}\nsizes: [s, m]\n")
+    for name, text in files.items():
+        (root / name).write_text(text)
+    (root / "dvc.yaml").write_text(dvc_yaml)
+
+
+def test_foreach_expands_to_one_stage_per_item_with_its_deps(tmp_path):
+    _write_pipeline(tmp_path, """
 stages:
   prep:
     foreach: {en: english, de: german}
@@ -123,28 +118,56 @@ stages:
       cmd: prep ${key}
       deps: ['lang/${item}.txt', '${data.train_file}']
       outs: ['prep/${key}']
+""")
+    stages = {s.name: s for s in resolve_stages(tmp_path)}
+    assert set(stages) == {"prep@en", "prep@de"}
+    assert stages["prep@de"].deps == ("lang/german.txt", "data/t.csv")
+    assert retrain_trigger_paths(tmp_path) == [
+        "data/t.csv", "dvc.yaml", "lang/english.txt", "lang/german.txt", "params.yaml"]
+
+
+def test_matrix_expands_every_combination_and_its_params_file_triggers(tmp_path):
+    _write_pipeline(tmp_path, """
+stages:
   fit:
     matrix: {size: '${sizes}', seed: [1, 2]}
     cmd: fit
-    deps: [prep/en, '${tokenizer}', 'fit_${item.size}.py']
+    deps: ['fit_${item.size}.py']
     params: [{configs/fit.yaml: [lr]}]
     outs: ['out/${item.size}-${item.seed}']
 """)
     stages = {s.name: s for s in resolve_stages(tmp_path)}
-    assert set(stages) == {"prep@en", "prep@de", "fit@s-1", "fit@s-2", "fit@m-1", "fit@m-2"}
-    assert stages["prep@de"].deps == ("lang/german.txt", "data/t.csv")
+    assert set(stages) == {"fit@s-1", "fit@s-2", "fit@m-1", "fit@m-2"}
     assert stages["fit@m-2"].outs == ("out/m-2",)
     assert retrain_trigger_paths(tmp_path) == [
-        "configs/fit.yaml", "data/t.csv", "dvc.yaml", "fit_m.py", "fit_s.py",
-        "lang/english.txt", "lang/german.txt", "tok/vocab.txt"]
+        "configs/fit.yaml", "dvc.yaml", "fit_m.py", "fit_s.py", "params.yaml"]
 
 
-def test_an_undefined_interpolation_names_the_stage_and_the_key(tmp_path):
-    (tmp_path / "params.yaml").write_text("data: {}\n")
-    (tmp_path / "dvc.yaml").write_text("stages:\n  train:\n    cmd: x\n"
-                                       "    deps: ['${data.nope}']\n")
-    with pytest.raises(TriggerError, match=r"stages\.train: \$\{data\.nope\} is not defined"):
+def test_values_from_a_vars_file_resolve_deps_and_the_vars_file_triggers(tmp_path):
+    _write_pipeline(tmp_path, """
+vars:
+  - tokenizer.yaml
+  - lexicon: lex/slurs.txt
+stages:
+  train:
+    cmd: train
+    deps: ['${tokenizer.vocab}', '${lexicon}', prep/en]
+""", **{"tokenizer.yaml": "tokenizer: {vocab: tok/vocab.txt}\n"})
+    assert resolve_stages(tmp_path)[0].deps == ("tok/vocab.txt", "lex/slurs.txt", "prep/en")
+    assert {"tok/vocab.txt", "lex/slurs.txt", "tokenizer.yaml"} <= set(
+        retrain_trigger_paths(tmp_path))
+
+
+def test_an_undefined_interpolation_names_the_stage_field_and_the_key(tmp_path):
+    _write_pipeline(tmp_path, "stages:\n  train:\n    cmd: x\n    deps: ['${data.nope}']\n")
+    with pytest.raises(TriggerError, match=r"stages\.train\.deps.*data\.nope"):
         resolve_stages(tmp_path)
+
+
+def test_a_missing_vars_file_is_a_clear_error(tmp_path):
+    _write_pipeline(tmp_path, "vars: [gone.yaml]\nstages:\n  train:\n    cmd: x\n")
+    with pytest.raises(TriggerError, match="gone.yaml' does not exist"):
+        retrain_trigger_paths(tmp_path)
 
 
 def test_a_missing_dvc_yaml_is_a_clear_error(tmp_path):

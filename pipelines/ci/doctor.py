@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from dvc.repo import Repo
 
 from pipelines.ci.workflows import SETTINGS, out_of_sync
+from pipelines.core.gitops import GitError, git
 from pipelines.release.github import DEFAULT_API_URL, GitHub, GitHubError
 from pipelines.release.retrain import IN_REPO_REMOTE_FIX, in_repo_remote
 
@@ -33,12 +34,11 @@ class Check:
 
 
 def _git(root: Path, *args: str) -> str | None:
+    """git's answer, or None where there is none (no repository, no such remote)."""
     try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                             timeout=10, check=True)
-    except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired):
+        return git(root, *args, timeout=10).strip() or None
+    except GitError:
         return None
-    return out.stdout.strip() or None
 
 
 def github_repo(root: Path, env: dict[str, str]) -> str | None:
@@ -61,8 +61,6 @@ def check_github_repo(root: Path, env: dict[str, str]) -> Check:
 
 def check_dvc_remote(root: Path, reach: bool = True) -> Check:
     """A default DVC remote exists, is not the bundled demo remote, and answers."""
-    from dvc.repo import Repo
-
     try:
         repo = Repo(str(root))
     except Exception as e:  # DVC raises many kinds; all mean "not a usable DVC repo here"

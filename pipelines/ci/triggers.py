@@ -2,7 +2,8 @@
 
 The rule: a change that can alter the trained candidate always triggers a retrain, one that cannot
 never does. dvc.yaml already declares, per stage, every file a stage reads (data, config, and the
-stage's own code), so the trigger paths are exactly those declarations, with three mappings:
+stage's own code), so the trigger paths are exactly those declarations, as DVC itself resolves
+them (`${...}` from params.yaml and `vars:`, `foreach` and `matrix` expanded), with three mappings:
   - a dep inside a DVC-tracked directory (data/train.csv) becomes its pointer (data.dvc), because
     git only ever sees the pointer change;
   - a dep produced by another stage (reports/validation.json, models/candidate) is internal and
@@ -15,20 +16,20 @@ is the record a retrain writes).
 
 from __future__ import annotations
 
-import itertools
-import re
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-import yaml
+from dvc.dependency import ParamsDependency
+from dvc.exceptions import DvcException
+from dvc.repo import Repo
+from dvc.stage import PipelineStage
 
 from pipelines.core.errors import UsageError
+from pipelines.core.production import PROMOTION_FILES
 
 DVC_YAML = "dvc.yaml"
-PROMOTION_WRITES = ("models/production.yaml", "models/production.dvc")
-_SKIP_DIRS = {".git", ".dvc", ".venv", "node_modules", "__pycache__"}
-_INTERPOLATION = re.compile(r"\$\{\s*([^}]+?)\s*\}")
+PROMOTION_WRITES = PROMOTION_FILES
 
 
 class TriggerError(UsageError):
@@ -40,115 +41,51 @@ class Stage:
     name: str
     deps: tuple[str, ...]
     outs: tuple[str, ...]
-    params_files: tuple[str, ...]
+    params_files: tuple[str, ...]  # declared params files and files of interpolated values
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _dvc_stages(root: Path) -> list:
+    """Every stage DVC finds under root: dvc.yaml pipeline stages and *.dvc pointer files."""
+    if not (root / DVC_YAML).is_file():
+        raise TriggerError(f"{root / DVC_YAML}: not found (run from the repository root)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as e:
-        raise TriggerError(f"{path}: not found (run from the repository root)") from e
-    except yaml.YAMLError as e:
-        raise TriggerError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise TriggerError(f"{path}: expected a mapping at the top level")
-    return raw
+        with Repo(str(root), uninitialized=True) as repo:
+            return list(repo.index.stages)
+    except DvcException as e:
+        raise TriggerError(f"DVC cannot resolve the stages under {root}: {e}") from e
 
 
-def _lookup(context: dict[str, Any], dotted: str, where: str) -> Any:
-    value: Any = context
-    for part in dotted.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise TriggerError(f"{where}: ${{{dotted}}} is not defined in params.yaml or vars")
-    return value
-
-
-def _interpolate(value: Any, context: dict[str, Any], where: str) -> Any:
-    """Resolve ${...} the way DVC does: a whole-string reference keeps its type."""
-    if isinstance(value, str):
-        whole = _INTERPOLATION.fullmatch(value)
-        if whole:
-            return _lookup(context, whole.group(1), where)
-        return _INTERPOLATION.sub(lambda m: str(_lookup(context, m.group(1), where)), value)
-    if isinstance(value, list):
-        return [_interpolate(v, context, where) for v in value]
-    if isinstance(value, dict):
-        return {_interpolate(k, context, where): _interpolate(v, context, where)
-                for k, v in value.items()}
-    return value
-
-
-def _entry_paths(entries: list[Any] | None) -> list[str]:
-    """Paths of a deps/outs/metrics/plots list, whose entries are strings or {path: options}."""
-    paths = []
-    for entry in entries or []:
-        paths.extend([entry] if isinstance(entry, str) else list(entry))
-    return [str(PurePosixPath(p)) for p in paths]
-
-
-def _params_files(entries: list[Any] | None) -> list[str]:
-    files = []
-    for entry in entries or []:
-        files.extend(["params.yaml"] if isinstance(entry, str) else list(entry))
-    return files
-
-
-def _expansions(name: str, body: dict[str, Any], context: dict[str, Any]):
-    """(stage name, body, context) per generated stage of a plain, foreach or matrix stage."""
-    where = f"{DVC_YAML}: stages.{name}"
-    if "foreach" in body:
-        items = _interpolate(body["foreach"], context, where)
-        pairs = items.items() if isinstance(items, dict) else ((str(i), i) for i in items)
-        for key, item in pairs:
-            yield f"{name}@{key}", body["do"], {**context, "item": item, "key": key}
-    elif "matrix" in body:
-        axes = {k: _interpolate(v, context, where) for k, v in body["matrix"].items()}
-        for combo in itertools.product(*axes.values()):
-            item = dict(zip(axes, combo, strict=True))
-            suffix = "-".join(str(v) for v in combo)
-            yield f"{name}@{suffix}", body, {**context, "item": item}
-    else:
-        yield name, body, context
+def _repo_path(stage, fs_path: str) -> str:
+    return PurePosixPath(os.path.relpath(fs_path, stage.repo.root_dir)).as_posix()
 
 
 def resolve_stages(root: Path | str = ".") -> list[Stage]:
-    """Every stage of dvc.yaml with ${...} resolved from params.yaml and vars."""
+    """Every dvc.yaml stage as DVC resolves it, with repo-relative deps, outs and params files."""
     root = Path(root)
-    dvc = _read_yaml(root / DVC_YAML)
-    params_path = root / "params.yaml"
-    context = _read_yaml(params_path) if params_path.exists() else {}
-    for entry in dvc.get("vars", []) or []:
-        if isinstance(entry, dict):
-            context = {**context, **entry}
     stages = []
-    for name, body in (dvc.get("stages") or {}).items():
-        for full_name, stage_body, ctx in _expansions(name, body, context):
-            where = f"{DVC_YAML}: stages.{full_name}"
-            resolved = _interpolate(stage_body, ctx, where)
-            outs = [p for key in ("outs", "metrics", "plots")
-                    for p in _entry_paths(resolved.get(key))]
-            params_files = dict.fromkeys(_params_files(resolved.get("params")))
-            stages.append(Stage(full_name, tuple(_entry_paths(resolved.get("deps"))),
-                                tuple(outs), tuple(params_files)))
+    for stage in _dvc_stages(root):
+        if not isinstance(stage, PipelineStage):
+            continue
+        # DVC records the values a stage interpolates (from params.yaml or a vars file) like
+        # declared params: a change to them reruns the stage, so their files trigger too.
+        params = [d.fs_path for d in stage.deps if isinstance(d, ParamsDependency)]
+        params += [os.path.abspath(file) for file in stage.tracked_vars]
+        dvcfile = _repo_path(stage, stage.path)
+        stages.append(Stage(
+            stage.name if dvcfile == DVC_YAML else f"{dvcfile}:{stage.name}",
+            tuple(_repo_path(stage, d.fs_path) for d in stage.deps
+                  if not isinstance(d, ParamsDependency)),
+            tuple(_repo_path(stage, o.fs_path) for o in stage.outs),
+            tuple(dict.fromkeys(_repo_path(stage, path) for path in params))))
     return stages
 
 
 def dvc_pointers(root: Path | str = ".") -> dict[str, str]:
     """Map each path tracked by a *.dvc pointer file to that pointer (both repo-relative)."""
     root = Path(root)
-    tracked = {}
-    for pointer in sorted(root.rglob("*.dvc")):
-        rel = pointer.relative_to(root)
-        if _SKIP_DIRS.intersection(rel.parts[:-1]) or not pointer.is_file():
-            continue
-        for out in _read_yaml(pointer).get("outs", []) or []:
-            target = PurePosixPath(rel.parent.as_posix()) / out["path"]
-            tracked[str(target).removeprefix("./")] = rel.as_posix()
-    return tracked
+    return {_repo_path(stage, out.fs_path): _repo_path(stage, stage.path)
+            for stage in _dvc_stages(root) if not isinstance(stage, PipelineStage)
+            for out in stage.outs}
 
 
 def _within(path: str, container: str) -> bool:

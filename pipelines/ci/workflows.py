@@ -244,8 +244,8 @@ def rollout_workflow() -> dict[str, Any]:
 
 
 def drift_workflow() -> dict[str, Any]:
-    """Daily, once enabled (repository variable DRIFT_CHECK=enabled): compare logged predictions
-    with production's training data; an issue when drifted."""
+    """Daily, once enabled (repository variable DRIFT_CHECK=enabled): logged predictions
+    against production's training data and holdout predictions; an issue when drifted."""
     steps = [
         checkout(),
         setup_python(),
@@ -254,10 +254,11 @@ def drift_workflow() -> dict[str, Any]:
         step("Sample the logged predictions", "python -m pipelines drift sample",
              env={"MODERATION_DB_URL": "${{ secrets.MODERATION_DB_URL }}"}),
         # main's data version is production's training data (promotions bring data.dvc with
-        # the pointer); pulling it puts that version in the DVC cache the report reads.
-        step("Pull the data version", "make data"),
-        step("Drift report against production's training data",
-             "python -m pipelines drift report"),
+        # the pointer); pulling it puts that version in the DVC cache the report reads. The
+        # production weights score the holdout: the reference of the prediction drift.
+        step("Pull the data version and production's weights", "make data production"),
+        step("Drift report: inputs against production's training data, predictions against "
+             "its holdout predictions", "python -m pipelines drift report"),
         upload("drift-report", ["reports/drift/"]),
         step("Open an issue when drift is found", "python -m pipelines drift open-issue",
              env={"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}),

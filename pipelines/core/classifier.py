@@ -23,7 +23,7 @@ class Classifier(Protocol):
 class BaselineClassifier:
     """TF-IDF + logistic regression, saved with joblib."""
 
-    def __init__(self, model_dir: Path, metadata: dict[str, Any], batch_size: int = 0):
+    def __init__(self, model_dir: Path, metadata: dict[str, Any]):
         import joblib
 
         self.metadata = metadata
@@ -41,6 +41,7 @@ class TransformerClassifier:
     """A fine-tuned transformers sequence classifier with its tokenizer."""
 
     def __init__(self, model_dir: Path, metadata: dict[str, Any], batch_size: int = 64):
+        # Lazy: torch and transformers take seconds to import, and a baseline needs neither.
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -69,15 +70,18 @@ class TransformerClassifier:
         return out
 
 
-def load_classifier(model_dir: Path | str, **kwargs: Any) -> Classifier:
-    """Load a model directory written by `train` or `train-baseline`, whatever its kind."""
+def load_classifier(model_dir: Path | str, batch_size: int = 64) -> Classifier:
+    """Load a model directory written by `train` or `train-baseline`, whatever its kind
+    (batch_size: texts per forward pass of a transformer; the baseline scores all at once)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
-    kinds = {"baseline": BaselineClassifier, "transformer": TransformerClassifier}
-    if metadata.get("kind") not in kinds:
-        raise ValueError(f"{model_dir}: unknown model kind {metadata.get('kind')!r}")
-    return kinds[metadata["kind"]](model_dir, metadata, **kwargs)
+    kind = metadata.get("kind")
+    if kind == "transformer":
+        return TransformerClassifier(model_dir, metadata, batch_size)
+    if kind == "baseline":
+        return BaselineClassifier(model_dir, metadata)
+    raise ValueError(f"{model_dir}: unknown model kind {kind!r}")
 
 
 def predict(classifier: Classifier, texts: list[str]) -> list[dict[str, Any]]:

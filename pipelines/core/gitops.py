@@ -6,41 +6,33 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
 from pipelines.core.errors import PipelineError
+from pipelines.core.tools import CommandError, run
 
 # Actions runners have no git identity; commits made there are signed by the Actions bot.
 BOT_NAME = "github-actions[bot]"
 BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
 
 
-class GitError(PipelineError):
-    """A git command failed; the message names the command and git's own words."""
+class GitError(CommandError):
+    """A git command failed."""
 
 
 def git(root: Path | str, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 120) -> str:
-    """Run git in root; returns stdout, raises GitError with stderr on failure."""
-    result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                            env=env, timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise GitError(f"git {' '.join(_redact(args))} failed: "
-                       f"{(result.stderr or result.stdout).strip()}")
-    return result.stdout
-
-
-def _redact(args: tuple[str, ...]) -> list[str]:
-    return ["http.extraheader=<token>" if a.startswith("http.extraheader=") else a for a in args]
+        timeout: float = 120, check: bool = True, binary: bool = False,
+        error: type[PipelineError] = GitError) -> str | bytes:
+    """Run git in root; returns stdout, raises `error` (GitError) with git's stderr on failure."""
+    return run(["git", "-C", str(root), *args], env=env, timeout=timeout, check=check,
+               binary=binary, error=error)
 
 
 def _identity(root: Path | str) -> dict[str, str]:
     """Author/committer env: the configured identity, else the Actions bot."""
     env = dict(os.environ)
-    configured = subprocess.run(["git", "-C", str(root), "config", "user.email"],
-                                capture_output=True, text=True, check=False).stdout.strip()
+    configured = git(root, "config", "user.email", check=False).strip()
     if not configured:
         for role in ("AUTHOR", "COMMITTER"):
             env.setdefault(f"GIT_{role}_NAME", BOT_NAME)

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipelines.core.data import dataset_hash, file_md5, label_share
 from pipelines.core.errors import MissingFileError
 from pipelines.core.params import Params
+from pipelines.core.tools import CommandError, run
 
 METADATA_FILE = "metadata.json"
 
 
 def git_commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=False)
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
+    try:
+        return run(["git", "rev-parse", "HEAD"]).strip()
+    except CommandError:  # not a git checkout (a copied tree): the model is still usable
+        return "unknown"
 
 
 def params_digest(section: dict[str, Any]) -> str:
@@ -50,6 +53,26 @@ def build_metadata(kind: str, params: Params, section: dict[str, Any], train_fra
 
 def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> None:
     (model_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+
+
+def partial_dir(out_dir: Path) -> Path:
+    """Where a model directory is written before it replaces out_dir (<out_dir>.partial)."""
+    return out_dir.with_name(out_dir.name + ".partial")
+
+
+def save_model_dir(out_dir: Path | str, metadata: dict[str, Any],
+                   save_files: Callable[[Path], None]) -> Path:
+    """Write a model directory atomically: save_files(dir) and metadata.json fill the partial
+    directory, which replaces out_dir only once complete (a failed run keeps the old model)."""
+    out_dir = Path(out_dir)
+    work_dir = partial_dir(out_dir)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    save_files(work_dir)
+    write_metadata(work_dir, metadata)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    work_dir.rename(out_dir)
+    return out_dir
 
 
 def read_metadata(model_dir: Path | str) -> dict[str, Any]:

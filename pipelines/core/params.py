@@ -103,6 +103,9 @@ class CompareParams(_Strict):
     max_flips: int = Field(ge=0)
     mask_flip_text: bool
     drift_sample_rows: int = Field(gt=0)
+    drift_min_effect: float = Field(gt=0)
+    drift_min_label_effect: float = Field(gt=0)
+    drift_significance: float = Field(gt=0, lt=1)
 
 
 class FloorParams(_Strict):

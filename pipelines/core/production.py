@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from pipelines.core.data import DataError, read_tracked_file
 from pipelines.core.errors import PipelineError
 from pipelines.core.metadata import read_metadata
+from pipelines.core.tools import dvc
 
 POINTER = Path("models/production.yaml")
 WEIGHTS = Path("models/production")
+WEIGHTS_POINTER = WEIGHTS.with_suffix(".dvc")
+# What a promotion rewrites (and a revert puts back): the pointer and the weights' .dvc file.
+PROMOTION_FILES = (POINTER.as_posix(), WEIGHTS_POINTER.as_posix())
 POINTER_KEYS = ("version", "kind", "dataset", "holdout_md5", "params", "git_commit", "metrics",
                 "bento_tag", "image")
 HEADER = (
@@ -81,37 +86,13 @@ def check_holdout(record: dict[str, Any], holdout_md5: str, holdout_file: str) -
             "promote models/production reports/metrics/production.json`.")
 
 
-def _dvc_object(md5: str, roots: list[Path]) -> Path | None:
-    for root in roots:
-        path = root / "files" / "md5" / md5[:2] / md5[2:]
-        if path.exists():
-            return path
-    return None
-
-
-def read_dataset_file(dataset_md5: str, relpath: str, roots: list[Path] | None = None
-                      ) -> pd.DataFrame:
-    """One file of a past data version, read from the DVC cache or the in-repo remote."""
-    roots = roots or [Path(".dvc/cache"), Path(".dvc/storage")]
-    manifest = _dvc_object(f"{dataset_md5}.dir", roots)
-    if manifest is None:
-        raise ProductionError(f"data version {dataset_md5} is in neither the DVC cache nor the "
-                              "remote; `dvc fetch` it from the commit that produced it")
-    entries = {e["relpath"]: e["md5"] for e in json.loads(manifest.read_text(encoding="utf-8"))}
-    if relpath not in entries:
-        raise ProductionError(f"data version {dataset_md5} has no {relpath} "
-                              f"(it has {sorted(entries)})")
-    obj = _dvc_object(entries[relpath], roots)
-    if obj is None:
-        raise ProductionError(f"{relpath} of data version {dataset_md5} is missing from the "
-                              "DVC cache and remote")
-    return pd.read_csv(obj, dtype=str, keep_default_na=False, encoding="utf-8")
-
-
-def _run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise ProductionError(f"`{' '.join(cmd)}` failed: {(result.stderr or result.stdout)}")
+def read_dataset_file(dataset_md5: str, relpath: str, root: Path | str = ".") -> pd.DataFrame:
+    """One file of a past data version, read from the DVC cache or remote by the data's md5."""
+    try:
+        raw = read_tracked_file(dataset_md5, relpath, root)
+    except DataError as e:
+        raise ProductionError(f"data version {dataset_md5}: {e}") from e
+    return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8")
 
 
 def build_record(metadata: dict[str, Any], metrics: dict[str, Any], holdout_md5: str,
@@ -155,8 +136,8 @@ def promote(model_dir: Path | str, metrics_path: Path | str, holdout_md5: str,
         shutil.rmtree(weights, ignore_errors=True)
         staging.rename(weights)
     if track:
-        _run(["dvc", "add", "--quiet", str(weights)])
+        dvc("add", "--quiet", str(weights), error=ProductionError)
         if push:
-            _run(["dvc", "push", "--quiet", f"{weights}.dvc"])
+            dvc("push", "--quiet", f"{weights}.dvc", error=ProductionError)
     pointer.write_text(HEADER + yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
     return record

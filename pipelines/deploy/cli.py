@@ -25,14 +25,16 @@ EnvsOpt = Annotated[list[str] | None, typer.Option(
 
 @deploy_app.command("validate")
 def deploy_validate() -> None:
-    """Render every overlay (and the shadow/flagger variants) and check schemas and policy."""
+    """Render every overlay (and the shadow/flagger/review variants) and check schemas (built-in
+    kinds and CRDs) and policy."""
     findings = pins.validate_repository()
     for finding in findings:
         print(f"error: {finding}", file=sys.stderr)
     if findings:
         raise PipelineError(f"{len(findings)} problem(s) in k8s/")
     print(f"k8s: every overlay renders, passes kubernetes-validate --strict "
-          f"(Kubernetes {KUBERNETES_VERSION}) and the delivery policy")
+          f"(Kubernetes {KUBERNETES_VERSION}), the CRD schemas of k8s/crds and the delivery "
+          "policy")
 
 
 @deploy_app.command("pin")

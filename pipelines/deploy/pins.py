@@ -7,7 +7,6 @@ import difflib
 import io
 import os
 import re
-import subprocess
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +15,16 @@ from tempfile import TemporaryDirectory
 import yaml
 
 from pipelines.core.errors import PipelineError
+from pipelines.core.gitops import git
+from pipelines.deploy.crds import crd_findings
 from pipelines.deploy.kustomize import ManifestError, parse, render, resource_id
-from pipelines.deploy.policy import DIGEST, Finding, policy_findings, schema_findings
+from pipelines.deploy.policy import (
+    CRD_VALIDATED,
+    DIGEST,
+    Finding,
+    policy_findings,
+    schema_findings,
+)
 
 K8S_DIR = Path("k8s")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -130,12 +137,8 @@ def set_image(env: str, tag: str | None = None, digest: str | None = None,
 # The rendered diff a promotion pull request carries
 
 
-def _git(root: Path, *args: str, input_bytes: bytes | None = None) -> bytes:
-    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
-                          input=input_bytes, timeout=60)
-    if proc.returncode != 0:
-        raise PinError(f"git {' '.join(args)} failed: {proc.stderr.decode().strip()}")
-    return proc.stdout
+def _git(root: Path, *args: str) -> bytes:
+    return git(root, *args, timeout=60, binary=True, error=PinError)
 
 
 def render_at_ref(env: str, ref: str, root: Path = Path(".")) -> str:
@@ -276,6 +279,7 @@ class Variant:
 VARIANTS = {
     "production+shadow": Variant("production", add=("shadow",), shadow_pin=True),
     "production-flagger": Variant("production", add=("flagger",), remove=("rollout-argo",)),
+    "production+review": Variant("production", add=("review",)),
 }
 
 
@@ -369,4 +373,15 @@ def validate_repository(root: Path = Path("."), progress=print) -> list[Finding]
         progress(f"rendered {target}: {len(docs)} resources")
         findings += policy_findings(target, docs)
     findings += schema_findings(rendered)
+    findings += [Finding(*f) for f in crd_findings(rendered, set(CRD_VALIDATED), root)]
+    findings += application_schema_findings(root)
     return findings
+
+
+def application_schema_findings(root: Path = Path(".")) -> list[Finding]:
+    """The Argo CD Applications against the Application CRD."""
+    try:
+        apps = parse(render(Path(root) / K8S_DIR / "argocd"))
+    except ManifestError:
+        return []  # reported by application_findings
+    return [Finding(*f) for f in crd_findings({"argocd": apps}, set(CRD_VALIDATED), root)]

@@ -11,11 +11,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import yaml
+
 from pipelines.deploy.kustomize import resource_id, venv_tool
 
-# The Kubernetes version the built-in kinds are validated against (kind clusters of this minor
-# version or newer accept the manifests: preStop `sleep` needs 1.30+).
+# The Kubernetes version the built-in kinds are validated against, and the oldest one the
+# manifests run on (the preStop `sleep` handler is beta and on by default from 1.30).
 KUBERNETES_VERSION = "1.33.0"
+MIN_KUBERNETES_VERSION = "1.30"
+# The user `bentoml containerize` creates in the image (bentoml's BENTO_UID_GID); the pods run as
+# it, so files the image owns stay readable.
+IMAGE_UID = 1034
+# Labels kube-prometheus-stack's Prometheus selects ServiceMonitors, PodMonitors and
+# PrometheusRules by (its Helm release name); docs/deployment.md says how to change it.
+PROMETHEUS_SELECTOR = {"release": "kube-prometheus-stack"}
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+# Argo CD prunes resources that left git; a hashed ConfigMap/Secret of the previous revision is
+# still read by the stable pods until the canary completes.
+PRUNE_FALSE = ("argocd.argoproj.io/sync-options", "Prune=false")
+KUSTOMIZE_HASH = re.compile(r"-[a-z0-9]{10}$")
+GATEWAY_API_PLUGIN = "argoproj-labs/gatewayAPI"
 
 # Metric names are a contract with the service (docs/service-contract); every PromQL expression
 # in analysis templates, alerts and dashboards may use only these.
@@ -41,12 +56,15 @@ CUSTOM_KINDS = frozenset({
     ("argoproj.io", "Application"), ("monitoring.coreos.com", "ServiceMonitor"),
     ("monitoring.coreos.com", "PodMonitor"), ("monitoring.coreos.com", "PrometheusRule"),
     ("flagger.app", "Canary"), ("flagger.app", "MetricTemplate"),
+    ("gateway.networking.k8s.io", "HTTPRoute"),
 })
+# The custom kinds validated against a vendored CRD (k8s/crds/); HTTPRoute has none there.
+CRD_VALIDATED = CUSTOM_KINDS - {("gateway.networking.k8s.io", "HTTPRoute")}
 WORKLOAD_KINDS = ("Deployment", "Rollout", "StatefulSet")
 REQUIRED_PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 PROBE_PATHS = {"livenessProbe": "/livez", "readinessProbe": "/readyz"}
 # Created out of band in production (never in git); see docs/deployment.md.
-EXTERNAL_SECRETS = frozenset({"moderation-db"})
+EXTERNAL_SECRETS = frozenset({"moderation-db", "moderation-review"})
 DURATION = re.compile(r"^\d+(s|m|h)$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -79,8 +97,6 @@ def is_builtin(doc: dict) -> bool:
 def schema_findings(rendered: dict[str, list[dict]],
                     version: str = KUBERNETES_VERSION) -> list[Finding]:
     """Run kubernetes-validate --strict once over the built-in kinds of every rendered target."""
-    import yaml
-
     findings: list[Finding] = []
     with TemporaryDirectory(prefix="k8s-validate-") as tmp:
         files: dict[str, str] = {}
@@ -207,6 +223,12 @@ def check_containers(m: Manifests) -> Iterator[tuple[str, str]]:
                 if kind == "container":
                     yield from ((rid, f"{where}: {p}")
                                 for p in _serving_problems(c, grace, emptydirs))
+                    yield from ((rid, f"{where}: {p}")
+                                for p in _writable_home_problems(c, pod.get("volumes", [])))
+        for key in ("runAsUser", "runAsGroup"):
+            if pod_sc.get(key) != IMAGE_UID:
+                yield rid, (f"securityContext.{key} {pod_sc.get(key)} is not the image's user "
+                            f"{IMAGE_UID} (bentoml containerize)")
 
 
 def _security_problems(c: dict, pod_sc: dict) -> Iterator[str]:
@@ -249,6 +271,42 @@ def _serving_problems(c: dict, grace: int, emptydirs: set[str]) -> Iterator[str]
         yield "no emptyDir mounted at /tmp (the root filesystem is read-only)"
 
 
+def _writable_home_problems(c: dict, volumes: list[dict]) -> Iterator[str]:
+    """A container running the image's own command (bentoml serve) creates BentoML's store
+    folders under BENTOML_HOME at start: it must point into an emptyDir."""
+    if c.get("command"):
+        return
+    home = next((v.get("value") for v in c.get("env", []) if v.get("name") == "BENTOML_HOME"),
+                None)
+    emptydirs = {v["name"] for v in volumes if "emptyDir" in v}
+    writable = [m["mountPath"].rstrip("/") + "/" for m in c.get("volumeMounts", [])
+                if m.get("name") in emptydirs and not m.get("readOnly")]
+    if home is None:
+        yield ("BENTOML_HOME is not set: the image's /home/bentoml/ is read-only and BentoML "
+               "cannot start (set it under an emptyDir mount, e.g. /tmp/bentoml)")
+    elif not any((home.rstrip("/") + "/").startswith(w) for w in writable):
+        yield f"BENTOML_HOME {home} is not under a writable emptyDir mount {writable}"
+
+
+def check_monitoring_selector(m: Manifests) -> Iterator[tuple[str, str]]:
+    for doc in m.of_kind(*MONITORING_KINDS):
+        labels = _dig(doc, "metadata", "labels", default={})
+        if not PROMETHEUS_SELECTOR.items() <= labels.items():
+            yield resource_id(doc), (f"labels lack {PROMETHEUS_SELECTOR}: kube-prometheus-stack's "
+                                     "Prometheus would not select it")
+
+
+def check_generated_config_survives_prune(m: Manifests) -> Iterator[tuple[str, str]]:
+    for doc in m.of_kind("ConfigMap", "Secret"):
+        name = _name(doc)
+        annotations = _dig(doc, "metadata", "annotations", default={})
+        if KUSTOMIZE_HASH.search(name) and PRUNE_FALSE[1] not in str(
+                annotations.get(PRUNE_FALSE[0], "")):
+            yield resource_id(doc), (
+                f"hashed name without {PRUNE_FALSE[0]}: {PRUNE_FALSE[1]}: Argo CD's prune would "
+                "delete it while the stable pods still read it")
+
+
 def check_rollouts(m: Manifests) -> Iterator[tuple[str, str]]:
     for rollout in m.of_kind("Rollout"):
         rid = resource_id(rollout)
@@ -265,6 +323,7 @@ def check_rollouts(m: Manifests) -> Iterator[tuple[str, str]]:
             yield rid, "no canary strategy"
             continue
         yield from ((rid, p) for p in step_problems(canary.get("steps", [])))
+        yield from ((rid, p) for p in _traffic_routing_problems(rollout, canary, m))
         for role in ("stableService", "canaryService"):
             name = canary.get(role)
             service = m.get("Service", name or "")
@@ -273,6 +332,33 @@ def check_rollouts(m: Manifests) -> Iterator[tuple[str, str]]:
             elif not selects_pods(_dig(service, "spec", "selector", default={}), m):
                 yield rid, f"{role} {name} selects no pods"
         yield from ((rid, p) for p in _analysis_problems(canary, m))
+
+
+def _traffic_routing_problems(rollout: dict, canary: dict, m: Manifests) -> Iterator[str]:
+    """Without a traffic router a weight is only a share of replicas (10% of 3 pods is one pod,
+    a third of the requests): weights below 100 need the Gateway API router."""
+    partial = [s["setWeight"] for s in canary.get("steps", []) if 0 < s.get("setWeight", 100) < 100]
+    plugin = _dig(canary, "trafficRouting", "plugins", GATEWAY_API_PLUGIN)
+    if partial and not plugin:
+        yield (f"weights {partial} without trafficRouting.plugins.{GATEWAY_API_PLUGIN}: they "
+               "would be shares of replicas, not of requests")
+        return
+    if not plugin:
+        return
+    namespace = _dig(rollout, "metadata", "namespace")
+    if plugin.get("namespace") != namespace:
+        yield (f"trafficRouting {GATEWAY_API_PLUGIN}.namespace {plugin.get('namespace')!r} is "
+               f"not the Rollout's namespace {namespace!r}")
+    route = m.get("HTTPRoute", plugin.get("httpRoute", ""))
+    if not route:
+        yield f"trafficRouting HTTPRoute {plugin.get('httpRoute')!r} is not rendered"
+        return
+    backends = {ref.get("name") for rule in _dig(route, "spec", "rules", default=[])
+                for ref in rule.get("backendRefs", [])}
+    for role in ("stableService", "canaryService"):
+        if canary.get(role) not in backends:
+            yield (f"HTTPRoute {_name(route)} has no backendRef for the {role} "
+                   f"{canary.get(role)!r}")
 
 
 def ascending(values: list) -> bool:
@@ -437,6 +523,22 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+CANARY_REQUEST_METRICS = re.compile(
+    # The matchers may hold template placeholders ({{args.x}}, {{ namespace }}).
+    r"\b(moderation_requests_total|moderation_request_duration_seconds_bucket)"
+    r"\{((?:[^{}]|\{\{[^}]*\}\})*)\}")
+
+
+def check_canary_queries(m: Manifests) -> Iterator[tuple[str, str]]:
+    """Canary and alert queries on request metrics count /classify only, never probes and
+    scrapes (an idle canary would score 100%)."""
+    for doc in m.of_kind("AnalysisTemplate", "MetricTemplate", "PrometheusRule"):
+        for rid, expr in promql_expressions(Manifests([doc])):
+            for metric, matchers in CANARY_REQUEST_METRICS.findall(expr):
+                if 'route="classify"' not in matchers:
+                    yield rid, f"{metric}{{{matchers}}} does not select route=\"classify\""
+
+
 def check_promql(m: Manifests) -> Iterator[tuple[str, str]]:
     used: dict[str, set[str]] = {}
     for rid, expr in promql_expressions(m):
@@ -451,7 +553,8 @@ def check_promql(m: Manifests) -> Iterator[tuple[str, str]]:
 
 
 CHECKS = (check_custom_kinds, check_containers, check_rollouts, check_flagger, check_services,
-          check_disruption, check_config_refs, check_promql)
+          check_disruption, check_config_refs, check_promql, check_monitoring_selector,
+          check_generated_config_survives_prune, check_canary_queries)
 
 
 def policy_findings(target: str, docs: list[dict]) -> list[Finding]:

@@ -8,7 +8,6 @@ import binascii
 import contextlib
 import json
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import yaml
 
 from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import changed_files
+from pipelines.core.tools import run
 from pipelines.deploy.kustomize import render, venv_tool
 from pipelines.deploy.pins import K8S_DIR, overlay_dir
 
@@ -63,15 +63,7 @@ def cluster_access(env: dict[str, str] | None = None) -> Iterator[Path]:
 
 
 def _run(cmd: list[str], what: str, stdin: str | None = None, timeout: float = 300) -> str:
-    try:
-        result = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
-                                timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise RolloutError(f"{what}: {cmd[0]} is not installed") from None
-    if result.returncode != 0:
-        raise RolloutError(f"{what}: `{' '.join(cmd[:3])} ...` failed: "
-                           f"{(result.stderr or result.stdout).strip()}")
-    return result.stdout
+    return run(cmd, what, stdin=stdin, timeout=timeout, error=RolloutError)
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, what: str = "kubectl"

@@ -11,6 +11,7 @@ import typer
 from pipelines.core.cli import ParamsOpt, new_app
 from pipelines.core.params import PARAMS_FILE, load_params
 from pipelines.monitor.drift import (
+    SERVING_MODEL,
     drift_against_production,
     open_issue_if_drifted,
     sample_predictions,
@@ -21,7 +22,8 @@ from service.review.app import serve
 from service.review.settings import load_review_settings
 from service.settings import load_settings
 
-drift_app = new_app("Logged predictions against production's training data.")
+drift_app = new_app("Logged predictions against production's training data and the serving "
+                    "model's own predictions on the holdout.")
 DbUrlOpt = Annotated[str | None, typer.Option(
     "--db-url", help="Prediction log; default MODERATION_DB_URL or serve.db_url.")]
 
@@ -30,18 +32,24 @@ DbUrlOpt = Annotated[str | None, typer.Option(
 def drift_sample(db_url: DbUrlOpt = None, out: Path = Path("reports/drift/current.csv"),
                  params: ParamsOpt = PARAMS_FILE) -> None:
     """Write the newest logged predictions (compare.drift_sample_rows of them) to a CSV."""
-    rows = load_params(params).compare.drift_sample_rows
-    path = sample_predictions(db_url or load_settings(params).db_url, rows, out)
+    parsed = load_params(params)
+    path = sample_predictions(db_url or load_settings(params).db_url,
+                              parsed.compare.drift_sample_rows, parsed.data.labels[-1], out)
     print(f"drift: sampled the newest logged predictions into {path}")
 
 
 @drift_app.command("report")
 def drift_report(current: Path = Path("reports/drift/current.csv"),
-                 out: Path = Path("reports/drift"), params: ParamsOpt = PARAMS_FILE) -> None:
-    """Evidently drift report of the sample against production's training data."""
-    summary = drift_against_production(load_params(params), current, out)
+                 out: Path = Path("reports/drift"),
+                 model: Annotated[Path, typer.Option(
+                     help="The serving model: its holdout predictions are the reference of the "
+                          "prediction drift.")] = SERVING_MODEL,
+                 params: ParamsOpt = PARAMS_FILE) -> None:
+    """Input drift against production's training data, prediction drift against the serving
+    model's holdout predictions (Evidently reports and summary.md)."""
+    summary = drift_against_production(load_params(params), current, out, model)
     print(f"drift: {'DRIFT in ' + ', '.join(summary['drifted']) if summary['flagged'] else 'none'}"
-          f"; report {summary['html']}, summary {out / 'summary.md'}")
+          f"; reports in {out}/, summary {out / 'summary.md'}")
 
 
 @drift_app.command("open-issue")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +22,17 @@ from pipelines.core.data import (
     COLUMNS,
     DataError,
     dataset_hash,
-    default_remote,
+    in_repo_remote,
     normalise,
     read_split,
 )
 from pipelines.core.errors import PipelineError
+from pipelines.core.gitops import git
 from pipelines.core.params import Params
+from pipelines.core.tools import dvc, succeeds
+from pipelines.stages import validate
+from service.predlog import backend_of, sqlite_path
+from service.review.store import ReviewStore, create_review_schema
 
 DATA_DIR = Path("data")
 POINTER = Path("data.dvc")
@@ -55,28 +59,21 @@ class ExportResult:
     branch: str | None
 
 
-def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise FeedbackError(f"`git {' '.join(args)}` failed: {result.stderr.strip()}")
-    return result
+def _git(*args: str, check: bool = True) -> str:
+    return git(".", *args, check=check, error=FeedbackError)
 
 
 def _dvc(*args: str) -> str:
-    result = subprocess.run(["dvc", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise FeedbackError(f"`dvc {' '.join(args)}` failed: "
-                            f"{(result.stderr or result.stdout).strip()}")
-    return result.stdout
+    return dvc(*args, error=FeedbackError)
 
 
 def check_data_is_clean(train_file: Path) -> None:
     """Refuse to run unless data/ matches data.dvc and data.dvc matches the last commit."""
     if not POINTER.exists() or not train_file.exists():
         raise FeedbackError(f"{POINTER} or {train_file} missing: run `make data` first")
-    if _git("rev-parse", "--git-dir", check=False).returncode != 0:
+    if not succeeds(["git", "rev-parse", "--git-dir"]):
         raise FeedbackError("not inside a git repository: the export commits on a new branch")
-    if _git("diff", "--quiet", "HEAD", "--", str(POINTER), check=False).returncode != 0:
+    if not succeeds(["git", "diff", "--quiet", "HEAD", "--", str(POINTER)]):
         raise FeedbackError(f"{POINTER} has uncommitted changes: commit or "
                             f"`git checkout HEAD -- {POINTER}` first")
     status = json.loads(_dvc("status", "--json", str(POINTER)) or "{}")
@@ -136,27 +133,13 @@ def next_branch(prefix: str, today: dt.date) -> str:
     """`<prefix>/<YYYY-MM-DD>-<n>` with the first n not already a local branch."""
     for n in range(1, 1000):
         name = f"{prefix}/{today.isoformat()}-{n}"
-        if _git("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
-                check=False).returncode != 0:
+        if not succeeds(["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"]):
             return name
     raise FeedbackError(f"999 branches named {prefix}/{today.isoformat()}-N exist already")
 
 
-def in_repo_remote() -> Path | None:
-    """The default DVC remote's directory when it lives inside this repository (it is committed)."""
-    _, url = default_remote()
-    if not url or "://" in url:
-        return None
-    try:
-        return Path(url).resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return None
-
-
 def read_reviewed(db_url: str, labels: list[str]) -> list[dict[str, Any]]:
     """Every reviewed prediction in the log at db_url."""
-    from service.predlog import backend_of, sqlite_path
-    from service.review.store import ReviewStore, create_review_schema
 
     if backend_of(db_url) == "sqlite" and not sqlite_path(db_url).exists():
         raise FeedbackError(f"prediction log {sqlite_path(db_url)} does not exist: point "
@@ -174,7 +157,6 @@ def read_reviewed(db_url: str, labels: list[str]) -> list[dict[str, Any]]:
 def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
                     report: Path = Path("reports/validation.json")) -> ExportResult:
     """Append reviewed rows to the training split and commit the new data.dvc on a new branch."""
-    from pipelines.stages import validate
     train_file = Path(params.data.train_file)
     holdout_file = Path(params.data.holdout_file)
     check_data_is_clean(train_file)
@@ -185,11 +167,12 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
         return ExportResult(plan.rows, plan.skipped, old_hash, None, None)
 
     original_train = train_file.read_bytes()
-    start = _git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    start = _git("rev-parse", "--abbrev-ref", "HEAD").strip()
     if start == "HEAD":  # detached: come back to the commit itself
-        start = "@" + _git("rev-parse", "HEAD").stdout.strip()
-    remote = in_repo_remote()
-    paths = [str(POINTER)] + ([str(remote)] if remote is not None else [])
+        start = "@" + _git("rev-parse", "HEAD").strip()
+    remote = in_repo_remote()  # committed with the new data.dvc, so a clone can pull the rows
+    paths = [str(POINTER)] + ([str(remote.relative_to(Path.cwd().resolve()))]
+                              if remote is not None else [])
     branch = next_branch(params.feedback.branch_prefix, today or dt.date.today())
     switched = False
     try:

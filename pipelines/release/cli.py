@@ -13,6 +13,7 @@ from pipelines.core.cli import ParamsOpt, new_app
 from pipelines.core.data import file_md5
 from pipelines.core.errors import MissingFileError
 from pipelines.core.params import PARAMS_FILE, load_params
+from pipelines.core.production import PROMOTION_FILES
 from pipelines.core.production import promote as promote_model
 from pipelines.release import retrain
 from pipelines.release.github import GitHub, open_or_comment_issue, open_or_update_pr
@@ -98,8 +99,8 @@ def promote(model: Annotated[Path, typer.Argument(help="Model directory to promo
     """Make a model production: rewrite models/production.yaml and models/production(.dvc)."""
     holdout_md5 = file_md5(load_params(params).data.holdout_file)
     record = promote_model(model, metrics, holdout_md5, bento_tag, image, push=push)
-    print(f"promote: {record['version']} is production (models/production.yaml, "
-          f"models/production.dvc{', pushed' if push else ''}); commit both")
+    print(f"promote: {record['version']} is production ({' and '.join(PROMOTION_FILES)}"
+          f"{', pushed' if push else ''}); commit both")
 
 
 def bento(model: Path = Path("models/candidate")) -> None:

@@ -10,8 +10,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from pipelines.core.data import file_md5, in_repo_remote
 from pipelines.core.errors import PipelineError
+from pipelines.core.gitops import changed_files, commit_files, detached_worktree, head, push
 from pipelines.core.metadata import read_metadata
+from pipelines.core.params import load_params
+from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_pointer
+from pipelines.core.tools import dvc
+from pipelines.deploy.pins import K8S_DIR, diff_markdown, read_pin, set_image
+from pipelines.release.github import GitHub, open_or_update_pr
+from service.bento import BENTO_NAME, bento_version, bentoml_home
 
 # The markdown reports a retrain produces, in the order a reviewer reads them.
 SUMMARY_REPORTS = (
@@ -65,27 +73,6 @@ class RetrainError(PipelineError):
     """A retrain step cannot go on; the message says what is missing and what to run."""
 
 
-def _dvc(*args: str, timeout: float = 1800) -> str:
-    result = subprocess.run(["dvc", *args], capture_output=True, text=True, timeout=timeout,
-                            check=False)
-    if result.returncode != 0:
-        raise RetrainError(f"`dvc {' '.join(args)}` failed: "
-                           f"{(result.stderr or result.stdout).strip()}")
-    return result.stdout
-
-
-def in_repo_remote(root: Path | str = ".") -> Path | None:
-    """The default DVC remote's folder when it lies inside the repository (the demo remote)."""
-    from pipelines.core.data import default_remote
-
-    root = Path(root).resolve()
-    _, url = default_remote(root)
-    if not url or "://" in url:
-        return None
-    path = Path(url).resolve()
-    return path if path.is_relative_to(root) else None
-
-
 IN_REPO_REMOTE_FIX = ("configure an object store as the default DVC remote: `dvc remote add -d -f "
                       "origin s3://<bucket>/<path>` (then `dvc push`, commit .dvc/config); "
                       "docs/workflows.md, 'Use this template'")
@@ -105,7 +92,7 @@ def push_outputs() -> str:
     the run-cache, so that the run on main after the merge restores the stages instead of
     re-running them."""
     refuse_in_repo_remote()
-    out = _dvc("push", "--run-cache")
+    out = dvc("push", "--run-cache", error=RetrainError)
     return f"{out.strip()}\nretrain: pipeline outputs and run-cache pushed to the DVC remote"
 
 
@@ -120,7 +107,7 @@ def restore(decision_path: Path = DECISION, candidate: Path = CANDIDATE) -> str:
     """Pull the evaluated outputs named by dvc.lock and check they are the model that was judged."""
     decision = read_decision(decision_path)
     try:
-        _dvc("pull")
+        dvc("pull", error=RetrainError)
     except RetrainError as e:
         raise RetrainError(f"{e}\nThe evaluate job's `retrain push-outputs` puts these outputs in "
                            "the DVC remote") from None
@@ -149,7 +136,6 @@ def nothing_to_propose(decision: dict[str, Any], production: dict[str, Any] | No
 
 
 def _skip_reason() -> str | None:
-    from pipelines.core.production import read_pointer
 
     return nothing_to_propose(read_decision(), read_pointer())
 
@@ -158,8 +144,6 @@ def image_name(root: Path | str = ".", env: dict[str, str] | None = None) -> str
     """Registry/name of the service image: IMAGE_NAME when configured; else the production
     overlay's, moved under the repository owner when it is a ghcr.io image of another owner (the
     workflow token can push only to its own owner's packages)."""
-    from pipelines.deploy.pins import read_pin
-
     env = dict(os.environ if env is None else env)
     if env.get("IMAGE_NAME"):
         return env["IMAGE_NAME"]
@@ -191,7 +175,6 @@ def check_docker() -> None:
 
 def build_image(candidate: Path = CANDIDATE) -> str | None:
     """Containerise the candidate's Bento and push it as <overlay image>:<Bento version>."""
-    from service.bento import BENTO_NAME, bento_version, bentoml_home
 
     reason = _skip_reason()
     if reason:
@@ -209,19 +192,6 @@ def build_image(candidate: Path = CANDIDATE) -> str | None:
         if subprocess.run(cmd, check=False, env=env).returncode != 0:
             raise RetrainError(f"`{' '.join(cmd)}` failed (output above)")
     return reference
-
-
-def lineage_files(root: Path | str = ".") -> list[str]:
-    """dvc.lock and the metrics and plots files DVC tracks in git (`cache: false`): with them in
-    the promotion commit, `dvc metrics diff main` and `dvc plots diff main` work in the PR."""
-    from dvc.repo import Repo
-
-    root = Path(root).resolve()
-    with Repo(str(root)) as repo:
-        tracked = {Path(str(out.fs_path)).relative_to(root).as_posix()
-                   for stage in repo.index.stages for out in stage.outs
-                   if not out.use_cache and (out.metric or out.plot)}
-    return ["dvc.lock", *sorted(tracked)]
 
 
 def _loadtest_passed(version: str) -> dict[str, Any]:
@@ -246,6 +216,19 @@ def promotion_body(deployment_diff: str, source: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def lineage_files(root: Path | str = ".") -> list[str]:
+    """dvc.lock and the metrics and plots files DVC tracks in git (`cache: false`): with them in
+    the promotion commit, `dvc metrics diff main` and `dvc plots diff main` work in the PR."""
+    from dvc.repo import Repo
+
+    root = Path(root).resolve()
+    with Repo(str(root)) as repo:
+        tracked = {Path(str(out.fs_path)).relative_to(root).as_posix()
+                   for stage in repo.index.stages for out in stage.outs
+                   if not out.use_cache and (out.metric or out.plot)}
+    return ["dvc.lock", *sorted(tracked)]
+
+
 def _copy_lineage(tree: Path) -> list[str]:
     """Copy dvc.lock and the metrics/plots of the evaluation into tree; their paths."""
     import shutil
@@ -265,11 +248,6 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
     """In tree (a checkout of source): move the production pin, promote the candidate, add the
     evaluation's dvc.lock, metrics and plots, commit exactly those files.
     Returns (commit, files changed, image reference, deployment diff)."""
-    from pipelines.core.gitops import changed_files, commit_files
-    from pipelines.core.production import POINTER, WEIGHTS, promote
-    from pipelines.deploy.pins import K8S_DIR, diff_markdown, set_image
-    from service.bento import BENTO_NAME
-
     candidate, metrics = CANDIDATE.resolve(), CANDIDATE_METRICS.resolve()
     version = decision["candidate_version"]
     name = image_name()
@@ -280,7 +258,7 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
         promote(candidate, metrics, holdout_md5, bento_tag=f"{BENTO_NAME}:{tag}",
                 image=pin.reference, push=True)
         paths = [(K8S_DIR / "overlays" / ENVIRONMENT / "kustomization.yaml").as_posix(),
-                 POINTER.as_posix(), f"{WEIGHTS}.dvc", *lineage]
+                 POINTER.as_posix(), WEIGHTS_POINTER.as_posix(), *lineage]
         message = (f"Promote {version} to production\n\nImage: {pin.reference}\n"
                    f"Verdict: {decision['verdict']}\nSource: {source_branch} @ {source}\n")
         commit = commit_files(".", source, paths, message)
@@ -304,19 +282,12 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
 
     The promotion is built in a temporary worktree, so the working tree is left as it was and a
     rerun proposes the same change again."""
-    from pipelines.core.data import file_md5
-    from pipelines.core.gitops import detached_worktree, head, push
-    from pipelines.core.params import load_params
-    from pipelines.release.github import open_or_update_pr
-    from service.bento import bento_version
 
     reason = _skip_reason()
     if reason:
         print(f"propose: nothing to propose: {reason}")
         return None
     if gh is None:  # before any change: a missing token or repository fails here
-        from pipelines.release.github import GitHub
-
         gh = GitHub.from_env()
     decision = read_decision()
     version = decision["candidate_version"]

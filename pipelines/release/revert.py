@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from pipelines.core.gitops import changed_files, commit_files, detached_worktree, git, head, push
+from pipelines.core.production import PROMOTION_FILES
+from pipelines.core.tools import succeeds
 from pipelines.deploy.pins import K8S_DIR
 from pipelines.release.github import GitHub, open_or_update_pr
 
-RELEASE_FILES = ("models/production.yaml", "models/production.dvc")
+RELEASE_FILES = PROMOTION_FILES
 REVERT_PREFIX = "revert/"
 
 
@@ -36,9 +37,7 @@ def revert(failed: str, remote: str = "origin", token: str | None = None, gh=Non
     short = failed[:12]
     with detached_worktree(base, root) as tree:
         for rel in files:
-            existed = subprocess.run(["git", "-C", str(tree), "cat-file", "-e",
-                                      f"{failed}^:{rel}"], capture_output=True).returncode == 0
-            if existed:
+            if succeeds(["git", "-C", str(tree), "cat-file", "-e", f"{failed}^:{rel}"]):
                 git(tree, "checkout", f"{failed}^", "--", rel)
             else:
                 (tree / rel).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ def backbone_path(name: str) -> str:
 
 def load_backbone(params: TrainParams, labels: list[str]):
     """Tokenizer and sequence-classification model, pretrained or randomly initialised."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.metadata import build_metadata, write_metadata
+from pipelines.core.metadata import build_metadata, save_model_dir
 from pipelines.core.params import PARAMS_FILE, BaselineParams, Params, load_params
 
 
@@ -40,14 +39,9 @@ def train_baseline(params: Params, out_dir: Path | str) -> dict:
     # Class ids follow data.labels so that predict_proba columns line up with the label list.
     pipeline.fit(list(frame.text), [labels.index(label) for label in frame.label])
     out_dir = Path(out_dir)
-    work_dir = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    joblib.dump(pipeline, work_dir / "model.joblib", compress=3)
     metadata = build_metadata("baseline", params, params.baseline.model_dump(), frame, started)
-    write_metadata(work_dir, metadata)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    work_dir.rename(out_dir)
+    save_model_dir(out_dir, metadata,
+                   lambda work_dir: joblib.dump(pipeline, work_dir / "model.joblib", compress=3))
     print(f"train-baseline: {metadata['version']} trained on {len(frame)} rows in "
           f"{metadata['training_seconds']} s; saved to {out_dir}")
     return metadata

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import typer
 import yaml
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
 from pipelines.core.classifier import load_classifier
 from pipelines.core.cli import ParamsOpt, run_as_script
@@ -29,6 +29,7 @@ from pipelines.core.production import (
     read_dataset_file,
     read_pointer,
 )
+from pipelines.stages.comparison import CandidateScores, Comparison, Holdout, ProductionScores
 from pipelines.stages.evaluate import load_holdout, score_model
 from pipelines.stages.gate import decide
 from pipelines.stages.metrics import pr_curve_points, slice_masks
@@ -170,8 +171,6 @@ def production_training_frame(production: dict, params: Params) -> pd.DataFrame:
 
 def write_plots(y: np.ndarray, prod: np.ndarray | None, cand: np.ndarray, labels: list[str],
                 prod_name: str | None, cand_name: str, out_dir: Path) -> dict[str, str]:
-    from sklearn.metrics import confusion_matrix
-
     paths = {}
     curves = {}
     for role, proba, name in (("production", prod, prod_name), ("candidate", cand, cand_name)):
@@ -219,41 +218,37 @@ def compare_to_production(params: Params, candidate_dir: Path | str,
     print(f"compare: scoring candidate {candidate.version} on {len(texts)} holdout texts")
     cand_proba = candidate.predict_proba(texts)
     cand_metrics = score_model(candidate, frame, y, params, cand_proba)
-    comparison: dict[str, Any] = {
-        "candidate": {"version": candidate.version, "kind": candidate.metadata["kind"],
-                      "metrics": cand_metrics},
-        "production": None,
-        "confidence": params.compare.confidence,
-        "holdout": {"file": params.data.holdout_file, "md5": file_md5(params.data.holdout_file),
-                    "rows": len(texts)},
-        "changes": data_and_params_changes(production, candidate.metadata),
-    }
+    comparison = Comparison(
+        candidate=CandidateScores(candidate.version, candidate.metadata["kind"], cand_metrics),
+        production=None, confidence=params.compare.confidence,
+        holdout=Holdout(params.data.holdout_file, file_md5(params.data.holdout_file), len(texts)),
+        changes=data_and_params_changes(production, candidate.metadata))
     prod_proba = None
     if production is not None:
         prod_clf = load_classifier(weights_dir, batch_size=batch)
         print(f"compare: scoring production {prod_clf.version} on the same texts")
         prod_proba = prod_clf.predict_proba(texts)
         prod_metrics = score_model(prod_clf, frame, y, params, prod_proba)
-        comparison["production"] = {"version": prod_clf.version, "kind": production["kind"],
-                                    "metrics": prod_metrics,
-                                    "bento_tag": production.get("bento_tag"),
-                                    "image": production.get("image")}
-        comparison["deltas"] = metric_deltas(y, prod_proba, cand_proba, params)
-        comparison["mcnemar"] = mcnemar(y, prod_proba.argmax(axis=1), cand_proba.argmax(axis=1))
-        comparison["slices"] = slice_deltas(y, prod_proba, cand_proba, texts, params)
-        comparison["behaviour"] = behaviour_deltas(prod_metrics["behaviour"],
-                                                   cand_metrics["behaviour"])
-        comparison["flips"] = prediction_flips(frame, y, prod_proba, cand_proba, labels,
-                                               params.compare.max_flips,
-                                               params.compare.mask_flip_text)
+        comparison.production = ProductionScores(
+            prod_clf.version, production["kind"], prod_metrics,
+            bento_tag=production.get("bento_tag"), image=production.get("image"))
+        comparison.deltas = metric_deltas(y, prod_proba, cand_proba, params)
+        comparison.mcnemar = mcnemar(y, prod_proba.argmax(axis=1), cand_proba.argmax(axis=1))
+        comparison.slices = slice_deltas(y, prod_proba, cand_proba, texts, params)
+        comparison.behaviour = behaviour_deltas(prod_metrics["behaviour"],
+                                                cand_metrics["behaviour"])
+        comparison.flips = prediction_flips(frame, y, prod_proba, cand_proba, labels,
+                                            params.compare.max_flips,
+                                            params.compare.mask_flip_text)
     decision = decide(comparison, params.gate)
-    comparison["plots"] = write_plots(y, prod_proba, cand_proba, labels,
+    comparison.plots = write_plots(y, prod_proba, cand_proba, labels,
                                       production and production["version"], candidate.version,
                                       out_dir)
-    comparison["evidently"] = evidently_section(params, frame, y, prod_proba, cand_proba,
+    comparison.evidently = evidently_section(params, frame, y, prod_proba, cand_proba,
                                                 production, out_dir)
-    comparison["seconds"] = round(time.time() - started, 1)
-    (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2, default=str),
+    comparison.seconds = round(time.time() - started, 1)
+    (out_dir / "comparison.json").write_text(json.dumps(comparison.to_json(), indent=2,
+                                                        default=str),
                                              encoding="utf-8")
     (out_dir / "decision.json").write_text(json.dumps(decision, indent=2), encoding="utf-8")
     (out_dir / "pr_body.md").write_text(render_pr_body(comparison, decision, out_dir, link_base),
@@ -265,7 +260,8 @@ def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
                       prod_proba: np.ndarray | None, cand_proba: np.ndarray,
                       production: dict | None, out_dir: Path) -> dict[str, Any]:
     """Run both Evidently reports (those that apply); a missing input is said, not hidden."""
-    from pipelines.stages import evidently_reports
+    from pipelines.stages import evidently_reports  # lazy: Evidently takes seconds to import
+
     labels = list(params.data.labels)
     section: dict[str, Any] = {}
     if production is None:
@@ -286,8 +282,8 @@ def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
         return section
     current = read_split(params.data.train_file, params.data.max_train_rows)
     print("compare: Evidently drift report (candidate's vs production's training data)")
-    section["drift"] = evidently_reports.drift_report(
-        reference, current, params.compare.drift_sample_rows, params.compare.seed, out_dir)
+    section["drift"] = evidently_reports.training_drift(
+        reference, current, labels[-1], params.compare, params.evaluate.slices, out_dir)
     return section
 
 

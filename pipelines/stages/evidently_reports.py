@@ -1,9 +1,10 @@
-"""Evidently 0.7 reports of a comparison: holdout quality (candidate vs production) and
-training-data drift (candidate's data vs production's), with offline text descriptors only."""
+"""Evidently 0.7 reports: holdout quality (candidate vs production), and drift of text
+descriptors, labels and scores (the comparison's training data, the drift check's traffic), with
+offline text descriptors only. Which shift counts as drift is decided in drift_measures."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +33,21 @@ from evidently.metrics import (
     Recall,
     RecallByLabel,
     RocAuc,
+    ValueDrift,
 )
-from evidently.presets import ClassificationQuality, DataDriftPreset
+from evidently.presets import ClassificationQuality
 from evidently.tests import Reference, gte
 
-_WORD = re.compile(r"[A-Za-z']+")
-DESCRIPTORS = ["length", "words", "sentences", "non_letter_share", "mentions", "uppercase_share"]
-# Rows with distances at or above the threshold drifted; p-value methods drift below it.
-_P_VALUE_METHODS = ("p_value", "K-S", "chi-square", "Z-test", "Fisher", "T-Test", "Anderson")
+from pipelines.core.params import CompareParams
+from pipelines.stages.drift_measures import METHOD, HeldOutVocabulary, judge_columns
+from pipelines.stages.metrics import slice_masks
+
+DESCRIPTORS = ["length", "words", "sentences", "non_letter_share", "uppercase_share",
+               "unseen_word_share"]
 
 
 def _numeric(values: list[float]) -> DatasetColumn:
     return DatasetColumn(ColumnType.Numerical, pd.Series(values, dtype=float))
-
-
-def mention_count(column: DatasetColumn) -> DatasetColumn:
-    """How many @mentions a text has."""
-    return _numeric([t.count("@") for t in column.data.astype(str)])
 
 
 def uppercase_share(column: DatasetColumn) -> DatasetColumn:
@@ -60,24 +59,20 @@ def uppercase_share(column: DatasetColumn) -> DatasetColumn:
     return _numeric(out)
 
 
-def unseen_word_share_against(vocabulary: set[str]):
-    """A descriptor function: share of a text's words never seen in the reference data (topic)."""
+def unseen_word_share_against(vocabulary: HeldOutVocabulary):
+    """A descriptor function: share of a text's words that production's training data (the half
+    that did not include the text) never used: a new topic or language."""
     def unseen_word_share(column: DatasetColumn) -> DatasetColumn:
-        out = []
-        for text in column.data.astype(str):
-            words = [w.lower() for w in _WORD.findall(text)]
-            out.append(sum(w not in vocabulary for w in words) / len(words) if words else 0.0)
-        return _numeric(out)
+        return _numeric([vocabulary.unseen_share(text) for text in column.data.astype(str)])
     return unseen_word_share
 
 
-def _descriptors(vocabulary: set[str]) -> list:
+def _descriptors(vocabulary: HeldOutVocabulary) -> list:
     return [
         TextLength("text", alias="length"),
         WordCount("text", alias="words"),
         SentenceCount("text", alias="sentences"),
         NonLetterCharacterPercentage("text", alias="non_letter_share"),
-        CustomColumnDescriptor("text", mention_count, alias="mentions"),
         CustomColumnDescriptor("text", uppercase_share, alias="uppercase_share"),
         CustomColumnDescriptor("text", unseen_word_share_against(vocabulary),
                                alias="unseen_word_share"),
@@ -116,47 +111,77 @@ def quality_report(y_true: list[str], production: dict[str, np.ndarray],
             "tests": tests, "failed": [t["name"] for t in tests if t["status"] != "SUCCESS"]}
 
 
+def text_columns(slices: Mapping[str, str]) -> list[str]:
+    """The descriptors, then one `<slice>_share` column per evaluation slice."""
+    return [*DESCRIPTORS, *(f"{name}_share" for name in slices)]
+
+
+def describe_texts(texts: Iterable[str], vocabulary: HeldOutVocabulary,
+                   slices: Mapping[str, str]) -> pd.DataFrame:
+    """One row per text: its descriptors, and 1/0 per evaluation slice it falls in or not (the
+    slices are where the model is known to be weak; their means are the slices' shares)."""
+    texts = [str(t) for t in texts]
+    frame = pd.DataFrame({"text": texts})
+    dataset = Dataset.from_pandas(frame, data_definition=DataDefinition(text_columns=["text"]),
+                                  descriptors=_descriptors(vocabulary))
+    described = dataset.as_dataframe()[DESCRIPTORS].astype(float).reset_index(drop=True)
+    for name, mask in slice_masks(texts, dict(slices)).items():
+        described[f"{name}_share"] = mask.astype(float)
+    return described
+
+
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, min_effect: Mapping[str, float],
+                 significance: float, out_dir: Path, name: str = "drift") -> dict[str, Any]:
+    """Evidently report (<name>.html/.json) of numeric columns and the drift verdict per column.
+
+    The HTML shows Evidently's normed Wasserstein distances against the same thresholds; the
+    verdict also asks the K-S test to rule out noise (drift_measures.judge_columns).
+    """
+    columns = list(min_effect)
+    definition = DataDefinition(numerical_columns=columns)
+    snapshot = Report([ValueDrift(column=c, method=METHOD, threshold=t)
+                       for c, t in min_effect.items()]).run(
+        Dataset.from_pandas(current[columns], data_definition=definition),
+        Dataset.from_pandas(reference[columns], data_definition=definition))
+    html, json_path = out_dir / f"{name}.html", out_dir / f"{name}.json"
+    snapshot.save_html(str(html))
+    snapshot.save_json(str(json_path))
+    verdicts = judge_columns(reference, current, min_effect, significance)
+    per_column = {c: {"method": "normed Wasserstein", "value": round(v["effect"], 4),
+                      "threshold": v["threshold"], "p_value": float(f"{v['p_value']:.3g}"),
+                      "drifted": v["drifted"],
+                      "reference_mean": round(float(reference[c].mean()), 4),
+                      "current_mean": round(float(current[c].mean()), 4)}
+                  for c, v in verdicts.items()}
+    drifted = [c for c, d in per_column.items() if d["drifted"]]
+    return {"html": str(html), "json": str(json_path),
+            "rows": {"reference": len(reference), "current": len(current)},
+            "significance": significance, "columns": per_column, "drifted": drifted,
+            "flagged": bool(drifted)}
+
+
+def text_thresholds(compare: CompareParams, slices: Mapping[str, str]) -> dict[str, float]:
+    """The minimum effect of every text column."""
+    return dict.fromkeys(text_columns(slices), compare.drift_min_effect)
+
+
 def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
-    frame = frame[["text", "label"]]
     return frame.sample(rows, random_state=seed) if len(frame) > rows else frame
 
 
-def _drifted(method: str, value: float, threshold: float) -> bool:
-    if any(m.lower() in method.lower() for m in _P_VALUE_METHODS):
-        return value < threshold
-    return value >= threshold
+def training_drift(reference: pd.DataFrame, current: pd.DataFrame, positive: str,
+                   compare: CompareParams, slices: Mapping[str, str], out_dir: Path
+                   ) -> dict[str, Any]:
+    """Drift of the candidate's training data (current) from production's (reference): text
+    descriptors and `label` (the share of the positive label)."""
+    vocabulary = HeldOutVocabulary(reference.text)
 
+    def columns(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = _sample(frame, compare.drift_sample_rows, compare.seed)
+        described = describe_texts(frame.text, vocabulary, slices)
+        described["label"] = (frame.label == positive).to_numpy(dtype=float)
+        return described
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, rows: int, seed: int,
-                 out_dir: Path) -> dict[str, Any]:
-    """Drift of label and text descriptors from production's training data to the candidate's."""
-    reference, current = _sample(reference, rows, seed), _sample(current, rows, seed)
-    vocabulary = {w.lower() for t in reference.text for w in _WORD.findall(t)}
-    definition = DataDefinition(text_columns=["text"], categorical_columns=["label"])
-    descriptors = _descriptors(vocabulary)
-    columns = [*DESCRIPTORS, "unseen_word_share", "label"]
-    ref = Dataset.from_pandas(reference, data_definition=definition, descriptors=descriptors)
-    cur = Dataset.from_pandas(current, data_definition=definition, descriptors=descriptors)
-    snapshot = Report([DataDriftPreset(columns=columns)]).run(cur, ref)
-    snapshot.save_html(str(out_dir / "drift.html"))
-    snapshot.save_json(str(out_dir / "drift.json"))
-    per_column = {}
-    for metric in snapshot.dict()["metrics"]:
-        config = metric["config"]
-        if config.get("type", "").endswith("ValueDrift"):
-            value = float(metric["value"])
-            per_column[config["column"]] = {
-                "method": config["method"], "value": round(value, 4),
-                "threshold": config["threshold"],
-                "drifted": _drifted(config["method"], value, config["threshold"]),
-                "reference_mean": _mean(ref, config["column"]),
-                "current_mean": _mean(cur, config["column"])}
-    drifted = [c for c, d in per_column.items() if d["drifted"]]
-    return {"html": str(out_dir / "drift.html"), "json": str(out_dir / "drift.json"),
-            "rows": {"reference": len(reference), "current": len(current)},
-            "columns": per_column, "drifted": drifted, "flagged": bool(drifted)}
-
-
-def _mean(dataset: Dataset, column: str) -> float | None:
-    values = dataset.as_dataframe()[column]
-    return round(float(values.mean()), 4) if pd.api.types.is_numeric_dtype(values) else None
+    thresholds = text_thresholds(compare, slices) | {"label": compare.drift_min_label_effect}
+    return drift_report(columns(reference), columns(current), thresholds,
+                        compare.drift_significance, out_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.core.params import GateParams
+from pipelines.stages.comparison import Comparison
 
 PROMOTE, REJECT, NO_CHANGE = "promote", "reject", "no significant change"
 
@@ -36,17 +37,17 @@ def floor_reasons(candidate: dict[str, Any], gate: GateParams) -> list[dict[str,
     return out
 
 
-def non_inferiority_reasons(comparison: dict[str, Any], gate: GateParams
+def non_inferiority_reasons(comparison: Comparison, gate: GateParams
                             ) -> list[dict[str, Any]]:
     """Macro-F1: the delta's lower bound must clear -margin; protected slices: the delta itself."""
     out = []
-    d = comparison["deltas"]["macro_f1"]
+    d = comparison.deltas["macro_f1"]
     passed = d["low"] >= -gate.macro_f1_margin
     out.append(_reason("non_inferiority.macro_f1", passed,
                        f"macro-F1 delta {d['delta']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]; "
                        f"lower bound {'>=' if passed else '<'} -{gate.macro_f1_margin}"))
     for name in gate.protected_slices:
-        s = comparison["slices"].get(name)
+        s = comparison.slices.get(name)
         if s is None or s["n"] < gate.min_slice_rows:
             n = 0 if s is None else s["n"]
             out.append(_reason(f"non_inferiority.slice.{name}", True,
@@ -64,7 +65,7 @@ def non_inferiority_reasons(comparison: dict[str, Any], gate: GateParams
     return out
 
 
-def behaviour_reasons(comparison: dict[str, Any], gate: GateParams) -> list[dict[str, Any]]:
+def behaviour_reasons(comparison: Comparison, gate: GateParams) -> list[dict[str, Any]]:
     """Invariance flip rates may not worsen by more than behaviour_margin against production.
 
     Directional checks are judged on their floor alone: a bag-of-words production model passes
@@ -72,7 +73,7 @@ def behaviour_reasons(comparison: dict[str, Any], gate: GateParams) -> list[dict
     measure the model family, not a regression.
     """
     out = []
-    for name, d in comparison["behaviour"].items():
+    for name, d in comparison.behaviour.items():
         if d.get("production") is None or d.get("candidate") is None:
             continue
         if d["metric"] != "flip_rate":
@@ -86,11 +87,11 @@ def behaviour_reasons(comparison: dict[str, Any], gate: GateParams) -> list[dict
     return out
 
 
-def decide(comparison: dict[str, Any], gate: GateParams) -> dict[str, Any]:
+def decide(comparison: Comparison, gate: GateParams) -> dict[str, Any]:
     """The decision with every reason; bootstrap (no production) uses the floors only."""
-    candidate = comparison["candidate"]["metrics"]
+    candidate = comparison.candidate.metrics
     reasons = floor_reasons(candidate, gate)
-    bootstrap = comparison["production"] is None
+    bootstrap = comparison.production is None
     if bootstrap:
         reasons.append(_reason("bootstrap", True, "no production model (models/production.yaml "
                                "has version: null): judged on absolute floors only"))
@@ -102,7 +103,7 @@ def decide(comparison: dict[str, Any], gate: GateParams) -> dict[str, Any]:
     elif bootstrap:
         verdict = PROMOTE
     else:
-        d, test = comparison["deltas"]["macro_f1"], comparison["mcnemar"]
+        d, test = comparison.deltas["macro_f1"], comparison.mcnemar
         significant_win = d["low"] > 0 and test["p_value"] < gate.significance
         reasons.append(_reason("significance", True,
                                f"macro-F1 delta {d['delta']:+.4f}, interval low {d['low']:+.4f}, "
@@ -113,5 +114,5 @@ def decide(comparison: dict[str, Any], gate: GateParams) -> dict[str, Any]:
         verdict = PROMOTE if significant_win else NO_CHANGE
     return {"verdict": verdict, "bootstrap": bootstrap,
             "failed": [r["check"] for r in failed], "reasons": reasons,
-            "candidate_version": comparison["candidate"]["version"],
-            "production_version": None if bootstrap else comparison["production"]["version"]}
+            "candidate_version": comparison.candidate.version,
+            "production_version": None if bootstrap else comparison.production.version}

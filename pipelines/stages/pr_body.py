@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipelines.stages.comparison import Comparison
+
 ICONS = {"promote": "✅", "reject": "❌", "no significant change": "➖"}
 HEADLINE = (("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("roc_auc", "ROC-AUC"),
             ("pr_auc", "PR-AUC"))
@@ -22,24 +24,24 @@ def _link(path: str, out_dir: Path, base: str = "") -> str:
     return f"{base.rstrip('/')}/{rel}" if base else rel
 
 
-def verdict_line(comparison: dict, decision: dict) -> str:
-    cand = comparison["candidate"]["version"]
+def verdict_line(comparison: Comparison, decision: dict) -> str:
+    cand = comparison.candidate.version
     verdict = decision["verdict"]
     icon = ICONS[verdict]
     if decision["bootstrap"]:
         return (f"{icon} **{verdict.upper()}** `{cand}`: no production model yet, judged on "
                 "absolute floors only.")
-    d = comparison["deltas"]["macro_f1"]
+    d = comparison.deltas["macro_f1"]
     why = f" (failed: {', '.join(decision['failed'])})" if decision["failed"] else ""
     return (f"{icon} **{verdict.upper()}** `{cand}` vs production "
-            f"`{comparison['production']['version']}`: macro-F1 {d['delta']:+.4f} "
+            f"`{comparison.production.version}`: macro-F1 {d['delta']:+.4f} "
             f"[{d['low']:+.4f}, {d['high']:+.4f}]{why}.")
 
 
-def metric_table(comparison: dict) -> list[str]:
-    cand = comparison["candidate"]["metrics"]
-    prod = comparison["production"]
-    conf = int(round(comparison.get("confidence", 0.95) * 100))
+def metric_table(comparison: Comparison) -> list[str]:
+    cand = comparison.candidate.metrics
+    prod = comparison.production
+    conf = int(round(comparison.confidence * 100))
     if prod is None:
         rows = ["| metric | candidate |", "|---|---:|"]
         rows += [f"| {label} | {_fmt(cand.get(key))} |" for key, label in HEADLINE]
@@ -47,25 +49,25 @@ def metric_table(comparison: dict) -> list[str]:
     rows = [f"| metric | production | candidate | delta | {conf}% interval |",
             "|---|---:|---:|---:|---|"]
     for key, label in HEADLINE:
-        d = comparison["deltas"][key]
-        rows.append(f"| {label} | {_fmt(prod['metrics'].get(key))} | {_fmt(cand.get(key))} | "
+        d = comparison.deltas[key]
+        rows.append(f"| {label} | {_fmt(prod.metrics.get(key))} | {_fmt(cand.get(key))} | "
                     f"{d['delta']:+.4f} | [{d['low']:+.4f}, {d['high']:+.4f}] |")
-    t = comparison["mcnemar"]
+    t = comparison.mcnemar
     rows.append("")
     rows.append(f"McNemar: production alone right on {t['only_production_right']} texts, "
                 f"candidate alone right on {t['only_candidate_right']}; p = {t['p_value']:.4g}.")
     return rows
 
 
-def slice_table(comparison: dict) -> list[str]:
-    if comparison["production"] is None:
+def slice_table(comparison: Comparison) -> list[str]:
+    if comparison.production is None:
         rows = ["| slice | n | candidate macro-F1 |", "|---|---:|---:|"]
-        for name, s in comparison["candidate"]["metrics"]["slices"].items():
+        for name, s in comparison.candidate.metrics["slices"].items():
             rows.append(f"| {name} | {s['n']} | {_fmt(s['macro_f1'])} |")
         return rows
     rows = ["| slice | n | production | candidate | delta | interval |",
             "|---|---:|---:|---:|---:|---|"]
-    for name, s in comparison["slices"].items():
+    for name, s in comparison.slices.items():
         d = s["macro_f1"]
         rows.append(f"| {name} | {s['n']} | {_fmt(s.get('production'))} | "
                     f"{_fmt(s.get('candidate'))} | {d['delta']:+.4f} | "
@@ -73,42 +75,45 @@ def slice_table(comparison: dict) -> list[str]:
     return rows
 
 
-def behaviour_table(comparison: dict) -> list[str]:
-    if comparison["production"] is None:
+def behaviour_table(comparison: Comparison) -> list[str]:
+    if comparison.production is None:
         rows = ["| check | candidate |", "|---|---:|"]
-        for name, check in comparison["candidate"]["metrics"]["behaviour"].items():
+        for name, check in comparison.candidate.metrics["behaviour"].items():
             rows.append(f"| {name} | {check} |")
         return rows
     rows = ["| check | rate | production | candidate | delta |", "|---|---|---:|---:|---:|"]
-    for name, b in comparison["behaviour"].items():
+    for name, b in comparison.behaviour.items():
         rows.append(f"| {name} | {b['metric']} | {_fmt(b['production'])} | "
                     f"{_fmt(b['candidate'])} | {_fmt(b['delta'])} |")
     return rows
 
 
-def drift_lines(comparison: dict, out_dir: Path) -> list[str]:
-    drift = comparison["evidently"]["drift"]
+def drift_lines(comparison: Comparison, out_dir: Path) -> list[str]:
+    drift = comparison.evidently["drift"]
     if "skipped" in drift:
         return [f"Not computed: {drift['skipped']}."]
     summary = (f"**Drift flagged** in {', '.join(drift['drifted'])}." if drift["flagged"]
                else "No drift detected in the label share or the text descriptors.")
     rows = [summary, "", f"Candidate's vs production's training data "
             f"({drift['rows']['current']} vs {drift['rows']['reference']} sampled rows):", "",
-            "| column | production mean | candidate mean | method | value | drifted |",
-            "|---|---:|---:|---|---:|---|"]
+            "| column | production mean | candidate mean | effect | min effect | K-S p | drifted |",
+            "|---|---:|---:|---:|---:|---:|---|"]
     for name, c in drift["columns"].items():
         rows.append(f"| {name} | {_fmt(c['reference_mean'])} | {_fmt(c['current_mean'])} | "
-                    f"{c['method']} | {c['value']:.4f} | {'yes' if c['drifted'] else 'no'} |")
-    return rows
+                    f"{c['value']:.3f} | {c['threshold']} | {c['p_value']:.2g} | "
+                    f"{'yes' if c['drifted'] else 'no'} |")
+    return rows + ["", "`label` is the share of the positive label; effect is the normed "
+                   "Wasserstein distance (shift in production's standard deviations). A column "
+                   "drifts at its minimum effect when the K-S test also rules out noise."]
 
 
 def _share(share: dict[str, float]) -> str:
     return ", ".join(f"{label} {value:.1%}" for label, value in share.items())
 
 
-def changes_lines(comparison: dict) -> list[str]:
-    ch = comparison["changes"]
-    if comparison["production"] is None:
+def changes_lines(comparison: Comparison) -> list[str]:
+    ch = comparison.changes
+    if comparison.production is None:
         ds = ch["dataset"]["candidate"]
         return [f"Dataset `{ds['md5']}`: {ds['train_rows']} training rows, label share "
                 f"{_share(ds['label_share'])}."]
@@ -130,8 +135,8 @@ def changes_lines(comparison: dict) -> list[str]:
     return rows
 
 
-def flips_lines(comparison: dict) -> list[str]:
-    flips = comparison["flips"]
+def flips_lines(comparison: Comparison) -> list[str]:
+    flips = comparison.flips
     rows = [f"{flips['total']} holdout texts change label: the candidate fixes {flips['fixed']} "
             f"and breaks {flips['broken']}. Largest score changes"
             + (" (texts masked):" if flips["masked"] else ":"), "",
@@ -145,12 +150,13 @@ def flips_lines(comparison: dict) -> list[str]:
     return rows
 
 
-def render_pr_body(comparison: dict, decision: dict, out_dir: Path, link_base: str = "") -> str:
+def render_pr_body(comparison: Comparison, decision: dict, out_dir: Path,
+                   link_base: str = "") -> str:
     """Markdown with the verdict, metrics, slices, drift, changes, flips, plots and links."""
     out_dir = Path(out_dir)
     lines = [f"## Model comparison: {verdict_line(comparison, decision)}", "",
-             f"Frozen holdout `{comparison['holdout']['file']}` "
-             f"({comparison['holdout']['rows']} texts, md5 `{comparison['holdout']['md5']}`).",
+             f"Frozen holdout `{comparison.holdout.file}` "
+             f"({comparison.holdout.rows} texts, md5 `{comparison.holdout.md5}`).",
              "", "### Gate", ""]
     failed = [r for r in decision["reasons"] if not r["passed"]]
     passed = [r for r in decision["reasons"] if r["passed"]]
@@ -158,7 +164,7 @@ def render_pr_body(comparison: dict, decision: dict, out_dir: Path, link_base: s
     lines += ["", f"<details><summary>{len(passed)} checks passed</summary>", ""]
     lines += [f"- ✅ `{r['check']}`: {r['message']}" for r in passed]
     lines += ["", "</details>"]
-    quality = comparison["evidently"]["quality"]
+    quality = comparison.evidently["quality"]
     if "tests" in quality:
         lines += ["", "Evidently non-inferiority tests (candidate vs production): " + ", ".join(
             f"{t['description']}: {t['status']}" for t in quality["tests"]) + "."]
@@ -166,15 +172,15 @@ def render_pr_body(comparison: dict, decision: dict, out_dir: Path, link_base: s
               "### Slices (macro-F1)", "", *slice_table(comparison), "",
               "### Behavioural checks", "", *behaviour_table(comparison), "",
               "### Data and params", "", *changes_lines(comparison), ""]
-    if comparison["production"] is not None:
+    if comparison.production is not None:
         lines += ["### Training-data drift", "", *drift_lines(comparison, out_dir), "",
                   "### Prediction flips", "", *flips_lines(comparison), ""]
-    plots = comparison["plots"]
+    plots = comparison.plots
     lines += ["### Plots", ""]
     lines += [f"![{name}]({_link(path, out_dir, link_base)})" for name, path in plots.items()]
     lines += ["", "### Artifacts", "", "- decision: `decision.json`, full comparison: "
               "`comparison.json`"]
-    for name, report in comparison["evidently"].items():
+    for name, report in comparison.evidently.items():
         if "html" in report:
             html = _link(report["html"], out_dir, link_base)
             data = _link(report["json"], out_dir, link_base)
@@ -182,5 +188,5 @@ def render_pr_body(comparison: dict, decision: dict, out_dir: Path, link_base: s
         else:
             lines.append(f"- Evidently {name}: not produced ({report['skipped']})")
     lines += ["", f"<sub>Generated by `python -m pipelines compare` in "
-              f"{comparison['seconds']} s.</sub>", ""]
+              f"{comparison.seconds} s.</sub>", ""]
     return "\n".join(lines)

@@ -6,7 +6,6 @@ train` or `accelerate launch -m pipelines train` (the Trainer picks the devices 
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.metadata import build_metadata, write_metadata
+from pipelines.core.metadata import build_metadata, partial_dir, save_model_dir
 from pipelines.core.params import PARAMS_FILE, Params, load_params
 from pipelines.stages.backbone import load_backbone
 
@@ -42,7 +41,7 @@ def class_weights(label_ids: list[int], n_classes: int) -> np.ndarray:
 
 
 def _weighted_loss(weights):
-    import torch
+    import torch  # lazy, like transformers below: seconds to import
 
     weight = torch.tensor(weights, dtype=torch.float32)
 
@@ -68,9 +67,8 @@ def train(params: Params, out_dir: Path | str) -> dict:
     encodings = tokenizer(list(frame.text), truncation=True, max_length=tp.max_length)
     dataset = _Encoded(dict(encodings), label_ids)
 
-    work_dir = out_dir.with_name(out_dir.name + ".partial")
     args = TrainingArguments(
-        output_dir=str(work_dir / "checkpoints"),
+        output_dir=str(partial_dir(out_dir) / "checkpoints"),
         per_device_train_batch_size=tp.batch_size,
         num_train_epochs=tp.epochs,
         learning_rate=tp.learning_rate,
@@ -93,15 +91,14 @@ def train(params: Params, out_dir: Path | str) -> dict:
     trainer.train()
     if not trainer.is_world_process_zero():
         return {}
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    trainer.save_model(str(work_dir))
-    tokenizer.save_pretrained(str(work_dir))
     metadata = build_metadata("transformer", params, tp.model_dump(), frame, started)
     metadata["device"] = str(args.device)
-    write_metadata(work_dir, metadata)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    work_dir.rename(out_dir)
+
+    def save_files(work_dir: Path) -> None:
+        trainer.save_model(str(work_dir))
+        tokenizer.save_pretrained(str(work_dir))
+
+    save_model_dir(out_dir, metadata, save_files)
     print(f"train: {metadata['version']} trained on {len(frame)} rows in "
           f"{metadata['training_seconds']} s on {metadata['device']}; saved to {out_dir}")
     return metadata

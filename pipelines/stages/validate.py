@@ -19,9 +19,9 @@ from pipelines.core.data import (
     read_split,
 )
 from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.core.production import POINTER as PRODUCTION_POINTER
 
 REQUIRED_COLUMNS = ("text", "label")
-PRODUCTION_POINTER = Path("models/production.yaml")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from service.review.store import (
 )
 
 STATIC = Path(__file__).parent / "static"
-PUBLIC_PATHS = {"/login", "/livez"}
+PUBLIC_PATHS = {"/login", "/livez", "/readyz"}
 
 LOGIN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Moderation review: log in</title>
@@ -112,6 +112,16 @@ async def do_logout(request: Request) -> Response:
 
 
 async def livez(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when the prediction log answers (the pod gets traffic only then)."""
+    try:
+        _store(request).counts()
+    except Exception as e:  # any driver error means "not ready", reported, never raised
+        return JSONResponse({"status": "unavailable", "error": type(e).__name__},
+                            status_code=503)
     return JSONResponse({"status": "ok"})
 
 
@@ -206,6 +216,7 @@ def create_app(settings: ReviewSettings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/livez", livez),
+            Route("/readyz", readyz),
             Route("/login", show_login, methods=["GET"]),
             Route("/login", do_login, methods=["POST"]),
             Route("/logout", do_logout, methods=["POST"]),

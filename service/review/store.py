@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from service.predlog import backend_of, connect, create_schema
+from service.predlog import backend_of, connect, create_schema, placeholder
 
 REVIEW_STATUSES = ("all", "unreviewed", "reviewed", "confirmed", "fixed")
 SORTS = ("uncertainty", "newest", "oldest")
@@ -120,7 +120,7 @@ class ReviewStore:
         self.labels = list(labels)
         self.positive = self.labels[-1]
         self.backend = backend_of(url)
-        self.mark = "?" if self.backend == "sqlite" else "%s"
+        self.mark = placeholder(url)
 
     # -- SQL pieces that differ between the backends --------------------------------------
 

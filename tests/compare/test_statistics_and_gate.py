@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.core.params import load_params
 from pipelines.stages.compare import fast_macro_f1
+from pipelines.stages.comparison import CandidateScores, Comparison, Holdout, ProductionScores
 from pipelines.stages.gate import NO_CHANGE, PROMOTE, REJECT, decide
 from pipelines.stages.metrics import macro_f1
 from pipelines.stages.stats import mcnemar, paired_bootstrap_delta
@@ -56,21 +57,22 @@ def _comparison(delta, low, high, p_value, slice_low=0.0, slice_n=100, insult=(0
     candidate = {"macro_f1": 0.75, "roc_auc": 0.8,
                  "behaviour": {"directional_insult": {"pass_rate": insult[1], "n": 50},
                                "invariance_add_mention": {"flip_rate": mention[1], "n": 50}}}
-    return {
-        "candidate": {"version": "c", "metrics": candidate},
-        "production": {"version": "p"},
-        "deltas": {"macro_f1": {"delta": delta, "low": low, "high": high}},
-        "mcnemar": {"p_value": p_value},
-        "slices": {"url": {"n": slice_n, "macro_f1": {"delta": slice_low, "low": slice_low,
-                                                     "high": 0.1}}},
-        "behaviour": {"directional_insult": {"metric": "pass_rate", "production": insult[0],
-                                             "candidate": insult[1],
-                                             "delta": insult[1] - insult[0]},
-                      "invariance_add_mention": {"metric": "flip_rate",
-                                                 "production": mention[0],
-                                                 "candidate": mention[1],
-                                                 "delta": mention[1] - mention[0]}},
-    }
+    return Comparison(
+        candidate=CandidateScores("c", "baseline", candidate),
+        production=ProductionScores("p", "baseline", {}), confidence=0.95,
+        holdout=Holdout("data/holdout.csv", "0" * 32, 1000), changes={},
+        deltas={"macro_f1": {"delta": delta, "low": low, "high": high}},
+        mcnemar={"p_value": p_value},
+        slices={"url": {"n": slice_n, "macro_f1": {"delta": slice_low, "low": slice_low,
+                                                   "high": 0.1}}},
+        behaviour={"directional_insult": {"metric": "pass_rate", "production": insult[0],
+                                          "candidate": insult[1],
+                                          "delta": insult[1] - insult[0]},
+                   "invariance_add_mention": {"metric": "flip_rate",
+                                              "production": mention[0],
+                                              "candidate": mention[1],
+                                              "delta": mention[1] - mention[0]}},
+    )
 
 
 def test_gate_promotes_only_a_significant_win():
@@ -121,3 +123,17 @@ def test_prediction_flips_are_bounded_ordered_and_can_be_masked():
     masked = prediction_flips(frame, y, prod, cand, ["ok", "bad"], limit=5, mask_text=True)
     assert all(f["text"].startswith("sha256:") for f in masked["shown"])
     assert "kind words" not in str(masked)
+
+
+def test_comparison_json_keeps_its_layout_and_drops_head_to_head_keys_without_production():
+    with_production = _comparison(0.03, 0.01, 0.05, 0.001).to_json()
+    assert list(with_production) == [
+        "candidate", "production", "confidence", "holdout", "changes", "deltas", "mcnemar",
+        "slices", "behaviour", "flips", "plots", "evidently", "seconds"]
+    assert list(with_production["production"]) == [
+        "version", "kind", "metrics", "bento_tag", "image"]
+    bootstrap = Comparison(CandidateScores("c", "baseline", {}), None, 0.95,
+                           Holdout("data/holdout.csv", "0" * 32, 10), {}).to_json()
+    assert list(bootstrap) == ["candidate", "production", "confidence", "holdout", "changes",
+                               "plots", "evidently", "seconds"]
+    assert bootstrap["candidate"] == {"version": "c", "kind": "baseline", "metrics": {}}

@@ -168,3 +168,50 @@ def test_rendering_uses_the_virtualenv_kubectl_only(monkeypatch, tmp_path):
     with pytest.raises(kustomize.ManifestError, match=r"kubectl not found in the virtualenv.*"
                                                      r"make venv"):
         kustomize.render(REPO / "k8s/overlays/staging")
+
+
+def test_misspelt_field_of_a_custom_resource_fails_its_crd_schema(k8s_copy):
+    edit(k8s_copy, "components/rollout-argo/rollout.yaml", "      maxSurge: 25%",
+         "      maxSurg: 25%")
+    assert_caught(problems(k8s_copy),
+                  r"^production: Rollout/moderation: CRD schema: spec.strategy.canary: unknown "
+                  r"field\(s\) 'maxSurg'")
+
+
+def test_wrong_type_in_a_custom_resource_fails_its_crd_schema(k8s_copy):
+    edit(k8s_copy, "base/servicemonitor.yaml", "      honorLabels: false",
+         "      honorLabels: \"no\"")
+    edit(k8s_copy, "argocd/production.yaml", "      selfHeal: true", "      selfHeal: 1")
+    assert_caught(problems(k8s_copy),
+                  r"^staging: ServiceMonitor/moderation: CRD schema: spec.endpoints.0.honorLabels:"
+                  r" 'no' is not of type 'boolean'",
+                  r"^argocd: Application/moderation-production: CRD schema: "
+                  r"spec.syncPolicy.automated.selfHeal: 1 is not of type 'boolean'")
+
+
+def test_canary_weights_without_a_traffic_router_are_refused(k8s_copy):
+    path = k8s_copy / "k8s/components/rollout-argo/rollout.yaml"
+    path.write_text(re.sub(r"      trafficRouting:\n(        .*\n)+", "", path.read_text()))
+    for env in ("production", "staging"):
+        overlay = k8s_copy / f"k8s/overlays/{env}/kustomization.yaml"
+        overlay.write_text(re.sub(r"  # The Gateway API plugin.*\n(?:  .*\n)*?        value: "
+                                  r"moderation(-staging)?\n", "", overlay.read_text()))
+    assert_caught(problems(k8s_copy),
+                  r"^production: Rollout/moderation: weights \[10, 20, 30\] without "
+                  r"trafficRouting.plugins.argoproj-labs/gatewayAPI")
+
+
+def test_bento_container_without_a_writable_bentoml_home_is_refused(k8s_copy):
+    edit(k8s_copy, "base/deployment.yaml", "              value: /tmp/bentoml",
+         "              value: /home/bentoml")
+    assert_caught(problems(k8s_copy),
+                  r"^production: Deployment/moderation: container moderation: BENTOML_HOME "
+                  r"/home/bentoml is not under a writable emptyDir mount")
+
+
+def test_monitor_without_the_prometheus_release_label_is_refused(k8s_copy):
+    edit(k8s_copy, "base/prometheusrule.yaml", "    release: kube-prometheus-stack",
+         "    release: other")
+    assert_caught(problems(k8s_copy),
+                  r"^production: PrometheusRule/moderation: labels lack \{'release': "
+                  r"'kube-prometheus-stack'\}")

@@ -67,3 +67,33 @@ def test_import_drops_leaks_conflicts_and_duplicates(tmp_path):
     assert counts["dropped_conflicting"] == 2
     assert counts["dropped_duplicates"] == 1
     assert list(pd.read_csv(tmp_path / "out/holdout.csv").label) == ["not-offensive", "offensive"]
+
+
+def test_a_past_data_version_is_read_by_its_md5_from_the_remote_without_a_checkout(fresh_repo):
+    import shutil
+
+    import pytest
+
+    from pipelines.core.data import DataError, dataset_hash, read_tracked_file
+
+    digest = dataset_hash(fresh_repo / "data.dvc")
+    expected = (fresh_repo / "data/holdout.csv").read_bytes()
+    shutil.rmtree(fresh_repo / ".dvc/cache", ignore_errors=True)
+    shutil.rmtree(fresh_repo / "data")
+    assert read_tracked_file(digest, "holdout.csv", fresh_repo) == expected
+    with pytest.raises(DataError, match=r"has no test\.csv \(it has \['holdout.csv', 'train"):
+        read_tracked_file(digest, "test.csv", fresh_repo)
+    with pytest.raises(DataError, match="0123456789abcdef0123456789abcdef is in neither"):
+        read_tracked_file("0123456789abcdef0123456789abcdef", "train.csv", fresh_repo)
+
+
+def test_remote_objects_are_the_manifest_and_every_file_of_the_tracked_directory(fresh_repo):
+    import json
+
+    from pipelines.core.data import remote_objects
+
+    objects = remote_objects("data.dvc", fresh_repo)
+    assert all(p.is_file() and p.is_relative_to(fresh_repo / ".dvc/storage") for p in objects)
+    manifest = json.loads(objects[0].read_text())
+    assert sorted(e["relpath"] for e in manifest) == ["holdout.csv", "train.csv"]
+    assert len(objects) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import sqlite3
 import time
@@ -95,7 +96,19 @@ def test_probes_and_contract_metric_names_are_served(server):
                  "moderation_score_bucket", "moderation_log_written_total",
                  "moderation_log_dropped_total", "moderation_shadow_dropped_total"):
         assert f"\n{name}" in text, name
-    assert 'moderation_requests_total{code="200",endpoint="classify"}' in text
+    assert 'moderation_requests_total{code="200",route="classify"}' in text
+
+
+def test_service_metrics_carry_no_label_prometheus_sets_on_the_target(server):
+    """A label named like a target label (endpoint, pod, ...) is renamed exported_<name> by the
+    scrape, and every query on it comes back empty."""
+    from service.metrics import TARGET_LABELS
+
+    text = metrics_text(server["base"])
+    series = [line for line in text.splitlines() if line.startswith("moderation_")]
+    assert series
+    used = {name for line in series for name in re.findall(r'[{,](\w+)="', line)}
+    assert not used & TARGET_LABELS, used & TARGET_LABELS
 
 
 def test_remote_shadow_scorer_reads_another_instance_of_this_service(server):

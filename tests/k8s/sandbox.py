@@ -1,0 +1,165 @@
+"""Run a rendered container spec the way the kubelet would, in a bubblewrap sandbox: the image's
+defaults overlaid with the manifest's command, env and envFrom, its uid/gid, a read-only root
+with writable paths only where the pod mounts an emptyDir, its own network namespace (so the
+container port is the manifest's, whatever else listens on the host).
+
+The image itself is not available offline; what `bentoml containerize` puts in it is emulated:
+the Bento's source at /home/bentoml/bento/src (here: a read-only bind of the repository copy),
+/home/bentoml read-only, BENTOML_HOME=/home/bentoml/ and the bentofile's `envs`, the process
+started as `bentoml serve` of the service."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.k8s.system import require_tool
+
+BENTO_SRC = "/home/bentoml/bento/src"
+# ENV of a `bentoml containerize` image (besides the bentofile's `envs`).
+IMAGE_ENV = {"BENTOML_HOME": "/home/bentoml/", "HOME": "/home/bentoml",
+             "BENTO_PATH": "/home/bentoml/bento", "LANG": "C.UTF-8"}
+
+
+@dataclass
+class Sandbox:
+    """A started container: its process and the pid that owns its network namespace."""
+
+    proc: subprocess.Popen
+    child_pid: int
+    log: Path
+    mounts: dict[str, Path]  # emptyDir mountPath -> its host folder
+
+    def http_status(self, port: int, path: str, timeout: float = 3) -> int:
+        """GET inside the container's network namespace (what a kubelet probe does)."""
+        result = subprocess.run(
+            [require_tool("nsenter"), "-t", str(self.child_pid), "-n", "curl", "-s",
+             "-o", "/dev/null", "-w", "%{http_code}", "-m", str(timeout),
+             f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+            timeout=timeout + 5)
+        return int(result.stdout or 0)
+
+    def run_in_netns(self, *cmd: str, **kwargs) -> subprocess.Popen:
+        """A process in the container's network namespace (a client beside the pod)."""
+        return subprocess.Popen([require_tool("nsenter"), "-t", str(self.child_pid), "-n",
+                                 *cmd], **kwargs)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def image_env(repo: Path) -> dict[str, str]:
+    """The image's environment: containerize defaults plus the bentofile's `envs`."""
+    spec = yaml.safe_load((repo / "bentofile.yaml").read_text())
+    return {**IMAGE_ENV, **{e["name"]: str(e["value"]) for e in spec.get("envs", [])}}
+
+
+def container_env(container: dict, docs: list[dict], base: dict[str, str],
+                  external: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+    """The environment the kubelet gives the container: image env, then envFrom, then env.
+    `external`: {Secret name: data} of the Secrets created out of band (never rendered)."""
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    for name, data in (external or {}).items():
+        by_name["Secret", name] = {"kind": "Secret", "data": {
+            k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    env = dict(base)
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef") or source.get("secretRef")
+        kind = "ConfigMap" if "configMapRef" in source else "Secret"
+        env.update(_data(by_name[kind, ref["name"]]))
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+            continue
+        ref = var["valueFrom"].get("secretKeyRef") or var["valueFrom"].get("configMapKeyRef")
+        kind = "Secret" if "secretKeyRef" in var["valueFrom"] else "ConfigMap"
+        env[var["name"]] = _data(by_name[kind, ref["name"]])[ref["key"]]
+    return env
+
+
+def _data(doc: dict) -> dict[str, str]:
+    if doc["kind"] == "Secret":
+        return {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
+    return {k: str(v) for k, v in (doc.get("data") or {}).items()}
+
+
+def start(pod_spec: dict, container: dict, env: dict[str, str], repo: Path, work: Path,
+          default_command: list[str]) -> Sandbox:
+    """Start the container in bwrap; each emptyDir mount is a fresh host folder under `work`
+    (an emptyDir is a node folder), everything else read-only."""
+    sc = {**(pod_spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
+    assert sc.get("readOnlyRootFilesystem") is True, "the sandbox models a read-only root"
+    emptydirs = {v["name"] for v in pod_spec.get("volumes", []) if "emptyDir" in v}
+    args = [require_tool("bwrap"), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/dev/shm",
+            # the image's home, read-only, with the Bento's source in it
+            "--tmpfs", "/home", "--ro-bind", str(repo), BENTO_SRC, "--remount-ro", "/home",
+            "--unshare-user", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--uid", str(sc["runAsUser"]), "--gid", str(sc.get("runAsGroup", sc["runAsUser"])),
+            "--die-with-parent", "--new-session", "--chdir", container.get("workingDir",
+                                                                           BENTO_SRC)]
+    mounts = {}
+    for mount in container.get("volumeMounts", []):
+        if mount["name"] in emptydirs:
+            host = work / mount["name"]
+            host.mkdir(parents=True, exist_ok=True)
+            args += ["--bind", str(host), mount["mountPath"]]
+            mounts[mount["mountPath"]] = host
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    read_fd, write_fd = os.pipe()
+    args += ["--info-fd", str(write_fd), "--"]
+    args += [*(container.get("command") or default_command), *container.get("args", [])]
+    log = work / "container.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                                env={"PATH": os.environ["PATH"]})
+    os.close(write_fd)
+    child = _child_pid(read_fd)
+    if child is None:
+        proc.wait(10)
+        raise RuntimeError(f"bwrap did not start the container:\n{log.read_text()[-3000:]}")
+    return Sandbox(proc, int(child), log, mounts)
+
+
+def _child_pid(fd: int) -> int | None:
+    """bwrap's --info-fd JSON ({"child-pid": N}); None when it exits without one."""
+    text = ""
+    with os.fdopen(fd) as info:
+        while "}" not in text:
+            chunk = info.read(1)
+            if not chunk:
+                break
+            text += chunk
+    return json.loads(text).get("child-pid") if "}" in text else None
+
+
+def venv_bin() -> Path:
+    """This virtualenv's bin folder by its real path (a link under /tmp would be hidden by the
+    pod's /tmp mount); it plays the image's Python environment."""
+    return Path(sys.prefix).resolve() / "bin"
+
+
+def bentoml_serve() -> list[str]:
+    """The image's command: `bentoml serve` of the service (port from its own config)."""
+    return [str(venv_bin() / "python"), "-m", "bentoml", "serve", "service.service:Moderation"]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
