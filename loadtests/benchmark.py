@@ -1,8 +1,11 @@
 """Serving benchmark (run by hand, never in tests): the Bento service against a naive server.
 
 Both serve the same model under the same Locust profile (loadtests/locustfile.py), on loopback.
-Prints requests/s at p95 <= 100 ms for each and their ratio, cold start to /readyz, shadow on vs
-off p95, and the CPU speed-ups' throughput.
+Prints requests/s at p95 <= 100 ms for each and their ratio, the peaks, the raw forward-pass
+limit of the model on the same cores (loadtests/forward.py) and the service's peak as a share of
+it, cold start to /readyz, shadow on vs off p95, and each CPU fast path's throughput. Writes
+serving.json, throughput and p95 plots against users (PNG) and, with --flamegraph, a py-spy
+flame graph of the service under one Locust user into the report folder.
 
     make bench-serve            # or: python -m loadtests.benchmark --model models/candidate
 """
@@ -11,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,12 +37,15 @@ def naive_command(port: int) -> list[str]:
 
 
 def sweep(name: str, command, env: dict[str, str], user_steps: list[int], step_s: int,
-          holdout: Path, work: Path) -> dict[str, Any]:
+          holdout: Path, work: Path, flamegraph: Path | None = None) -> dict[str, Any]:
     """Locust at each user count; best requests/s whose p95 stays within the target."""
     port = free_port()
     runs = []
-    with running_server(command(port), port, work / f"{name}.log", env=env) as (base, _, cold):
+    with running_server(command(port), port, work / f"{name}.log", env=env) as \
+            (base, proc, cold):
         run_locust(base, 2, 2, 4, work / f"{name}-warmup", holdout, 1000)  # not recorded
+        if flamegraph is not None:
+            profile_one_user(proc.pid, base, step_s, holdout, work, flamegraph)
         for users in user_steps:
             stats = run_locust(base, users, users, step_s, work / f"{name}-{users}u", holdout,
                                1000)
@@ -48,6 +57,63 @@ def sweep(name: str, command, env: dict[str, str], user_steps: list[int], step_s
     peak = max((r["rps"] for r in runs if r["failures"] == 0), default=0.0)
     return {"name": name, "cold_start_s": round(cold, 2), "runs": runs, "rps_at_p95": best,
             "peak_rps": peak}
+
+
+def profile_one_user(pid: int, base: str, seconds: int, holdout: Path, work: Path,
+                     svg: Path) -> None:
+    """py-spy flame graph of the server (and its worker processes) under one Locust user."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        print("  (no py-spy on PATH: flame graph skipped)", flush=True)
+        return
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    recorder = subprocess.Popen([py_spy, "record", "--subprocesses", "--idle", "-r", "100",
+                                 "-d", str(seconds + 2), "-p", str(pid), "-o", str(svg)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    run_locust(base, 1, 1, seconds, work / "profile-1u", holdout, 1000)
+    recorder.wait(timeout=seconds + 60)
+    print(f"  flame graph (1 user): {svg}", flush=True)
+
+
+def raw_forward_limit(model: str, accel: str, threads: int, holdout: Path) -> dict[str, Any]:
+    """The model's forward-pass limit with the service's fast path and threads (own process)."""
+    env = {**os.environ, "MODERATION_ACCEL": accel}
+    result = subprocess.run([sys.executable, "-m", "loadtests.forward", "--model", model,
+                             "--accel", accel, "--threads", str(threads), "--holdout",
+                             str(holdout)], env=env, capture_output=True, text=True,
+                            timeout=600, check=True)
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def plot_sweeps(sweeps: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Throughput and p95 against users, one line per server (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for key, label, file in [("rps", "requests/s", "throughput.png"),
+                             ("p95_ms", "p95 latency (ms)", "p95.png")]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for sweep_result in sweeps:
+            users = [r["users"] for r in sweep_result["runs"]]
+            ax.plot(users, [r[key] for r in sweep_result["runs"]], marker="o",
+                    label=sweep_result["name"])
+        if key == "p95_ms":
+            ax.axhline(P95_TARGET_MS, color="grey", linestyle="--", label="p95 target")
+            ax.set_yscale("log")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("Locust users")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / file
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
 
 
 def fixed_load(name: str, env: dict[str, str], users: int, seconds: int, holdout: Path,
@@ -68,42 +134,60 @@ def main() -> None:
     parser.add_argument("--shadow-model", type=Path, default=None,
                         help="shadow model for the shadow on/off comparison (default: --model)")
     parser.add_argument("--holdout", type=Path, default=Path("data/holdout.csv"))
-    parser.add_argument("--users", default="1,2,4,8,16")
+    parser.add_argument("--users", default="1,2,4,8,16,32")
     parser.add_argument("--step-seconds", type=int, default=12)
     parser.add_argument("--fixed-users", type=int, default=4)
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="intra-op threads for both servers")
+    parser.add_argument("--accel", default="auto", help="the service's serve.accel")
+    parser.add_argument("--compare-accels", default="none,bf16,int8",
+                        help="fast paths compared at fixed load ('' = skip)")
+    parser.add_argument("--flamegraph", action="store_true",
+                        help="py-spy flame graph of the service under one user")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark/serving.json"))
     args = parser.parse_args()
     steps = [int(u) for u in args.users.split(",")]
     work = Path(tempfile.mkdtemp(prefix="moderation-bench-"))
+    report_dir = args.out.parent
+    report_dir.mkdir(parents=True, exist_ok=True)
     model = str(args.model.resolve())
     base_env = {"MODERATION_MODEL_DIR": model, "MODEL_DIR": model,
                 "MODERATION_TORCH_THREADS": str(args.torch_threads),
                 "MODERATION_DB_URL": f"sqlite:///{work}/predictions.db"}
+    service_env = {**base_env, "MODERATION_ACCEL": args.accel}
     print(f"serving benchmark: model {model}; Locust steps {steps} users x {args.step_seconds} s; "
-          f"work dir {work}", flush=True)
+          f"service accel {args.accel}; work dir {work}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
+    limit = raw_forward_limit(model, args.accel, args.torch_threads, args.holdout)
+    print(f"  raw forward limit ({limit['accel']}, {limit['threads']} thread(s)): "
+          f"{limit['texts_per_s']} texts/s at batch {limit['best_batch']} = "
+          f"{limit['requests_per_s']} req/s of the profile "
+          f"({limit['texts_per_request']} texts/request)", flush=True)
     naive = sweep("naive", naive_command, base_env, steps, args.step_seconds, args.holdout, work)
-    bento = sweep("service", service_command, base_env, steps, args.step_seconds, args.holdout,
-                  work)
+    bento = sweep("service", service_command, service_env, steps, args.step_seconds,
+                  args.holdout, work,
+                  flamegraph=report_dir / "service-1user.svg" if args.flamegraph else None)
     ratio = bento["rps_at_p95"] / naive["rps_at_p95"] if naive["rps_at_p95"] else None
     peak_ratio = bento["peak_rps"] / naive["peak_rps"] if naive["peak_rps"] else None
+    share_of_limit = bento["peak_rps"] / limit["requests_per_s"]
+    plots = plot_sweeps([naive, bento], report_dir)
 
-    print("shadow and speed-ups at fixed load:", flush=True)
+    print("shadow and fast paths at fixed load:", flush=True)
     shadow_dir = str((args.shadow_model or args.model).resolve())
-    fixed = {name: fixed_load(name, {**base_env, **extra}, args.fixed_users, args.step_seconds,
-                              args.holdout, work)
-             for name, extra in [("shadow-off", {}),
-                                 ("shadow-on", {"MODERATION_SHADOW_MODEL_DIR": shadow_dir}),
-                                 ("accel-int8", {"MODERATION_ACCEL": "int8"}),
-                                 ("accel-onnx", {"MODERATION_ACCEL": "onnx"})]}
+    variants = [("shadow-off", {}), ("shadow-on", {"MODERATION_SHADOW_MODEL_DIR": shadow_dir})]
+    variants += [(f"accel-{a}", {"MODERATION_ACCEL": a})
+                 for a in args.compare_accels.split(",") if a]
+    fixed = {name: fixed_load(name, {**service_env, **extra}, args.fixed_users,
+                              args.step_seconds, args.holdout, work)
+             for name, extra in variants}
     shadow_ratio = fixed["shadow-on"]["p95_ms"] / max(fixed["shadow-off"]["p95_ms"], 1e-9)
-    result = {"model": model, "torch_threads": args.torch_threads,
-              "p95_target_ms": P95_TARGET_MS, "naive": naive, "service": bento,
-              "throughput_ratio": ratio, "peak_ratio": peak_ratio, "fixed_load": fixed,
-              "shadow_p95_ratio": round(shadow_ratio, 3)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"model": model, "torch_threads": args.torch_threads, "accel": args.accel,
+              "load_average": os.getloadavg(), "p95_target_ms": P95_TARGET_MS,
+              "raw_forward_limit": limit, "naive": naive, "service": bento,
+              "throughput_ratio": ratio, "peak_ratio": peak_ratio,
+              "peak_share_of_limit": round(share_of_limit, 3), "fixed_load": fixed,
+              "shadow_p95_ratio": round(shadow_ratio, 3), "plots": [str(p) for p in plots]}
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\nrequests/s at p95 <= {P95_TARGET_MS:.0f} ms: naive {naive['rps_at_p95']:.1f}, "
           f"service {bento['rps_at_p95']:.1f}, ratio "
@@ -111,15 +195,15 @@ def main() -> None:
     print(f"peak error-free requests/s: naive {naive['peak_rps']:.1f}, service "
           f"{bento['peak_rps']:.1f}, ratio "
           f"{'n/a' if peak_ratio is None else f'{peak_ratio:.2f}x'}")
+    print(f"service peak = {share_of_limit:.0%} of the raw forward limit "
+          f"({limit['requests_per_s']} req/s, {limit['accel']}, batch {limit['best_batch']})")
     print(f"cold start to /readyz: service {bento['cold_start_s']:.1f} s, "
           f"naive {naive['cold_start_s']:.1f} s")
     print(f"shadow on/off p95: {fixed['shadow-on']['p95_ms']:.0f} / "
           f"{fixed['shadow-off']['p95_ms']:.0f} ms (x{shadow_ratio:.2f})")
-    for name in ("accel-int8", "accel-onnx"):
-        print(f"{name}: {fixed[name]['rps']:.1f} req/s, p95 {fixed[name]['p95_ms']:.0f} ms "
-              f"(fp32 {fixed['shadow-off']['rps']:.1f} req/s, p95 "
-              f"{fixed['shadow-off']['p95_ms']:.0f} ms)")
-    print(f"results: {args.out}")
+    for name in (n for n in fixed if n.startswith("accel-")):
+        print(f"{name}: {fixed[name]['rps']:.1f} req/s, p95 {fixed[name]['p95_ms']:.0f} ms")
+    print(f"results: {args.out}; plots: {', '.join(str(p) for p in plots)}")
 
 
 if __name__ == "__main__":

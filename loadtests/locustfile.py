@@ -1,41 +1,22 @@
 """Realistic traffic for /classify: holdout texts, single and small-batch requests, long texts.
 
 Run through `make loadtest` (python -m pipelines loadtest), which serves the Bento on loopback.
+The request mix lives in loadtests/traffic.py (the raw forward benchmark draws the same).
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 from pathlib import Path
 
 from locust import HttpUser, between, task
 
+from loadtests.traffic import MIX, load_texts, request_texts
+
 HOLDOUT = Path(os.environ.get("LOADTEST_HOLDOUT", "data/holdout.csv"))
 MAX_CHARS = int(os.environ.get("LOADTEST_MAX_CHARS", "1000"))
-
-
-def load_texts(path: Path) -> list[str]:
-    with path.open(encoding="utf-8", newline="") as f:
-        # Truncated to the service's limit: this profile measures capacity, not refusals.
-        texts = [row["text"][:MAX_CHARS] for row in csv.DictReader(f) if row["text"].strip()]
-    if not texts:
-        raise SystemExit(f"{path}: no texts to send")
-    return texts
-
-
-TEXTS = load_texts(HOLDOUT)
-
-
-def long_text(rng: random.Random) -> str:
-    """Several holdout texts joined, up to the service's per-text limit."""
-    parts, size = [], 0
-    while size < MAX_CHARS * 0.8:
-        part = rng.choice(TEXTS)
-        parts.append(part)
-        size += len(part) + 1
-    return " ".join(parts)[:MAX_CHARS]
+TEXTS = load_texts(HOLDOUT, MAX_CHARS)
 
 
 class ModerationUser(HttpUser):
@@ -44,7 +25,8 @@ class ModerationUser(HttpUser):
     def on_start(self) -> None:
         self.rng = random.Random()
 
-    def classify(self, texts: list[str], name: str) -> None:
+    def classify(self, kind: str, name: str) -> None:
+        texts = request_texts(kind, self.rng, TEXTS, MAX_CHARS)
         with self.client.post("/classify", json={"texts": texts}, name=name,
                               catch_response=True) as resp:
             if resp.status_code != 200:
@@ -52,14 +34,14 @@ class ModerationUser(HttpUser):
             elif len(resp.json().get("predictions", [])) != len(texts):
                 resp.failure("wrong number of predictions")
 
-    @task(6)
+    @task(MIX["single"])
     def single(self) -> None:
-        self.classify([self.rng.choice(TEXTS)], "classify: 1 text")
+        self.classify("single", "classify: 1 text")
 
-    @task(3)
+    @task(MIX["small_batch"])
     def small_batch(self) -> None:
-        self.classify(self.rng.sample(TEXTS, self.rng.randint(2, 8)), "classify: 2-8 texts")
+        self.classify("small_batch", "classify: 2-8 texts")
 
-    @task(1)
+    @task(MIX["long"])
     def long(self) -> None:
-        self.classify([long_text(self.rng)], "classify: long text")
+        self.classify("long", "classify: long text")

@@ -20,6 +20,7 @@ from pipelines.core.errors import PipelineError
 from pipelines.core.params import PARAMS_FILE, Params, load_params
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -33,7 +34,10 @@ def run_locust(host: str, users: int, spawn_rate: float, duration_s: int, out_di
            "-u", str(users), "-r", str(spawn_rate), "-t", f"{duration_s}s", "--stop-timeout", "5",
            "--csv", str(out_dir / "locust"), "--html", str(out_dir / "locust.html"),
            "--only-summary", "--exit-code-on-error", "0"]
-    env = {**os.environ, "LOADTEST_HOLDOUT": str(holdout), "LOADTEST_MAX_CHARS": str(max_chars)}
+    # The locustfile imports loadtests.traffic: the repository root must be importable.
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "LOADTEST_HOLDOUT": str(holdout), "LOADTEST_MAX_CHARS": str(max_chars),
+           "PYTHONPATH": pythonpath}
     print(f"loadtest: {users} users for {duration_s} s against {host}", flush=True)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True,
                             timeout=duration_s + 90)

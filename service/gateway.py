@@ -6,6 +6,7 @@ per-text list into the contract response with X-Model-Version and X-Request-Id.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -14,6 +15,8 @@ import uuid
 from typing import Any
 
 from service import runtime as runtime_state
+from service.batcher import QueueTimeout
+from service.drain import STATE as DRAIN
 from service.metrics import service_metrics
 from service.validation import InputError, parse_classify_body
 
@@ -22,6 +25,8 @@ logger = logging.getLogger(__name__)
 CLASSIFY_PATH = "/classify"
 KNOWN_ROUTES = {"/classify": "classify", "/livez": "livez", "/readyz": "readyz",
                    "/metrics": "metrics"}
+SHUTTING_DOWN = InputError(503, "shutting_down", "this instance is shutting down; retry",
+                           "service")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -46,12 +51,15 @@ class ModerationGateway:
     """Pure ASGI middleware; options come from the service settings."""
 
     def __init__(self, app: Any, max_chars: int, max_texts: int, max_body_bytes: int,
-                 max_concurrency: int, retry_after_s: int) -> None:
+                 max_concurrency: int, retry_after_s: int, body_timeout_s: float = 10.0,
+                 max_header_bytes: int = 16384, max_headers: int = 100) -> None:
         self.app = app
         self.max_chars, self.max_texts = max_chars, max_texts
         self.max_body_bytes = max_body_bytes
         self.max_concurrency = max_concurrency
         self.retry_after = str(retry_after_s)
+        self.body_timeout_s = body_timeout_s
+        self.max_header_bytes, self.max_headers = max_header_bytes, max_headers
         self.in_flight = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -72,8 +80,18 @@ class ModerationGateway:
             await send(message)
 
         try:
-            if route == "classify" and scope["method"] == "POST":
-                await self.classify(scope, receive, send_with_ids, request_id, started)
+            headers_error = self.check_headers(scope.get("headers", []))
+            if headers_error is not None:
+                await self.refuse(send_with_ids, headers_error)
+            elif DRAIN.draining and route in ("classify", "readyz"):
+                await self.refuse(send_with_ids, SHUTTING_DOWN, retry=True)
+            elif route == "classify" and scope["method"] == "POST":
+                DRAIN.active += 1
+                try:
+                    await self.classify_guarded(scope, receive, send_with_ids, request_id,
+                                                started)
+                finally:
+                    DRAIN.active -= 1
             else:
                 await self.app(scope, receive, send_with_ids)
         finally:
@@ -81,8 +99,44 @@ class ModerationGateway:
             metrics.requests.labels(route=route, code=str(status_box["code"])).inc()
             metrics.duration.labels(route=route).observe(time.perf_counter() - started)
 
+    def check_headers(self, headers: list[tuple[bytes, bytes]]) -> InputError | None:
+        """A 431 when the request carries too many or too large headers."""
+        size = sum(len(k) + len(v) + 4 for k, v in headers)
+        if len(headers) > self.max_headers or size > self.max_header_bytes:
+            return InputError(431, "headers_too_large",
+                              f"{len(headers)} headers of {size} bytes; the limits are "
+                              f"{self.max_headers} headers and {self.max_header_bytes} bytes",
+                              "headers")
+        return None
+
+    async def classify_guarded(self, scope: dict, receive: Any, send: Any, request_id: str,
+                               started: float) -> None:
+        """classify, with any unexpected failure answered as a JSON 500 instead of a dropped
+        connection."""
+        answered = {"started": False}
+
+        async def tracking_send(message: dict) -> None:
+            answered["started"] = answered["started"] or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.classify(scope, receive, tracking_send, request_id, started)
+        except Exception:
+            logger.exception("classify %s failed", request_id)
+            if not answered["started"]:
+                await self.refuse(send, InputError(500, "internal", "unexpected failure; see "
+                                                   "the server log", "service"))
+
     async def classify(self, scope: dict, receive: Any, send: Any, request_id: str,
                        started: float) -> None:
+        # The body is read and checked before a concurrency slot is taken, under its own
+        # deadline: slow or broken senders cannot hold the slots that scoring needs.
+        try:
+            body = await self.read_body_before_deadline(scope, receive)
+            texts = parse_classify_body(body, self.max_chars, self.max_texts)
+        except InputError as e:
+            await self.refuse(send, e)
+            return
         if self.in_flight >= self.max_concurrency:
             await self.refuse(send, InputError(429, "overloaded",
                                                f"more than {self.max_concurrency} requests in "
@@ -90,30 +144,40 @@ class ModerationGateway:
             return
         self.in_flight += 1
         try:
-            await self.classify_admitted(scope, receive, send, request_id, started)
+            await self.classify_admitted(scope, send, texts, request_id, started)
         finally:
             self.in_flight -= 1
 
-    async def classify_admitted(self, scope: dict, receive: Any, send: Any, request_id: str,
-                                started: float) -> None:
+    async def read_body_before_deadline(self, scope: dict, receive: Any) -> bytes:
         try:
-            body = await self.read_body(scope, receive)
-            texts = parse_classify_body(body, self.max_chars, self.max_texts)
-        except InputError as e:
-            await self.refuse(send, e)
-            return
+            return await asyncio.wait_for(self.read_body(scope, receive), self.body_timeout_s)
+        except TimeoutError:
+            raise InputError(408, "body_timeout", "request body not received within "
+                             f"{self.body_timeout_s:g} s", "body") from None
+
+    async def classify_admitted(self, scope: dict, send: Any, texts: list[str], request_id: str,
+                                started: float) -> None:
         runtime = runtime_state.current()
         if runtime is None:
             await self.refuse(send, InputError(503, "not_ready", "model is still loading",
                                                "service"), retry=True)
             return
         if runtime.batcher is not None:
-            status, payload = await self.call_batcher(runtime.batcher, texts)
+            scoring = self.call_batcher(runtime.batcher, texts)
         else:
-            status, payload = await self.call_model(scope, json.dumps({"texts": texts}).encode())
-        if status == 503:
-            await self.refuse(send, InputError(503, "overloaded", "batch queue is full; "
-                                               "retry later", "service"), retry=True)
+            scoring = self.call_model(scope, json.dumps({"texts": texts}).encode())
+        status, payload = await DRAIN.within_deadline(scoring, late=(503, SHUTTING_DOWN))
+        if payload is SHUTTING_DOWN:
+            await self.refuse(send, SHUTTING_DOWN, retry=True)
+            return
+        if status in (429, 503):
+            await self.refuse(send, InputError(status, "overloaded", "the model is too far "
+                                               "behind to answer in time; retry later",
+                                               "service"), retry=True)
+            return
+        if status == 422:
+            await self.refuse(send, InputError(422, "unprocessable", "the model cannot process "
+                                               "these texts"))
             return
         if status != 200 or not isinstance(payload, list) or len(payload) != len(texts):
             logger.error("classify %s: model call answered %s: %r", request_id, status,
@@ -156,6 +220,11 @@ class ModerationGateway:
         """Score through the greedy batcher (serve.batching = greedy)."""
         try:
             return 200, await batcher.submit(texts)
+        except QueueTimeout:
+            return 429, None
+        except (TypeError, ValueError) as e:  # scored alone and still refused: its own texts
+            logger.warning("texts refused by the model: %s", e)
+            return 422, None
         except Exception:
             logger.exception("inference failed")
             return 500, None
@@ -199,5 +268,7 @@ class ModerationGateway:
                    (b"content-length", str(len(body)).encode())]
         if retry:
             headers.append((b"retry-after", self.retry_after.encode()))
+        if error is SHUTTING_DOWN:  # the client should reconnect to another instance
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -89,7 +89,8 @@ def start_runtime(settings: ServeParams, classifier: Any) -> Runtime:
     runtime = Runtime(settings, classifier, log, None)
     runtime.shadow = build_shadow(settings, runtime)
     if settings.batching == "greedy":
-        runtime.batcher = GreedyBatcher(runtime.predict_batch, settings.max_batch_size)
+        runtime.batcher = GreedyBatcher(runtime.predict_batch, settings.max_batch_size,
+                                        max_queue_s=settings.max_queue_ms / 1000)
     return runtime
 
 

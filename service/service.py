@@ -15,11 +15,15 @@ from pathlib import Path
 import bentoml
 
 from service import runtime as runtime_state
+from service.drain import install_sigterm_drain
 from service.gateway import ModerationGateway
 from service.inference import load_model
 from service.settings import default_model_dir, load_settings
 
 logger = logging.getLogger(__name__)
+# BentoML's logging setup shows only its own loggers' INFO lines; the service's start-up lines
+# (model, accel chosen) belong next to them.
+logging.getLogger("service").setLevel(logging.INFO)
 BENTO_MODEL_NAME = "moderation-model"
 SETTINGS = load_settings()
 
@@ -45,6 +49,7 @@ class Moderation:
         self.classifier = load_model(model_dir, SETTINGS.accel, SETTINGS.torch_threads)
         self.runtime = runtime_state.start_runtime(SETTINGS, self.classifier)
         runtime_state.set_current(self.runtime)
+        install_sigterm_drain(SETTINGS.drain_timeout_s)
 
     @bentoml.api(batchable=True, max_batch_size=SETTINGS.max_batch_size,
                  max_latency_ms=SETTINGS.max_latency_ms, route="/classify")
@@ -64,4 +69,5 @@ class Moderation:
 Moderation.add_asgi_middleware(
     ModerationGateway, max_chars=SETTINGS.max_chars, max_texts=SETTINGS.max_texts,
     max_body_bytes=SETTINGS.max_body_bytes, max_concurrency=SETTINGS.max_concurrency,
-    retry_after_s=SETTINGS.retry_after_s)
+    retry_after_s=SETTINGS.retry_after_s, body_timeout_s=SETTINGS.body_timeout_s,
+    max_header_bytes=SETTINGS.max_header_bytes, max_headers=SETTINGS.max_headers)

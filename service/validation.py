@@ -19,6 +19,33 @@ class InputError(Exception):
         return {"error": self.kind, "field": self.field, "detail": self.message}
 
 
+def parse_json(decoded: str) -> object:
+    """json.loads with every parser failure as a 400: syntax, nesting too deep, huge integers."""
+    try:
+        return json.loads(decoded)
+    except json.JSONDecodeError as e:
+        raise InputError(400, "invalid_json", f"request body is not valid JSON: {e.msg} "
+                         f"(line {e.lineno}, column {e.colno})", "body") from None
+    except RecursionError:
+        raise InputError(400, "invalid_json", "request body is nested too deeply",
+                         "body") from None
+    except ValueError as e:  # an integer literal beyond Python's digit limit
+        raise InputError(400, "invalid_json", f"request body is not valid JSON: {e}",
+                         "body") from None
+
+
+def text_problem(text: str) -> str | None:
+    """Why a text cannot be scored and logged, or None: a lone surrogate cannot be UTF-8 (the
+    tokenizer refuses it) and PostgreSQL cannot store NUL (the log would lose the batch)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"character {e.start} ({text[e.start]!r}) is a lone surrogate, not a character"
+    if "\x00" in text:
+        return f"character {text.index(chr(0))} is NUL"
+    return None
+
+
 def parse_classify_body(body: bytes, max_chars: int, max_texts: int) -> list[str]:
     """The texts of a /classify body, or an InputError saying exactly what is wrong."""
     try:
@@ -26,11 +53,7 @@ def parse_classify_body(body: bytes, max_chars: int, max_texts: int) -> list[str
     except UnicodeDecodeError as e:
         raise InputError(400, "invalid_utf8", f"request body is not valid UTF-8 at byte {e.start}",
                          "body") from None
-    try:
-        payload = json.loads(decoded)
-    except json.JSONDecodeError as e:
-        raise InputError(400, "invalid_json", f"request body is not valid JSON: {e.msg} "
-                         f"(line {e.lineno}, column {e.colno})", "body") from None
+    payload = parse_json(decoded)
     if not isinstance(payload, dict) or "texts" not in payload:
         raise InputError(422, "missing_field", 'body must be a JSON object with a "texts" list')
     texts = payload["texts"]
@@ -53,4 +76,7 @@ def parse_classify_body(body: bytes, max_chars: int, max_texts: int) -> list[str
             raise InputError(413, "too_long",
                              f"has {len(text)} characters; the limit is {max_chars}",
                              f"texts[{i}]")
+        problem = text_problem(text)
+        if problem:
+            raise InputError(422, "invalid_text", problem, f"texts[{i}]")
     return texts

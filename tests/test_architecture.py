@@ -3,12 +3,17 @@ ships exactly what the service imports."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from service.bento import SERVICE_PACKAGES
 from tests.conftest import ROOT
 from tests.pipeline.test_stage_deps import import_closure
 
@@ -32,3 +37,41 @@ def test_the_bento_includes_every_project_module_the_service_imports():
     # and nothing of the pipeline beyond its core
     assert all(p == Path("pipelines/__init__.py") or p.parts[:2] == ("pipelines", "core")
                for p in included if p.parts[0] == "pipelines")
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"pipelines", "service", "loadtests", "tests"}
+
+
+def _with_requirements(distributions: set[str]) -> set[str]:
+    """The distributions and everything they require, transitively (as installed here)."""
+    seen, todo = set(), [canonicalize_name(d) for d in distributions]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for req in metadata.requires(name) or []:
+            parsed = Requirement(req)
+            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(parsed.name))
+    return seen
+
+
+def test_the_bento_image_installs_every_package_the_service_imports():
+    modules = set()
+    for module in [*(ROOT / "service").rglob("*.py")]:
+        if module.name in ("screenshot.py", "browser.py"):  # docs tooling, never served
+            continue
+        for path in import_closure(ROOT, module.relative_to(ROOT)):
+            modules |= _third_party_imports(ROOT / path)
+    by_module = metadata.packages_distributions()
+    needed = {canonicalize_name(by_module[m][0]) for m in modules}
+    installed = _with_requirements(set(SERVICE_PACKAGES))
+    assert needed - installed == set()

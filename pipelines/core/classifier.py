@@ -54,13 +54,17 @@ class TransformerClassifier:
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         self.model.eval()
         self.torch = torch
+        # Set by the service's bf16 path: run the forward under CPU autocast in this dtype.
+        self.autocast_dtype: Any = None
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         # Sorting by length keeps padding, and so wasted compute, small within each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with self.torch.inference_mode():
+        autocast = self.torch.autocast("cpu", dtype=self.autocast_dtype,
+                                       enabled=self.autocast_dtype is not None)
+        with self.torch.inference_mode(), autocast:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 enc = self.tokenizer([texts[i] for i in idx], truncation=True, padding=True,

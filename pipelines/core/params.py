@@ -47,11 +47,27 @@ class SeverityParams(_Strict):
     conflicting_labels: Severity
     holdout_leak: Severity
     balance_shift: Severity
+    empty_split: Severity
+    duplicate_id: Severity
+    label_noise: Severity
+
+
+class LabelNoiseParams(_Strict):
+    max_share: float = Field(ge=0, le=1)
+    confidence: float = Field(gt=0, lt=1)
+    folds: int = Field(ge=2)
+    min_cv_rows: int = Field(gt=0)
+    min_reference_rows: int = Field(gt=0)
+    min_slice_rows: int = Field(gt=0)
+    max_listed: int = Field(ge=0)
+    bootstrap_samples: int = Field(gt=0)
+    seed: int
 
 
 class ValidateParams(_Strict):
     max_chars: int = Field(gt=0)
     max_balance_shift: float = Field(ge=0, le=1)
+    label_noise: LabelNoiseParams
     severity: SeverityParams
 
 
@@ -73,6 +89,10 @@ class TrainParams(_Strict):
     warmup_ratio: float = Field(ge=0, lt=1)
     weight_decay: float = Field(ge=0)
     class_weights: Literal["balanced", "none"]
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    dev_fraction: float = Field(default=0.1, ge=0, lt=1)
+    early_stopping_patience: int = Field(default=1, ge=0)
+    tune_threshold: bool = True
     seed: int
 
 
@@ -134,10 +154,15 @@ class ServeParams(_Strict):
     max_body_bytes: int = Field(gt=0)
     max_concurrency: int = Field(gt=0)
     retry_after_s: int = Field(gt=0)
+    body_timeout_s: float = Field(gt=0)
+    max_header_bytes: int = Field(gt=0)
+    max_headers: int = Field(gt=0)
+    max_queue_ms: int = Field(gt=0)
+    drain_timeout_s: int = Field(gt=0)
     batching: Literal["greedy", "bentoml"]
     max_batch_size: int = Field(gt=0)
     max_latency_ms: int = Field(gt=0)
-    accel: Literal["none", "int8", "onnx"]
+    accel: Literal["auto", "none", "bf16", "int8", "onnx"]
     torch_threads: int = Field(gt=0)
     log_text: Literal["text", "hash"]
     db_url: str
@@ -164,6 +189,7 @@ class FeedbackParams(_Strict):
     host: str
     port: int = Field(gt=0, lt=65536)
     page_size: int = Field(gt=0, le=500)
+    cookie_secure: Literal["auto", "always", "never"]
     branch_prefix: str = Field(min_length=1)
     source: str = Field(min_length=1)
 

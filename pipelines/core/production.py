@@ -11,10 +11,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from pipelines.core.data import DataError, read_tracked_file
+from pipelines.core.data import DataError
 from pipelines.core.errors import PipelineError
 from pipelines.core.metadata import read_metadata
 from pipelines.core.tools import dvc
+from pipelines.core.versions import read_tracked_file
 
 POINTER = Path("models/production.yaml")
 WEIGHTS = Path("models/production")
@@ -93,6 +94,22 @@ def read_dataset_file(dataset_md5: str, relpath: str, root: Path | str = ".") ->
     except DataError as e:
         raise ProductionError(f"data version {dataset_md5}: {e}") from e
     return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8")
+
+
+def production_training_rows(record: dict[str, Any], train_file: str,
+                              data_pointer: Path | str = "data.dvc") -> pd.DataFrame:
+    """The training rows production learned from, read through DVC by its data version's md5."""
+    data_pointer = Path(data_pointer)
+    pointer = yaml.safe_load(data_pointer.read_text(encoding="utf-8"))
+    tracked = data_pointer.parent / pointer["outs"][0]["path"]
+    try:
+        relpath = Path(train_file).resolve().relative_to(tracked.resolve())
+    except ValueError:
+        raise ProductionError(f"{train_file} is not inside {tracked}/, the folder "
+                              f"{data_pointer} tracks") from None
+    frame = read_dataset_file(record["dataset"]["md5"], relpath.as_posix(), data_pointer.parent)
+    # read_split caps with head(), so production learned from the first train_rows rows.
+    return frame.head(record["dataset"]["train_rows"])
 
 
 def build_record(metadata: dict[str, Any], metrics: dict[str, Any], holdout_md5: str,

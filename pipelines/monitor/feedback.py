@@ -22,7 +22,6 @@ from pipelines.core.data import (
     COLUMNS,
     DataError,
     dataset_hash,
-    in_repo_remote,
     normalise,
     read_split,
 )
@@ -30,6 +29,7 @@ from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import git
 from pipelines.core.params import Params
 from pipelines.core.tools import dvc, succeeds
+from pipelines.core.versions import in_repo_remote
 from pipelines.stages import validate
 from service.predlog import backend_of, sqlite_path
 from service.review.store import ReviewStore, create_review_schema

@@ -10,13 +10,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pipelines.core.data import file_md5, in_repo_remote
+from pipelines.core.data import file_md5
 from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import changed_files, commit_files, detached_worktree, head, push
 from pipelines.core.metadata import read_metadata
 from pipelines.core.params import load_params
 from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_pointer
 from pipelines.core.tools import dvc
+from pipelines.core.versions import in_repo_remote
 from pipelines.deploy.pins import K8S_DIR, diff_markdown, read_pin, set_image
 from pipelines.release.github import GitHub, open_or_update_pr
 from service.bento import BENTO_NAME, bento_version, bentoml_home

@@ -21,6 +21,7 @@ def backbone_path(name: str) -> str:
 def load_backbone(params: TrainParams, labels: list[str]):
     """Tokenizer and sequence-classification model, pretrained or randomly initialised."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
+    import torch
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -40,5 +41,7 @@ def load_backbone(params: TrainParams, labels: list[str]):
                             max_position_embeddings=max(params.max_length, 64),
                             **params.random_config.model_dump(), **label_maps)
         return tokenizer, BertForSequenceClassification(config)
-    model = AutoModelForSequenceClassification.from_pretrained(path, **label_maps)
+    # fp32 master weights whatever the checkpoint's dtype: mixed precision casts per operation.
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32,
+                                                               **label_maps)
     return tokenizer, model

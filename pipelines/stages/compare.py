@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
-import yaml
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
 from pipelines.core.classifier import load_classifier
@@ -26,7 +25,7 @@ from pipelines.core.production import (
     ProductionError,
     check_holdout,
     check_weights,
-    read_dataset_file,
+    production_training_rows,
     read_pointer,
 )
 from pipelines.stages.comparison import CandidateScores, Comparison, Holdout, ProductionScores
@@ -38,6 +37,7 @@ from pipelines.stages.pr_body import render_pr_body
 from pipelines.stages.stats import mcnemar, paired_bootstrap_delta
 
 OUT_DIR = Path("reports/compare")
+VALIDATION_REPORT = Path("reports/validation.json")
 
 
 def fast_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int = 2) -> float:
@@ -157,16 +157,7 @@ def data_and_params_changes(production: dict | None, candidate_meta: dict) -> di
 
 def production_training_frame(production: dict, params: Params) -> pd.DataFrame:
     """The training rows production learned from, from the DVC cache or remote by data md5."""
-    pointer = yaml.safe_load(DATA_POINTER.read_text(encoding="utf-8"))
-    tracked = DATA_POINTER.parent / pointer["outs"][0]["path"]
-    try:
-        relpath = Path(params.data.train_file).resolve().relative_to(tracked.resolve())
-    except ValueError:
-        raise ProductionError(f"{params.data.train_file} is not inside {tracked}/, the folder "
-                              f"{DATA_POINTER} tracks") from None
-    frame = read_dataset_file(production["dataset"]["md5"], relpath.as_posix())
-    # read_split caps with head(), so production learned from the first train_rows rows.
-    return frame.head(production["dataset"]["train_rows"])
+    return production_training_rows(production, params.data.train_file, DATA_POINTER)
 
 
 def write_plots(y: np.ndarray, prod: np.ndarray | None, cand: np.ndarray, labels: list[str],
@@ -198,9 +189,28 @@ def load_production(holdout_file: str, pointer: Path, weights: Path
     return record, weights_dir
 
 
+def label_noise_section(validation: Path, dataset_md5: str, mask_text: bool) -> dict[str, Any]:
+    """validate's label_noise estimate for the candidate's data version, as the PR shows it."""
+    if not validation.exists():
+        return {"skipped": f"{validation} not found: run the validate stage"}
+    report = json.loads(validation.read_text(encoding="utf-8"))
+    if report.get("dataset_md5") != dataset_md5:
+        return {"skipped": f"{validation} is for data version {report.get('dataset_md5')}, the "
+                           f"candidate learned {dataset_md5}: rerun the validate stage"}
+    noise = report.get("label_noise") or {"scored": False, "reason": "validation failed early"}
+    if not noise["scored"]:
+        return {"skipped": noise["reason"]}
+    if mask_text:
+        noise = noise | {"suspicious": [
+            row | {"text": f"sha256:{hashlib.sha256(row['text'].encode()).hexdigest()[:12]}"}
+            for row in noise["suspicious"]]}
+    return noise
+
+
 def compare_to_production(params: Params, candidate_dir: Path | str,
                           out_dir: Path | str = OUT_DIR, pointer: Path | str = POINTER,
-                          weights: Path | str = WEIGHTS, link_base: str = "") -> dict[str, Any]:
+                          weights: Path | str = WEIGHTS, link_base: str = "",
+                          validation: Path | str = VALIDATION_REPORT) -> dict[str, Any]:
     """Score both models on the holdout, write every report and the decision; return it."""
     started = time.time()
     out_dir = Path(out_dir)
@@ -222,7 +232,9 @@ def compare_to_production(params: Params, candidate_dir: Path | str,
         candidate=CandidateScores(candidate.version, candidate.metadata["kind"], cand_metrics),
         production=None, confidence=params.compare.confidence,
         holdout=Holdout(params.data.holdout_file, file_md5(params.data.holdout_file), len(texts)),
-        changes=data_and_params_changes(production, candidate.metadata))
+        changes=data_and_params_changes(production, candidate.metadata),
+        label_noise=label_noise_section(Path(validation), candidate.metadata["dataset"]["md5"],
+                                        params.compare.mask_flip_text))
     prod_proba = None
     if production is not None:
         prod_clf = load_classifier(weights_dir, batch_size=batch)

@@ -38,6 +38,8 @@ class Comparison:
     confidence: float
     holdout: Holdout
     changes: dict[str, Any]
+    # validate's estimate of wrong labels in the new data (reports/validation.json)
+    label_noise: dict[str, Any] = field(default_factory=dict)
     # Only with a production model (absent from the JSON without one):
     deltas: dict[str, Interval] | None = None  # headline metric -> interval
     mcnemar: dict[str, float] | None = None

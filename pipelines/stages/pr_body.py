@@ -135,6 +135,55 @@ def changes_lines(comparison: Comparison) -> list[str]:
     return rows
 
 
+def _pct(share: float) -> str:
+    return f"{share:.1%}"
+
+
+def _estimate(found: dict) -> str:
+    return f"{_pct(found['share'])} [{_pct(found['low'])}, {_pct(found['high'])}]"
+
+
+def label_noise_lines(noise: dict, shown: int = 10) -> list[str]:
+    """validate's estimate of wrong labels among the rows new or changed since production."""
+    noise = noise or {"skipped": "not estimated by this comparison"}
+    if "skipped" in noise:
+        return [f"Not estimated: {noise['skipped']}."]
+    reviewed = (f" {noise['reviewed_rows']} rows from the review loop are not scored: reviewers "
+                "chose them because the model was unsure.") if noise.get("reviewed_rows") else ""
+    if noise["estimate"] is None:
+        return [f"No scorable rows new or changed since production's data "
+                f"`{noise['production_data']}`.{reviewed}"]
+    est, conf = noise["estimate"], f"{noise['confidence']:.0%}"
+    others = [f"{name.replace('_', '-')} scorer {_estimate(found)}"
+              for name, found in noise["scorers"].items()
+              if name != est["scorer"] and found.get("share") is not None]
+    verdict = (f"**above the limit** of {_pct(noise['max_share'])} "
+               f"({', '.join(noise['flagged_by'])})" if noise["flagged"]
+               else f"within the limit of {_pct(noise['max_share'])}")
+    rows = [f"An estimated **{_estimate(est)}** ({conf} interval) of the "
+            f"{noise['changed_rows']} training rows new or changed since production's data "
+            f"`{noise['production_data']}` have wrong labels: {verdict}. Headline from the "
+            f"{est['scorer'].replace('_', '-')} scorer"
+            + (f"; {', '.join(others)}" if others else "") + f".{reviewed}", ""]
+    slices = noise["scorers"][est["scorer"]]["slices"]
+    if slices:
+        rows += ["| slice | changed rows | wrong labels | interval |", "|---|---:|---:|---|"]
+        rows += [f"| {name} | {s['rows']} | {_pct(s['share'])} | [{_pct(s['low'])}, "
+                 f"{_pct(s['high'])}] |" for name, s in slices.items()]
+        rows.append("")
+    if noise["suspicious"]:
+        rows += [f"Most suspicious rows (confident learning, most confident first; "
+                 f"{len(noise['suspicious'])} in `reports/validation.json`):", "",
+                 "| row | id | label | suggested | confidence | text |",
+                 "|---|---|---|---|---:|---|"]
+        for r in noise["suspicious"][:shown]:
+            text = r["text"].replace("|", "\\|").replace("\n", " ")
+            text = text if len(text) <= 100 else text[:97] + "..."
+            rows.append(f"| {r['file']}:{r['line']} | {r['id']} | {r['label']} | "
+                        f"{r['suggested']} | {r['confidence']:.2f} | {text} |")
+    return rows
+
+
 def flips_lines(comparison: Comparison) -> list[str]:
     flips = comparison.flips
     rows = [f"{flips['total']} holdout texts change label: the candidate fixes {flips['fixed']} "
@@ -171,7 +220,9 @@ def render_pr_body(comparison: Comparison, decision: dict, out_dir: Path,
     lines += ["", "### Metrics", "", *metric_table(comparison), "",
               "### Slices (macro-F1)", "", *slice_table(comparison), "",
               "### Behavioural checks", "", *behaviour_table(comparison), "",
-              "### Data and params", "", *changes_lines(comparison), ""]
+              "### Data and params", "", *changes_lines(comparison), "",
+              "### Label noise in the new data", "", *label_noise_lines(comparison.label_noise),
+              ""]
     if comparison.production is not None:
         lines += ["### Training-data drift", "", *drift_lines(comparison, out_dir), "",
                   "### Prediction flips", "", *flips_lines(comparison), ""]

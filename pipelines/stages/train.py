@@ -1,7 +1,10 @@
 """train stage: fine-tune a transformers encoder on the training split.
 
 Runs on the CPU, one GPU, or several GPUs unchanged: `torchrun --nproc_per_node N -m pipelines
-train` or `accelerate launch -m pipelines train` (the Trainer picks the devices up).
+train` or `accelerate launch -m pipelines train` (the Trainer picks the devices up). bf16 mixed
+precision where the hardware has bf16 matrix units, AMX or a GPU (train.precision). A dev split
+carved from the training data picks the best epoch, stops early and sets the decision threshold;
+the holdout is never read here.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.core.cli import ParamsOpt, run_as_script
+from pipelines.core.cpu import cpu_has_amx_bf16
 from pipelines.core.data import read_split
 from pipelines.core.metadata import build_metadata, partial_dir, save_model_dir
-from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
 from pipelines.stages.backbone import load_backbone
+from pipelines.stages.metrics import macro_f1
 
 
 class _Encoded:
@@ -53,9 +58,93 @@ def _weighted_loss(weights):
     return loss
 
 
+def dev_split(label_ids: list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, dev) row indices: the same share of every class goes to dev, seeded."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(label_ids)
+    dev = []
+    for cls in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == cls))
+        dev.extend(rows[: int(round(fraction * len(rows)))])
+    dev_rows = np.sort(np.asarray(dev, dtype=int))
+    return np.setdiff1d(np.arange(len(labels)), dev_rows), dev_rows
+
+
+def use_bf16(precision: str) -> bool:
+    """bf16 mixed precision: asked for, or `auto` on a bf16-capable GPU or a CPU with AMX."""
+    if precision != "auto":
+        return precision == "bf16"
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_amx_bf16()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def best_threshold(y_true: np.ndarray, positive_proba: np.ndarray, n_labels: int) -> float:
+    """The positive-class probability cut that maximises macro-F1 (two labels only)."""
+    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    scores = np.array([macro_f1(y_true, (positive_proba >= t).astype(int), n_labels)
+                       for t in grid])
+    # Among equally good cuts, the one nearest 0.5: no shift without evidence for it.
+    ties = grid[scores == scores.max()]
+    return float(ties[np.argmin(np.abs(ties - 0.5))])
+
+
+def shift_decision(model, threshold: float) -> None:
+    """Move the positive class's bias so that argmax (p >= 0.5) means p_before >= threshold.
+
+    Baked into the weights, every consumer (evaluate, the service, ONNX) applies the cut.
+    """
+    import torch
+
+    n_labels = model.config.num_labels
+    head = [m for m in model.modules()
+            if isinstance(m, torch.nn.Linear) and m.out_features == n_labels][-1]
+    with torch.no_grad():
+        head.bias[-1] -= float(np.log(threshold / (1 - threshold)))
+
+
+def training_args(tp: TrainParams, work_dir: Path, bf16: bool, with_dev: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    per_epoch = "epoch" if with_dev else "no"
+    return TrainingArguments(
+        output_dir=str(work_dir / "checkpoints"),
+        per_device_train_batch_size=tp.batch_size,
+        per_device_eval_batch_size=64,
+        num_train_epochs=tp.epochs,
+        learning_rate=tp.learning_rate,
+        warmup_steps=tp.warmup_ratio,  # below 1: a share of the training steps
+        weight_decay=tp.weight_decay,
+        lr_scheduler_type="linear",
+        train_sampling_strategy="group_by_length",
+        bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # the Trainer's bf16 on CPU needs it said
+        seed=tp.seed,
+        data_seed=tp.seed,
+        eval_strategy=per_epoch,
+        save_strategy=per_epoch,
+        save_only_model=True,
+        save_total_limit=1,
+        load_best_model_at_end=with_dev,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_strategy="epoch",
+        report_to="none",
+        disable_tqdm=False,
+    )
+
+
 def train(params: Params, out_dir: Path | str) -> dict:
     """Fine-tune, then save model, tokenizer and metadata.json into out_dir (atomically)."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
 
     started = time.time()
     tp, labels = params.train, list(params.data.labels)
@@ -64,44 +153,65 @@ def train(params: Params, out_dir: Path | str) -> dict:
     set_seed(tp.seed)
     tokenizer, model = load_backbone(tp, labels)
     label_ids = [labels.index(label) for label in frame.label]
-    encodings = tokenizer(list(frame.text), truncation=True, max_length=tp.max_length)
-    dataset = _Encoded(dict(encodings), label_ids)
+    train_rows, dev_rows = dev_split(label_ids, tp.dev_fraction, tp.seed)
+    encodings = dict(tokenizer(list(frame.text), truncation=True, max_length=tp.max_length))
 
-    args = TrainingArguments(
-        output_dir=str(partial_dir(out_dir) / "checkpoints"),
-        per_device_train_batch_size=tp.batch_size,
-        num_train_epochs=tp.epochs,
-        learning_rate=tp.learning_rate,
-        warmup_steps=tp.warmup_ratio,
-        weight_decay=tp.weight_decay,
-        lr_scheduler_type="linear",
-        train_sampling_strategy="group_by_length",
-        seed=tp.seed,
-        data_seed=tp.seed,
-        save_strategy="no",
-        logging_strategy="epoch",
-        report_to="none",
-        disable_tqdm=False,
-    )
-    loss = (_weighted_loss(class_weights(label_ids, len(labels)))
+    def subset(rows: np.ndarray) -> _Encoded:
+        return _Encoded({k: [v[i] for i in rows] for k, v in encodings.items()},
+                        [label_ids[i] for i in rows])
+
+    bf16 = use_bf16(tp.precision)
+    args = training_args(tp, partial_dir(out_dir), bf16, with_dev=len(dev_rows) > 0)
+    train_labels = [label_ids[i] for i in train_rows]
+    loss = (_weighted_loss(class_weights(train_labels, len(labels)))
             if tp.class_weights == "balanced" else None)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+    def dev_metrics(prediction) -> dict[str, float]:
+        # The labels as the Trainer ordered them: group_by_length reorders evaluation too.
+        return {"macro_f1": macro_f1(prediction.label_ids, prediction.predictions.argmax(axis=1),
+                                     len(labels))}
+
+    callbacks = ([EarlyStoppingCallback(tp.early_stopping_patience)]
+                 if len(dev_rows) and tp.early_stopping_patience else [])
+    trainer = Trainer(model=model, args=args, train_dataset=subset(train_rows),
+                      eval_dataset=subset(dev_rows) if len(dev_rows) else None,
                       data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_loss_func=loss)
+                      compute_loss_func=loss, compute_metrics=dev_metrics, callbacks=callbacks)
     trainer.train()
     if not trainer.is_world_process_zero():
         return {}
+    dev = dev_report(trainer, subset(dev_rows), tp, labels) if len(dev_rows) else {}
     metadata = build_metadata("transformer", params, tp.model_dump(), frame, started)
     metadata["device"] = str(args.device)
+    metadata["precision"] = "bf16" if bf16 else "fp32"
+    metadata["dev"] = dev
 
     def save_files(work_dir: Path) -> None:
         trainer.save_model(str(work_dir))
         tokenizer.save_pretrained(str(work_dir))
 
     save_model_dir(out_dir, metadata, save_files)
-    print(f"train: {metadata['version']} trained on {len(frame)} rows in "
-          f"{metadata['training_seconds']} s on {metadata['device']}; saved to {out_dir}")
+    print(f"train: {metadata['version']} trained on {len(train_rows)} rows ({len(dev_rows)} dev) "
+          f"in {metadata['training_seconds']} s on {metadata['device']} ({metadata['precision']});"
+          f" dev {dev}; saved to {out_dir}")
     return metadata
+
+
+def dev_report(trainer, dev_set: _Encoded, tp: TrainParams, labels: list[str]) -> dict:
+    """The chosen epoch's dev macro-F1, and the decision threshold tuned on dev (if asked)."""
+    epochs = [round(e["epoch"], 2) for e in trainer.state.log_history if "eval_macro_f1" in e]
+    scores = [round(e["eval_macro_f1"], 4) for e in trainer.state.log_history
+              if "eval_macro_f1" in e]
+    output = trainer.predict(dev_set)  # rows in the Trainer's order, labels alongside
+    proba, dev_labels = softmax(output.predictions.astype(np.float64)), output.label_ids
+    report = {"rows": len(dev_labels), "macro_f1_by_epoch": dict(zip(epochs, scores, strict=True)),
+              "macro_f1": round(macro_f1(dev_labels, proba.argmax(axis=1), len(labels)), 4)}
+    if tp.tune_threshold and len(labels) == 2:
+        threshold = best_threshold(dev_labels, proba[:, 1], len(labels))
+        shift_decision(trainer.model, threshold)
+        report["threshold"] = threshold
+        report["macro_f1_at_threshold"] = round(
+            macro_f1(dev_labels, (proba[:, 1] >= threshold).astype(int), len(labels)), 4)
+    return report
 
 
 def command(out: Path = Path("models/candidate"), params: ParamsOpt = PARAMS_FILE) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,10 +18,10 @@ from pipelines.core.data import (
     file_md5,
     label_share,
     normalise,
-    read_split,
 )
 from pipelines.core.params import PARAMS_FILE, Params, load_params
 from pipelines.core.production import POINTER as PRODUCTION_POINTER
+from pipelines.stages.label_noise import check_label_noise
 
 REQUIRED_COLUMNS = ("text", "label")
 
@@ -47,9 +49,86 @@ class _Collector:
         if level != "off":
             self.findings.append(Finding(rule, level, file, row, message))
 
+    def add_error(self, rule: str, file: str, row: int | None, message: str) -> None:
+        """A finding that is always an error: nothing else can be checked without it."""
+        self.findings.append(Finding(rule, "error", file, row, message))
+
+
+class UnreadableFile(Exception):
+    """A data file that cannot be parsed as this project's CSV; `line` is where it goes wrong."""
+
+    def __init__(self, line: int | None, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
 
 def _line(index: int) -> int:
-    return int(index) + 2
+    """Frames read by read_rows are indexed by the file line each row starts on."""
+    return int(index)
+
+
+def decode_utf8(raw: bytes) -> str:
+    if not raw.strip():
+        raise UnreadableFile(None, f"file is empty ({len(raw)} bytes); expected the header "
+                                   "'id,text,label,source' and one row per text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise UnreadableFile(line, f"byte 0x{raw[e.start]:02x} is not UTF-8; save the file "
+                                   "as UTF-8 (latin-1 or cp1252 exports are the usual "
+                                   "cause)") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise UnreadableFile(line, "contains NUL bytes: a binary file, not CSV")
+    return text
+
+
+def check_header(header: list[str]) -> None:
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise UnreadableFile(1, f"column(s) {repeated} appear more than once in the header")
+    if len(header) == 1:
+        for name, sep in (("';'", ";"), ("a tab", "\t")):
+            if sep in header[0]:
+                raise UnreadableFile(1, f"the header is separated by {name}; this project's CSV "
+                                        "files use ',' (re-export with comma separators)")
+
+
+def read_rows(path: Path | str) -> pd.DataFrame:
+    """A split as strings, indexed by the file line each row starts on (quoted newlines count);
+    UnreadableFile names the line where the file stops being valid CSV."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: not found. Resolve the data pointer first: `make data`.")
+    reader = csv.reader(io.StringIO(decode_utf8(path.read_bytes()), newline=""), strict=True)
+    start = 1
+    try:
+        header = next(reader)
+        check_header(header)
+        rows, lines = [], []
+        start = reader.line_num + 1
+        for record in reader:
+            if record and len(record) != len(header):
+                raise UnreadableFile(start, f"{len(record)} fields but the header has "
+                                            f"{len(header)} (an unquoted ',' in the text?)")
+            if record:
+                rows.append(record)
+                lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise UnreadableFile(start, f"not valid CSV from this line on: {e} "
+                                    "(an unclosed or stray quote?)") from None
+    return pd.DataFrame(rows, columns=header, index=lines, dtype=str)
+
+
+def read_checked(path: str, out: _Collector) -> pd.DataFrame | None:
+    """The split, or None after recording why it cannot be read."""
+    try:
+        return read_rows(path)
+    except UnreadableFile as e:
+        out.add_error("unreadable_file", path, e.line, e.message)
+        return None
 
 
 def check_schema(frame: pd.DataFrame, file: str, out: _Collector) -> bool:
@@ -70,6 +149,24 @@ def check_rows(frame: pd.DataFrame, file: str, labels: list[str], max_chars: int
         elif len(text) > max_chars:
             out.add("too_long", file, _line(index),
                     f"text has {len(text)} characters, more than validate.max_chars={max_chars}")
+
+
+def check_not_empty(frame: pd.DataFrame, file: str, out: _Collector) -> None:
+    if frame.empty:
+        out.add("empty_split", file, None, "no rows after the header; nothing to train or "
+                                           "evaluate on")
+
+
+def check_ids(frame: pd.DataFrame, file: str, out: _Collector) -> None:
+    if "id" not in frame.columns:
+        return
+    first: dict[str, int] = {}
+    for index, row_id in zip(frame.index, frame["id"], strict=True):
+        if row_id in first:
+            out.add("duplicate_id", file, _line(index),
+                    f"id {row_id!r} already used on line {first[row_id]}")
+        else:
+            first[row_id] = _line(index)
 
 
 def check_duplicates(frame: pd.DataFrame, file: str, out: _Collector) -> None:
@@ -129,17 +226,21 @@ def validate_dataset(params: Params, production_pointer: Path = PRODUCTION_POINT
     out = _Collector(params.validate_.severity.model_dump(by_alias=True))
     labels = params.data.labels
     train_file, holdout_file = params.data.train_file, params.data.holdout_file
-    train, holdout = read_split(train_file), read_split(holdout_file)
-    schema_ok = [check_schema(f, n, out) for f, n in ((train, train_file), (holdout, holdout_file))]
-    share = None
-    if all(schema_ok):
-        for frame, name in ((train, train_file), (holdout, holdout_file)):
+    train, holdout = read_checked(train_file, out), read_checked(holdout_file, out)
+    readable = [(f, n) for f, n in ((train, train_file), (holdout, holdout_file)) if f is not None]
+    schema_ok = [check_schema(f, n, out) for f, n in readable]
+    share = noise = None
+    if len(readable) == 2 and all(schema_ok):
+        for frame, name in readable:
+            check_not_empty(frame, name, out)
+            check_ids(frame, name, out)
             check_rows(frame, name, labels, params.validate_.max_chars, out)
             check_duplicates(frame, name, out)
         check_leak(train, holdout, train_file, out)
         share = label_share(train, labels)
         check_balance(share, production_label_share(production_pointer),
                       params.validate_.max_balance_shift, train_file, out)
+        noise = check_label_noise(params, train, holdout, production_pointer, out.add)
     errors = [f for f in out.findings if f.severity == "error"]
     by_rule: dict[str, int] = {}
     for f in out.findings:
@@ -151,8 +252,10 @@ def validate_dataset(params: Params, production_pointer: Path = PRODUCTION_POINT
         "by_rule": by_rule,
         "dataset_md5": dataset_hash(),
         "holdout_md5": file_md5(holdout_file),
-        "rows": {"train": len(train), "holdout": len(holdout)},
+        "rows": {"train": None if train is None else len(train),
+                 "holdout": None if holdout is None else len(holdout)},
         "label_share": share,
+        "label_noise": noise,
         "findings": [asdict(f) for f in out.findings],
     }
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,11 @@ from service.review.auth import (
     authenticate,
     check_reviewer,
     make_session,
+    read_session,
+    session_id,
     token_matches,
 )
+from service.review.guards import BrowserGuards
 from service.review.settings import ReviewSettings
 from service.review.store import (
     MAX_PAGE,
@@ -35,8 +40,10 @@ from service.review.store import (
     ReviewStore,
     create_review_schema,
     parse_filters,
+    prediction_id,
 )
 
+logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 PUBLIC_PATHS = {"/login", "/livez", "/readyz"}
 
@@ -75,12 +82,32 @@ class RequireReviewer(BaseHTTPMiddleware):
             request.state.reviewer = authenticate(
                 settings.token, request.headers.get("authorization"),
                 request.headers.get("x-reviewer"), request.cookies.get(COOKIE))
+            check_not_revoked(request)
         except AuthFailure as e:
             if request.url.path.startswith("/api/"):
                 headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
                 return JSONResponse({"error": e.message}, status_code=e.status, headers=headers)
             return login_page(e.status, "" if e.status == 401 else e.message)
         return await call_next(request)
+
+
+def check_not_revoked(request: Request) -> None:
+    """A cookie session ended by logout stays ended (Bearer requests carry no session)."""
+    cookie = request.cookies.get(COOKIE)
+    if request.headers.get("authorization") or not cookie:
+        return
+    if request.app.state.store.is_revoked(session_id(cookie)):
+        raise AuthFailure(403, "session ended by logout: log in again")
+
+
+def cookie_secure(request: Request) -> bool:
+    """Whether the session cookie gets `Secure`: always, never, or when the request (or the
+    proxy in front, X-Forwarded-Proto) used HTTPS."""
+    mode = request.app.state.settings.cookie_secure
+    if mode != "auto":
+        return mode == "always"
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 async def show_login(request: Request) -> Response:
@@ -101,11 +128,19 @@ async def do_login(request: Request) -> Response:
         return login_page(e.status, e.message, reviewer)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(COOKIE, make_session(settings.token, reviewer), max_age=SESSION_SECONDS,
-                        httponly=True, samesite="strict", path="/")
+                        httponly=True, samesite="strict", path="/",
+                        secure=cookie_secure(request))
     return response
 
 
 async def do_logout(request: Request) -> Response:
+    cookie = request.cookies.get(COOKIE)
+    try:
+        read_session(request.app.state.settings.token, cookie or "")  # store only valid ones
+        # kept until the latest moment the cookie could still be valid
+        _store(request).revoke_session(session_id(cookie), int(time.time()) + SESSION_SECONDS)
+    except AuthFailure:
+        pass  # nothing to revoke
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -180,6 +215,10 @@ async def _json_body(request: Request) -> Any:
         return json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReviewInputError(f"request body is not valid JSON: {e}", status=400) from None
+    except RecursionError:
+        raise ReviewInputError("request body is nested too deeply", status=400) from None
+    except ValueError as e:  # an integer literal beyond Python's digit limit
+        raise ReviewInputError(f"request body is not valid JSON: {e}", status=400) from None
 
 
 async def api_save_corrections(request: Request) -> Response:
@@ -201,13 +240,20 @@ async def api_undo(request: Request) -> Response:
     try:
         body = await _json_body(request)
         ids = body.get("ids") if isinstance(body, dict) else None
-        if (not isinstance(ids, list) or not ids or len(ids) > MAX_PAGE
-                or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+        if not isinstance(ids, list) or not ids or len(ids) > MAX_PAGE:
             raise ReviewInputError(f'expected {{"ids": [<prediction id>, ...]}} with 1-{MAX_PAGE} '
                                    "integers")
+        ids = [prediction_id(pid, f"ids[{i}]") for i, pid in enumerate(ids)]
     except ReviewInputError as e:
         return error(e.status, str(e))
     return JSONResponse({"undone": store.undo(ids), "all": store.counts()})
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A fault (database down, a bug) is a JSON 500 with the cause in the log, not plain text."""
+    logger.exception("review UI: %s %s failed", request.method, request.url.path,
+                     exc_info=exc)
+    return error(500, "internal error; see the review UI's log")
 
 
 def create_app(settings: ReviewSettings) -> Starlette:
@@ -228,7 +274,8 @@ def create_app(settings: ReviewSettings) -> Starlette:
             Route("/api/corrections/undo", api_undo, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(RequireReviewer)],
+        middleware=[Middleware(BrowserGuards), Middleware(RequireReviewer)],
+        exception_handlers={Exception: internal_error},
     )
     app.state.settings = settings
     app.state.store = ReviewStore(settings.db_url, settings.labels)

@@ -2,13 +2,15 @@
 
 API clients send `Authorization: Bearer <token>` and `X-Reviewer: <name>`; the browser logs in
 once with the token and a name and then carries a cookie signed with a key derived from the token
-(rotating the token ends every session).
+(rotating the token ends every session). Each cookie carries a random session id, so logging out
+revokes that session on the server (ReviewStore.revoke_session) and the old cookie stops working.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
@@ -58,18 +60,30 @@ def _serializer(token: str, now: float | None) -> URLSafeTimedSerializer:
 
 def make_session(token: str, reviewer: str, now: float | None = None) -> str:
     """A cookie value naming the reviewer, signed with the token."""
-    return _serializer(token, now).dumps(reviewer)
+    return _serializer(token, now).dumps([reviewer, secrets.token_hex(16)])
+
+
+def session_id(value: str) -> str:
+    """The random id of a session cookie (what logout revokes); "" when it has none. Read
+    without checking the signature: it only names what to look up."""
+    _, payload = _serializer("", None).loads_unsafe(value)
+    return payload[1] if _well_formed(payload) else ""
+
+
+def _well_formed(payload) -> bool:
+    return (isinstance(payload, list) and len(payload) == 2
+            and all(isinstance(part, str) for part in payload))
 
 
 def read_session(token: str, value: str, now: float | None = None) -> str:
     """The reviewer of a valid, unexpired session cookie; AuthFailure(403) otherwise."""
     try:
-        reviewer = _serializer(token, now).loads(value, max_age=SESSION_SECONDS)
+        payload = _serializer(token, now).loads(value, max_age=SESSION_SECONDS)
     except BadData:
-        reviewer = None
-    if not isinstance(reviewer, str):
+        payload = None
+    if not _well_formed(payload):
         raise AuthFailure(403, "session is invalid or expired (or the token changed): log in again")
-    return reviewer
+    return payload[0]
 
 
 def authenticate(token: str, authorization: str | None, reviewer_header: str | None,

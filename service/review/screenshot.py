@@ -67,15 +67,16 @@ def take_screenshot(out: Path, model_dir: Path, shadow_dir: Path | None, texts_f
                                   host="127.0.0.1", port=port)
         server, thread = serve_in_thread(settings, port)
         try:
+            from playwright.sync_api import expect
+
             with chromium_page(1400, 820) as page:
                 log_in(page, f"http://127.0.0.1:{port}", token, "alice")
                 for key in ("1", "a", "2", "j"):  # fix, confirm, fix, skip
                     before = page.locator("#count-reviewed").inner_text()
                     page.keyboard.press(key)
                     if key != "j":
-                        page.wait_for_function(
-                            f"document.querySelector('#count-reviewed').textContent !== "
-                            f"'{before}'")
+                        # a locator wait, not wait_for_function: the CSP forbids eval
+                        expect(page.locator("#count-reviewed")).not_to_have_text(before)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(out))
         finally:

@@ -20,6 +20,7 @@ class ReviewSettings:
     page_size: int
     host: str
     port: int
+    cookie_secure: str = "auto"
 
 
 def load_review_settings(params_file: Path | str | None = None,
@@ -37,4 +38,5 @@ def load_review_settings(params_file: Path | str | None = None,
     serve = load_settings(path, environ)
     return ReviewSettings(token=token, db_url=serve.db_url, labels=list(params.data.labels),
                           page_size=params.feedback.page_size, host=params.feedback.host,
-                          port=params.feedback.port)
+                          port=params.feedback.port,
+                          cookie_secure=params.feedback.cookie_secure)

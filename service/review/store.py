@@ -39,6 +39,16 @@ CREATE TABLE IF NOT EXISTS corrections (
 }
 
 
+# Sessions ended by logout, until they would have expired anyway.
+_REVOKED_SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    session_id TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+)"""
+MAX_DB_INT = 2**63 - 1  # both backends store ids and offsets as signed 64-bit integers
+MAX_OFFSET = 10**9
+
+
 class ReviewInputError(ValueError):
     """A filter, label or correction the review API cannot accept (answered with a 4xx)."""
 
@@ -53,6 +63,7 @@ def create_review_schema(url: str) -> None:
     conn = connect(url)
     try:
         conn.execute(_CORRECTIONS_SCHEMA[backend_of(url)])
+        conn.execute(_REVOKED_SESSIONS_SCHEMA)
         conn.commit()
     finally:
         conn.close()
@@ -79,7 +90,27 @@ def parse_time(value: str, field: str) -> datetime:
     except ValueError:
         raise ReviewInputError(f"{field}={value!r} is not an ISO 8601 time "
                                "(e.g. 2026-01-31T12:00 or 2026-01-31T12:00:00Z)") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ReviewInputError(f"{field}={value!r} is outside the years 1-9999 in UTC") from None
+
+
+def printable(value: str | None, field: str) -> str | None:
+    """A free-text filter value; NUL and other control characters cannot be stored or matched."""
+    if not value:
+        return None
+    if any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ReviewInputError(f"{field}={value!r} contains control characters")
+    return value
+
+
+def prediction_id(value: object, where: str) -> int:
+    """A prediction id from an API body: an integer in the database's range."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_DB_INT:
+        raise ReviewInputError(f"{where}: expected a prediction id (integer 1..{MAX_DB_INT}), "
+                               f"got {value!r}"[:300])
+    return value
 
 
 def parse_filters(query: dict[str, str], labels: Sequence[str]) -> Filters:
@@ -107,7 +138,7 @@ def parse_filters(query: dict[str, str], labels: Sequence[str]) -> Filters:
         label=label, min_score=score("min_score"), max_score=score("max_score"),
         since=parse_time(query["since"], "since") if query.get("since") else None,
         until=parse_time(query["until"], "until") if query.get("until") else None,
-        model_version=query.get("model_version") or None,
+        model_version=printable(query.get("model_version"), "model_version"),
         disagree=query.get("disagree", "").lower() in ("1", "true", "yes", "on"),
         status=status)
 
@@ -185,8 +216,8 @@ class ReviewStore:
         """One page of predictions with their review, most useful first."""
         if sort not in SORTS:
             raise ReviewInputError(f"sort={sort!r} is not one of {list(SORTS)}")
-        if not 0 < limit <= MAX_PAGE or offset < 0:
-            raise ReviewInputError(f"limit must be 1..{MAX_PAGE} and offset >= 0, "
+        if not 0 < limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
+            raise ReviewInputError(f"limit must be 1..{MAX_PAGE} and offset 0..{MAX_OFFSET}, "
                                    f"got limit={limit}, offset={offset}")
         where, args = self._where(f)
         order = {
@@ -246,10 +277,8 @@ class ReviewStore:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise ReviewInputError(f"items[{i}]: expected an object with id and label")
-            pid, label = item.get("id"), item.get("label")
-            if not isinstance(pid, int) or isinstance(pid, bool):
-                raise ReviewInputError(f"items[{i}].id: expected a prediction id (integer), "
-                                       f"got {pid!r}")
+            pid = prediction_id(item.get("id"), f"items[{i}].id")
+            label = item.get("label")
             if label not in self.labels:
                 raise ReviewInputError(f"items[{i}].label: label {label!r} is not one of the "
                                        f"allowed labels {self.labels} (params.yaml data.labels)")
@@ -297,6 +326,23 @@ class ReviewStore:
             return int(cur.rowcount)
         finally:
             conn.close()
+
+    def revoke_session(self, session_id: str, expires_at: int) -> None:
+        """End a session before it expires (logout); idempotent."""
+        conn = connect(self.url)
+        try:
+            conn.execute("DELETE FROM revoked_sessions WHERE expires_at < "
+                         f"{self.mark}", [int(datetime.now(UTC).timestamp())])
+            conn.execute(f"INSERT INTO revoked_sessions (session_id, expires_at) VALUES "
+                         f"({self.mark}, {self.mark}) ON CONFLICT (session_id) DO NOTHING",
+                         [session_id, expires_at])
+            conn.commit()
+        finally:
+            conn.close()
+
+    def is_revoked(self, session_id: str) -> bool:
+        return bool(self._fetch(f"SELECT 1 FROM revoked_sessions WHERE session_id = {self.mark}",
+                                [session_id]))
 
     def reviewed_items(self) -> list[dict[str, Any]]:
         """Every reviewed prediction with its text (None when only the hash was logged)."""

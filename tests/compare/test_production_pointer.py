@@ -7,11 +7,17 @@ import json
 import shutil
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 
 from pipelines.core.data import read_split, write_split
-from pipelines.core.production import ProductionError, promote, read_pointer
+from pipelines.core.production import (
+    ProductionError,
+    promote,
+    read_dataset_file,
+    read_pointer,
+)
 from pipelines.stages.compare import compare_to_production
 from tests.compare.conftest import sh
 
@@ -132,3 +138,23 @@ def test_promote_refuses_metrics_of_another_model(workspace, tmp_path):
         promote(workspace.models["production"], metrics, "0" * 32, pointer=tmp_path / "p.yaml",
                 weights=tmp_path / "w", track=False)
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_a_past_data_version_is_read_through_dvc_pulling_what_the_cache_lacks(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    sh(["git", "init", "-q"], repo)
+    sh(["dvc", "init", "-q"], repo)
+    sh(["dvc", "remote", "add", "-q", "-d", "origin", str(tmp_path / "remote")], repo)
+    rows = pd.DataFrame({"id": ["a"], "text": ["hello"], "label": ["offensive"], "source": ["x"]})
+    write_split(rows, repo / "data/train.csv")
+    sh(["dvc", "add", "-q", "data"], repo)
+    sh(["dvc", "push", "-q"], repo)
+    md5 = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"].removesuffix(".dir")
+    shutil.rmtree(repo / ".dvc/cache")
+    assert read_dataset_file(md5, "train.csv", repo).to_dict("records") == \
+        rows.to_dict("records")
+    with pytest.raises(ProductionError, match="has no holdout.csv"):
+        read_dataset_file(md5, "holdout.csv", repo)
+    with pytest.raises(ProductionError, match="in neither the DVC cache nor the remote"):
+        read_dataset_file("0" * 32, "train.csv", repo)

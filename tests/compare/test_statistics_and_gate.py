@@ -128,12 +128,13 @@ def test_prediction_flips_are_bounded_ordered_and_can_be_masked():
 def test_comparison_json_keeps_its_layout_and_drops_head_to_head_keys_without_production():
     with_production = _comparison(0.03, 0.01, 0.05, 0.001).to_json()
     assert list(with_production) == [
-        "candidate", "production", "confidence", "holdout", "changes", "deltas", "mcnemar",
+        "candidate", "production", "confidence", "holdout", "changes", "label_noise", "deltas",
+        "mcnemar",
         "slices", "behaviour", "flips", "plots", "evidently", "seconds"]
     assert list(with_production["production"]) == [
         "version", "kind", "metrics", "bento_tag", "image"]
     bootstrap = Comparison(CandidateScores("c", "baseline", {}), None, 0.95,
                            Holdout("data/holdout.csv", "0" * 32, 10), {}).to_json()
     assert list(bootstrap) == ["candidate", "production", "confidence", "holdout", "changes",
-                               "plots", "evidently", "seconds"]
+                               "label_noise", "plots", "evidently", "seconds"]
     assert bootstrap["candidate"] == {"version": "c", "kind": "baseline", "metrics": {}}

@@ -156,7 +156,8 @@ def test_unknown_prediction_id_is_404_and_nothing_is_saved(logged):
 ])
 def test_malformed_correction_bodies_get_a_4xx_naming_the_field(sqlite_url, body, status,
                                                                  fragment):
-    response = client(sqlite_url).post("/api/corrections", headers=AUTH, content=body)
+    response = client(sqlite_url).post("/api/corrections", content=body,
+                                       headers={**AUTH, "Content-Type": "application/json"})
     assert response.status_code == status and fragment in response.json()["error"]
 
 

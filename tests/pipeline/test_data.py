@@ -74,7 +74,8 @@ def test_a_past_data_version_is_read_by_its_md5_from_the_remote_without_a_checko
 
     import pytest
 
-    from pipelines.core.data import DataError, dataset_hash, read_tracked_file
+    from pipelines.core.data import DataError, dataset_hash
+    from pipelines.core.versions import read_tracked_file
 
     digest = dataset_hash(fresh_repo / "data.dvc")
     expected = (fresh_repo / "data/holdout.csv").read_bytes()
@@ -90,10 +91,29 @@ def test_a_past_data_version_is_read_by_its_md5_from_the_remote_without_a_checko
 def test_remote_objects_are_the_manifest_and_every_file_of_the_tracked_directory(fresh_repo):
     import json
 
-    from pipelines.core.data import remote_objects
+    from pipelines.core.versions import remote_objects
 
     objects = remote_objects("data.dvc", fresh_repo)
     assert all(p.is_file() and p.is_relative_to(fresh_repo / ".dvc/storage") for p in objects)
     manifest = json.loads(objects[0].read_text())
     assert sorted(e["relpath"] for e in manifest) == ["holdout.csv", "train.csv"]
     assert len(objects) == 3
+
+
+def test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_out(fresh_repo):
+    # `make compare` and `make run` start with this pull (the `data` target)
+    with (fresh_repo / "data/train.csv").open("a") as f:
+        f.write("train-new,a text I just added by hand,offensive,manual\n")
+    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "data/ has changes that are not saved as a data version" in result.stderr
+    assert "`dvc add data`" in result.stderr and "dvc checkout --force data.dvc" in result.stderr
+    assert "neither in the local cache nor in the DVC remote" not in result.stderr
+    run(["dvc", "checkout", "--force", "-q", "data.dvc"], fresh_repo)  # way out 1: discard
+    run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo)
+    assert "a text I just added" not in (fresh_repo / "data/train.csv").read_text()
+    with (fresh_repo / "data/train.csv").open("a") as f:
+        f.write("train-new,a text I just added by hand,offensive,manual\n")
+    run(["dvc", "add", "-q", "data"], fresh_repo)  # way out 2: make it the new version
+    assert "resolved to version" in run([sys.executable, "-m", "pipelines", "data", "pull"],
+                                        fresh_repo).stdout

@@ -120,7 +120,8 @@ def test_rule_error_stops_pipeline_naming_file_row_and_rule(fresh_repo, rule):
 
 def test_warnings_are_reported_without_failing(fresh_repo):
     train = _rows(fresh_repo, "train")
-    _write(fresh_repo, "train", pd.concat([train, train.iloc[[7]]], ignore_index=True))
+    copy = train.iloc[[7]].assign(id="train-copy")
+    _write(fresh_repo, "train", pd.concat([train, copy], ignore_index=True))
     result = run(["python", "-m", "pipelines", "validate"], fresh_repo)
     assert "WARN [exact_duplicate]" in result.stdout
     report = json.loads((fresh_repo / "reports/validation.json").read_text())
@@ -132,3 +133,122 @@ def test_bundled_data_passes_cleanly(base_repo, tmp_path):
     report = json.loads((tmp_path / "v.json").read_text())
     assert report["passed"] and report["errors"] == 0 and report["warnings"] == 0
     assert report["rows"] == {"train": 11782, "holdout": 1320}
+
+
+# -- files that are not this project's CSV, and line numbers -----------------------------------
+
+def _lines(repo, split):
+    return (repo / f"data/{split}.csv").read_bytes().split(b"\n")
+
+
+def _write_bytes(repo, split, data: bytes):
+    (repo / f"data/{split}.csv").write_bytes(data)
+
+
+def _separator(sep: bytes):
+    def breaker(repo):
+        train = _rows(repo, "train")
+        _write_bytes(repo, "train", train.to_csv(index=False, sep=sep.decode()).encode())
+        return "data/train.csv:1", "this project's CSV files use ','"
+    return breaker
+
+
+def _zero_bytes(split):
+    def breaker(repo):
+        _write_bytes(repo, split, b"")
+        return f"data/{split}.csv", "file is empty (0 bytes)"
+    return breaker
+
+
+def _binary_garbage(repo):
+    _write_bytes(repo, "train", bytes(range(256)) * 64)
+    return "data/train.csv:2", "is not UTF-8"  # 0x0a ends line 1; 0x80 comes first on line 2
+
+
+def _nul_bytes(repo):
+    lines = _lines(repo, "train")
+    lines.insert(12, b"train-x,\x00\x00\x00,offensive,manual")
+    _write_bytes(repo, "train", b"\n".join(lines))
+    return "data/train.csv:13", "contains NUL bytes"
+
+
+def _latin1_row(repo):
+    lines = _lines(repo, "train")
+    lines.insert(40, "train-x,caf\u00e9 au lait,not-offensive,manual".encode("latin-1"))
+    _write_bytes(repo, "train", b"\n".join(lines))
+    return "data/train.csv:41", "is not UTF-8"
+
+
+def _too_many_fields(repo):
+    lines = _lines(repo, "train")
+    lines.insert(20, b"train-x,some text,not-offensive,manual,surplus")
+    _write_bytes(repo, "train", b"\n".join(lines))
+    return "data/train.csv:21", "5 fields but the header has 4"
+
+
+def _unclosed_quote(repo):
+    lines = _lines(repo, "train")
+    lines.insert(30, b'train-x,"this quote never closes,not-offensive,manual')
+    _write_bytes(repo, "train", b"\n".join(lines))
+    return "data/train.csv:31", "unclosed or stray quote"
+
+
+MALFORMED = {
+    "semicolon": _separator(b";"),
+    "tab": _separator(b"\t"),
+    "empty-train": _zero_bytes("train"),
+    "empty-holdout": _zero_bytes("holdout"),
+    "binary": _binary_garbage,
+    "nul-bytes": _nul_bytes,
+    "latin-1": _latin1_row,
+    "too-many-fields": _too_many_fields,
+    "unclosed-quote": _unclosed_quote,
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_file_is_a_finding_with_file_and_line_never_a_traceback(fresh_repo, case):
+    where, message = MALFORMED[case](fresh_repo)
+    result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    assert f"ERROR [unreadable_file] {where}" in output and message in output, output[-2000:]
+    report = json.loads((fresh_repo / "reports/validation.json").read_text())
+    assert report["passed"] is False and report["by_rule"]["unreadable_file"] == 1
+
+
+def _break_empty_split(repo):
+    _write_bytes(repo, "train", _lines(repo, "train")[0] + b"\n")
+    return "data/train.csv", "no rows after the header"
+
+
+def _break_duplicate_id(repo):
+    train = _rows(repo, "train")
+    train.loc[5, "id"] = train.loc[0, "id"]
+    _write(repo, "train", train)
+    return "data/train.csv:7", f"id {train.loc[0, 'id']!r} already used on line 2"
+
+
+@pytest.mark.parametrize("rule", ["empty_split", "duplicate_id"])
+def test_empty_split_and_duplicate_ids_are_rules_with_a_severity(fresh_repo, rule):
+    where, message = {"empty_split": _break_empty_split,
+                      "duplicate_id": _break_duplicate_id}[rule](fresh_repo)
+    failed = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    assert failed.returncode != 0
+    assert f"ERROR [{rule}] {where}: {message}" in failed.stdout
+    _set_severity(fresh_repo, rule, "warn")
+    warned = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    assert warned.returncode == 0 and f"WARN [{rule}] {where}" in warned.stdout
+
+
+def test_findings_name_the_file_line_after_cells_with_quoted_newlines(fresh_repo):
+    train = _rows(fresh_repo, "train")
+    train.loc[3, "text"] = "a text\nthat spans\nthree lines"
+    train.loc[50, "label"] = "spam"
+    _write(fresh_repo, "train", train)
+    lines = (fresh_repo / "data/train.csv").read_text().split("\n")
+    expected = next(i for i, line in enumerate(lines, start=1) if ",spam," in line)
+    assert expected == 50 + 2 + 2  # the header, 0-based index, and two extra physical lines
+    result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    assert f"ERROR [unknown_label] data/train.csv:{expected}:" in result.stdout

@@ -6,7 +6,8 @@ import pytest
 
 from tests.service.server import running_service
 
-MAX_CHARS, MAX_TEXTS, MAX_BODY, MAX_CONCURRENCY = 200, 8, 4096, 3
+MAX_CHARS, MAX_TEXTS, MAX_BODY, MAX_CONCURRENCY = 200, 8, 32768, 3
+BODY_TIMEOUT_S = 2
 
 
 @pytest.fixture(scope="package")
@@ -17,6 +18,6 @@ def server(smoke_repo, tmp_path_factory):
                 "shadow_model_dir": str(smoke_repo / "models/baseline"),
                 "db_url": f"sqlite:///{work}/predictions.db", "max_chars": str(MAX_CHARS),
                 "max_texts": str(MAX_TEXTS), "max_body_bytes": str(MAX_BODY),
-                "max_concurrency": str(MAX_CONCURRENCY)}
+                "max_concurrency": str(MAX_CONCURRENCY), "body_timeout_s": str(BODY_TIMEOUT_S)}
     with running_service(smoke_repo, settings, work / "server.log") as (base, _):
         yield {"base": base, "db": work / "predictions.db"}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipelines.core.cpu import cpu_flags
 from pipelines.core.params import ParamsError, load_params
 from pipelines.stages.evaluate import load_holdout
 from pipelines.stages.metrics import macro_f1
-from service.inference import classify, load_model
+from service.inference import choose_accel, classify, load_model, resolve_accel
 from service.settings import load_settings
 from service.validation import InputError, parse_classify_body
 
@@ -36,7 +37,7 @@ def monkeypatch_module():
         yield mp
 
 
-@pytest.mark.parametrize("accel", ["int8", "onnx"])
+@pytest.mark.parametrize("accel", ["bf16", "int8", "onnx", "auto"])
 def test_speed_up_keeps_holdout_macro_f1_within_tolerance_of_fp32(smoke_repo, fp32, accel,
                                                                   tmp_path, monkeypatch):
     monkeypatch.setenv("MODERATION_ONNX_CACHE", str(tmp_path))
@@ -44,6 +45,31 @@ def test_speed_up_keeps_holdout_macro_f1_within_tolerance_of_fp32(smoke_repo, fp
     f1, proba = holdout_macro_f1(load_model(smoke_repo / "models/candidate", accel), smoke_repo)
     assert abs(f1 - f1_fp32) <= F1_TOLERANCE
     assert np.abs(proba - proba_fp32).max() < 0.05, "scores drifted too far from fp32"
+
+
+@pytest.mark.parametrize(("flags", "chosen"), [
+    ({"avx512f", "amx_bf16", "amx_int8", "avx512_vnni", "avx512_bf16"}, "bf16"),
+    ({"avx512f", "avx512_vnni", "avx512_bf16"}, "int8"),
+    ({"avx2", "avx_vnni"}, "int8"),
+    ({"avx512f", "avx512_bf16"}, "bf16"),
+    ({"avx2", "fma"}, "none"),
+    (set(), "none"),
+])
+def test_auto_accel_picks_the_fastest_path_the_cpu_flags_support(flags, chosen):
+    assert choose_accel(flags)[0] == chosen
+
+
+def test_auto_accel_logs_what_it_chose_and_why(caplog):
+    with caplog.at_level("INFO", logger="service.inference"):
+        assert resolve_accel("auto", {"avx2"}) == "none"
+    assert "accel auto" in caplog.text and "fp32" in caplog.text
+
+
+def test_cpu_flags_are_read_from_cpuinfo_and_empty_without_it(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512_vnni amx_bf16\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx512_vnni", "amx_bf16"}
+    assert cpu_flags(tmp_path / "missing") == set()
 
 
 def test_classify_gives_label_scores_and_version_for_each_text(smoke_repo):

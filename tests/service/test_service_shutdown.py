@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import threading
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlparse
 
 from service.predlog import connect
 from tests.service.server import running_service
@@ -60,3 +62,52 @@ def test_sigterm_under_load_keeps_every_acknowledged_prediction(smoke_repo, post
         conn.close()
     missing = {rid: n for rid, n in acknowledged.items() if logged.get(rid) != n}
     assert not missing, f"{len(missing)} acknowledged requests not fully logged"
+
+
+def send_until_told_to_go(base: str, outcomes: dict[str, int], lock: threading.Lock) -> None:
+    """Like a client behind a load balancer: send until this instance says it is going
+    (503 or connection refused), counting how each request ended."""
+    u = urlparse(base)
+    body = json.dumps({"texts": [f"a text long enough to keep the model busy {i}" * 4
+                                 for i in range(8)]}).encode()
+    for _ in range(10_000):
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        try:
+            conn.connect()
+        except OSError:
+            outcome = "refused"
+        else:
+            try:
+                conn.request("POST", "/classify", body, {"Content-Type": "application/json"})
+                outcome = str(conn.getresponse().status)
+            except (http.client.HTTPException, OSError):
+                outcome = "sent_but_unanswered"
+            finally:
+                conn.close()
+        with lock:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if outcome in ("refused", "503", "sent_but_unanswered"):
+            return
+
+
+def test_sigterm_answers_every_received_request_before_exiting(smoke_repo, tmp_path):
+    settings = {"model_dir": str(smoke_repo / "models/candidate"),
+                "db_url": f"sqlite:///{tmp_path}/predictions.db", "max_concurrency": "64",
+                "max_queue_ms": "60000", "drain_timeout_s": "20"}
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+    with running_service(smoke_repo, settings, tmp_path / "server.log") as (base, proc):
+        clients = [threading.Thread(target=send_until_told_to_go, args=(base, outcomes, lock))
+                   for _ in range(16)]
+        for c in clients:
+            c.start()
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        exit_code = proc.wait(60)
+        for c in clients:
+            c.join(30)
+    log = (tmp_path / "server.log").read_text()
+    assert exit_code == 0, log[-3000:]
+    assert outcomes.get("200", 0) > 16, outcomes
+    assert "sent_but_unanswered" not in outcomes, outcomes
+    assert "flush_prediction_log" in log
