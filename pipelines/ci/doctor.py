@@ -18,8 +18,8 @@ from dvc.repo import Repo
 
 from pipelines.ci.workflows import SETTINGS, out_of_sync
 from pipelines.core.gitops import GitError, git
-from pipelines.release.github import DEFAULT_API_URL, GitHub, GitHubError
 from pipelines.core.versions import in_repo_remote
+from pipelines.release.github import DEFAULT_API_URL, GitHub, GitHubError
 from pipelines.release.retrain import IN_REPO_REMOTE_FIX
 
 PLACEHOLDER = re.compile(r"(?i)\b(OWNER|example|your[-_]?(org|user|name|repo)|CHANGE[-_]?ME)\b"
