@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 BIN := $(VENV)/bin
+CALLER_PATH := $(PATH)
 export PATH := $(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
@@ -15,14 +16,25 @@ SERVE_HOST ?= 127.0.0.1
 
 .PHONY: venv system-packages data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve review feedback review-screenshot
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# The stamp is named after the content of the lock and pyproject.toml, not their mtimes, so a
+# fresh clone (every CI checkout) reuses a venv that already holds exactly these pins.
+LOCK_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(LOCK_HASH)
+
+$(STAMP):
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*
 	touch $@
 
-venv: $(VENV)/.installed  ## create .venv with the pinned dependencies
+# On GitHub Actions (GITHUB_PATH set) the venv's bin also goes on the PATH of the job's later
+# steps, so that a plain `python -m pipelines ...` step runs inside it.
+venv: $(STAMP)  ## create .venv with the pinned dependencies
+	@case ":$(CALLER_PATH):" in *":$(BIN):"*) ;; *) if [ -n "$$GITHUB_PATH" ]; then \
+	  echo "$(BIN)" >> "$$GITHUB_PATH"; echo "venv: $(BIN) added to the PATH of the next steps"; \
+	  fi ;; esac
 
 # The Debian packages the test suite drives for real, as `package:path-that-proves-it` (a glob).
 # The one list: add a package here and `make test` installs it where it is missing.
@@ -51,9 +63,9 @@ data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
 production: venv  ## fetch the production model's weights named by models/production.dvc
 	test ! -f models/production.dvc || dvc pull --quiet models/production.dvc
 
-repro: data production  ## run the DVC pipeline (only the stages whose inputs changed)
+repro: data production  ## run the DVC pipeline (only the stages whose inputs changed; others from the run-cache)
 	python -m pipelines check-params
-	dvc repro
+	dvc repro --pull
 
 compare: data production  ## bring the comparison up to date (dvc repro compare), print the verdict; CI=true exits 1 on reject
 	dvc repro compare

@@ -144,3 +144,47 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return f"{postgres_server}/{name}"
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[str]:
+    """An S3-compatible server (moto) on 127.0.0.1; yields its endpoint URL."""
+    import urllib.request
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p",
+                                 str(port)], stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, **S3_ENV})
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
+                return True
+        except OSError:
+            return proc.poll() is not None  # stop waiting once it died
+    try:
+        wait_until(answers, timeout=60)
+        assert proc.poll() is None, f"moto_server exited: {log.read_text()}"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def s3_remote(repo: Path, endpoint: str, bucket: str) -> None:
+    """Create bucket on the S3 server and make it repo's default DVC remote (committed config,
+    as a fork with an S3-compatible store commits it)."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, **{k.lower(): v for k, v in S3_ENV.items()
+                                                 if k != "AWS_DEFAULT_REGION"},
+                 region_name=S3_ENV["AWS_DEFAULT_REGION"]).create_bucket(Bucket=bucket)
+    run(["dvc", "remote", "add", "-d", "-f", "origin", f"s3://{bucket}/dvc"], repo)
+    run(["dvc", "remote", "modify", "origin", "endpointurl", endpoint], repo)

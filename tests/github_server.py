@@ -41,6 +41,12 @@ class FakeGitHub:
         self.comments: list[dict[str, Any]] = []
         self.variables: dict[str, str] = {}
         self.secrets: set[str] = set()
+        self.statuses: list[dict[str, Any]] = []
+        # A new repository's defaults: read-only token, Actions may not create or approve PRs.
+        self.workflow_permissions = {"default_workflow_permissions": "read",
+                                     "can_approve_pull_request_reviews": False}
+        # Tokens that may read the repository but not its administration settings.
+        self.non_admin_tokens: set[str] = set()
         self.requests: list[tuple[str, str]] = []
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
@@ -161,8 +167,30 @@ class FakeGitHub:
                    for k in sorted(self.secrets)]
         return 200, {"total_count": len(secrets), "secrets": secrets}
 
-    def route(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
-              ) -> tuple[int, Any]:
+    def get_workflow_permissions(self, token: str) -> tuple[int, Any]:
+        if token in self.non_admin_tokens:  # GitHub's answer without administration: read
+            return 403, {"message": "Resource not accessible by integration",
+                         "documentation_url": DOCS, "status": "403"}
+        return 200, dict(self.workflow_permissions)
+
+    def create_status(self, sha: str, body: dict[str, Any]) -> tuple[int, Any]:
+        states = {"error", "failure", "pending", "success"}
+        if body.get("state") not in states:
+            return 422, _invalid([{"resource": "Status", "field": "state", "code": "invalid"}])
+        if self.git_dir is not None and subprocess.run(
+                ["git", "-C", str(self.git_dir), "cat-file", "-e", f"{sha}^{{commit}}"],
+                capture_output=True, timeout=30).returncode != 0:
+            return 422, _invalid([{"resource": "Status", "field": "sha", "code": "invalid",
+                                   "message": f"No commit found for SHA: {sha}"}])
+        status = {"id": 4000 + len(self.statuses), "sha": sha, "state": body["state"],
+                  "context": body.get("context") or "default",
+                  "description": body.get("description"), "target_url": body.get("target_url"),
+                  "created_at": _now()}
+        self.statuses.append(status)
+        return 201, status
+
+    def route(self, method: str, path: str, query: dict[str, str], body: dict[str, Any],
+              token: str = "") -> tuple[int, Any]:
         prefix = f"/repos/{self.repo}"
         if not path.startswith(prefix):
             return 404, {"message": "Not Found", "documentation_url": DOCS}
@@ -175,6 +203,7 @@ class FakeGitHub:
             ("POST", "/issues"): lambda: self.create_issue(body),
             ("GET", "/actions/variables"): lambda: self.list_variables(),
             ("GET", "/actions/secrets"): lambda: self.list_secrets(),
+            ("GET", "/actions/permissions/workflow"): lambda: self.get_workflow_permissions(token),
         }
         if (method, rest) in routes:
             return routes[(method, rest)]()
@@ -182,6 +211,8 @@ class FakeGitHub:
             return self.update_pull(int(m.group(1)), body)
         if method == "POST" and (m := re.fullmatch(r"/issues/(\d+)/comments", rest)):
             return self.comment(int(m.group(1)), body)
+        if method == "POST" and (m := re.fullmatch(r"/statuses/([0-9a-f]{40})", rest)):
+            return self.create_status(m.group(1), body)
         return 404, {"message": "Not Found", "documentation_url": DOCS}
 
 
@@ -198,7 +229,8 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             state.requests.append((self.command, self.path))
-            if self.headers.get("Authorization") != f"Bearer {state.token}":
+            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            if token != state.token and token not in state.non_admin_tokens:
                 return self._send(401, {"message": "Bad credentials", "documentation_url": DOCS,
                                         "status": "401"})
             length = int(self.headers.get("Content-Length") or 0)
@@ -208,7 +240,7 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 return self._send(400, {"message": "Problems parsing JSON",
                                         "documentation_url": DOCS})
             with state._lock:
-                status, payload = state.route(self.command, parts.path, query, body)
+                status, payload = state.route(self.command, parts.path, query, body, token)
             self._send(status, payload)
 
         def _send(self, status: int, payload: Any) -> None:

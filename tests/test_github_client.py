@@ -161,3 +161,27 @@ def test_cli_fails_clearly_on_a_missing_body_file_or_environment(server, monkeyp
     no_body = runner.invoke(app, ["github", "open-issue", "t", str(tmp_path / "x.md")])
     assert no_body.exit_code == 1 and "x.md: body file not found" in no_body.output
     assert server.issues() == []
+
+
+def test_a_commit_status_is_recorded_and_an_invalid_state_is_422(server, gh):
+    sha = "a" * 40
+    gh.set_status(sha, "success", "moderation/gate", "PROMOTE: v1 " + "x" * 200, "https://run")
+    assert server.statuses[0]["context"] == "moderation/gate"
+    assert len(server.statuses[0]["description"]) == 140  # GitHub's limit
+    with pytest.raises(GitHubError, match="422 Validation Failed"):
+        gh.set_status(sha, "passed", "moderation/gate", "x")
+
+
+def test_a_status_on_a_commit_the_repository_lacks_is_422(tmp_path):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path)], check=True)
+    with FakeGitHub(git_dir=tmp_path) as fake:
+        client = GitHub(fake.repo, fake.token, fake.url, timeout_s=5)
+        with pytest.raises(GitHubError, match="No commit found for SHA"):
+            client.set_status("b" * 40, "success", "moderation/gate", "x")
+
+
+def test_the_workflow_pr_permission_reads_like_github(server, gh):
+    assert gh.workflow_permissions() == {"default_workflow_permissions": "read",
+                                         "can_approve_pull_request_reviews": False}

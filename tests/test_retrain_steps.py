@@ -1,15 +1,17 @@
 """The retrain entry points' refusals: what each says when its inputs are missing or stale
-(the whole path runs in tests/e2e/test_gitops_loop.py)."""
+(the whole path runs in tests/e2e/test_workflows_with_act.py)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
 from pipelines.release.retrain import nothing_to_propose
-from tests.conftest import run
+from tests.conftest import S3_ENV, run, s3_remote
 
 PY = [sys.executable, "-m", "pipelines"]
 
@@ -83,6 +85,54 @@ def test_image_is_not_built_for_a_rejected_candidate(fresh_repo):
     assert "image: nothing to build: the gate rejected" in result.stdout
 
 
-def test_push_outputs_says_where_the_outputs_went(fresh_repo):
-    result = run(PY + ["retrain", "push-outputs"], fresh_repo)
-    assert "pushed to the in-repo remote .dvc/storage/" in result.stdout
+def test_push_outputs_refuses_to_put_model_weights_into_git(fresh_repo):
+    result = run(PY + ["retrain", "push-outputs"], fresh_repo, check=False)
+    assert result.returncode == 1
+    assert "the default DVC remote is the in-repo folder storage/" in result.stderr
+    assert "dvc remote add -d -f origin s3://" in result.stderr
+
+
+def test_push_outputs_sends_outputs_and_run_cache_to_the_object_store(smoke_repo, tmp_path,
+                                                                      s3_server):
+    import boto3
+
+    repo = Path(shutil.copytree(smoke_repo, tmp_path / "repo", symlinks=True))
+    s3_remote(repo, s3_server, "push-outputs")
+    result = run(PY + ["retrain", "push-outputs"], repo, **S3_ENV)
+    assert "pipeline outputs and run-cache pushed to the DVC remote" in result.stdout
+    s3 = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket="push-outputs", Prefix="dvc/") for o in page.get("Contents", [])]
+    assert any(k.startswith("dvc/runs/") for k in keys)  # the run-cache
+    candidate = json.loads((repo / "models/candidate/metadata.json").read_text())
+    # In a fresh clone with nothing but git: dvc.lock's stages come back from the run-cache.
+    clone = tmp_path / "clone"
+    run(["git", "clone", "--quiet", str(repo), str(clone)], tmp_path)
+    shutil.copy2(repo / "dvc.lock", clone / "dvc.lock")
+    shutil.copy2(repo / "params.yaml", clone / "params.yaml")
+    shutil.copy2(repo / ".dvc/config", clone / ".dvc/config")
+    repro = run(["dvc", "repro", "--pull", "train"], clone, **S3_ENV)
+    assert "Running stage 'train'" not in repro.stdout, repro.stdout
+    assert json.loads((clone / "models/candidate/metadata.json").read_text()) == candidate
+
+
+def test_the_image_step_fails_clearly_without_a_docker_engine(fresh_repo):
+    _write(fresh_repo, "reports/compare/decision.json", decision(version="transformer-new"))
+    result = run(PY + ["retrain", "image"], fresh_repo, check=False,
+                 DOCKER_HOST="unix:///nonexistent/docker.sock")
+    assert result.returncode == 1
+    assert "no Docker engine reachable" in result.stderr
+    assert "bentoml containerize` needs Docker" in result.stderr
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "ghcr.io/example-org/moderation-service"),
+    ({"GITHUB_REPOSITORY_OWNER": "Acme"}, "ghcr.io/acme/moderation-service"),
+    ({"GITHUB_REPOSITORY_OWNER": "acme", "IMAGE_NAME": "registry.acme.io/ml/moderation"},
+     "registry.acme.io/ml/moderation"),
+], ids=["template", "repository-owner", "configured"])
+def test_the_image_name_follows_the_repository_owner_unless_configured(env, expected):
+    from pipelines.release.retrain import image_name
+
+    assert image_name(env=env) == expected

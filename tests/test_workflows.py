@@ -218,13 +218,13 @@ def test_every_action_used_is_a_pinned_entry_of_the_action_table():
     assert used <= pinned
     for path in WORKFLOWS:
         for line in path.read_text().splitlines():
-            if "uses:" in line:
+            if line.lstrip().startswith(("uses:", "- uses:")):
                 assert re.search(r"@[0-9a-f]{40}  # v\d+\.\d+\.\d+$", line), line
 
 
 def test_ci_runs_tests_on_forks_without_secrets_or_write_access():
     ci = load_workflow(ROOT / ".github/workflows/ci.yml")
-    assert set(ci["on"]) == {"push", "pull_request"}
+    assert ci["on"] == {"push": {"branches": ["main"]}, "pull_request": {}}
     assert "secrets." not in (ROOT / ".github/workflows/ci.yml").read_text()
     assert ci["jobs"]["test"]["permissions"] == {"contents": "read"}
     assert run_commands(ci) == [".ci/run", "make lint"]
@@ -262,14 +262,15 @@ def test_only_the_propose_job_can_write_and_only_after_evaluation_passed():
 def test_rollout_applies_only_in_push_mode_and_reverts_on_failure():
     rollout = load_workflow(ROOT / ".github/workflows/rollout.yml")
     assert rollout["on"]["push"] == {"branches": ["main"], "paths": ["k8s/overlays/**"]}
-    assert rollout["jobs"]["apply"]["if"] == "${{ vars.DEPLOY_MODE == 'push' }}"
+    assert rollout["jobs"]["apply"]["if"].startswith("${{ vars.DEPLOY_MODE == 'push' && !(")
     assert rollout["jobs"]["revert"]["if"] == "${{ failure() }}"
     assert rollout["concurrency"]["cancel-in-progress"] is False
 
 
-def test_drift_runs_on_a_schedule_and_may_only_write_issues():
+def test_drift_runs_on_a_schedule_once_enabled_and_may_only_write_issues():
     drift = load_workflow(ROOT / ".github/workflows/drift.yml")
     assert "schedule" in drift["on"]
+    assert drift["jobs"]["drift"]["if"] == "${{ vars.DRIFT_CHECK == 'enabled' }}"
     writes = {k for k, v in drift["jobs"]["drift"]["permissions"].items() if v == "write"}
     assert writes == {"issues", "id-token"}
 
@@ -302,3 +303,49 @@ def test_every_setting_a_workflow_reads_is_declared_and_documented():
     docs = (ROOT / "docs/workflows.md").read_text()
     for kind, name in declared:
         assert f"| {kind} | `{name}` |" in docs
+
+
+def _all_jobs():
+    for path in WORKFLOWS:
+        workflow = load_workflow(path)
+        for job_id, job in workflow["jobs"].items():
+            yield path.name, workflow, job_id, job
+
+
+def test_every_job_that_installs_gets_the_cpu_torch_index_and_the_pip_cache():
+    for name, workflow, job_id, job in _all_jobs():
+        if "make venv" not in run_commands({"jobs": {job_id: job}}):
+            continue
+        assert workflow["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+        setup = next(s for s in job["steps"] if s.get("name") == "Set up Python")
+        assert setup["with"]["cache"] == "pip", (name, job_id)
+        assert setup["with"]["cache-dependency-path"] == "requirements.lock"
+
+
+def test_checkouts_are_shallow_except_where_a_parent_commit_is_read():
+    depths = {(name, job_id): s["with"]["fetch-depth"] for name, _, job_id, job in _all_jobs()
+              for s in job["steps"] if s.get("name") == "Check out"}
+    assert depths.pop(("rollout.yml", "apply")) == 2 and depths.pop(("rollout.yml", "revert")) == 2
+    assert set(depths.values()) == {1}
+
+
+def test_no_job_runs_on_the_push_that_creates_a_repository_from_the_template():
+    guard = "!(github.event_name == 'push' && github.event.created && " \
+            "github.ref_name == github.event.repository.default_branch)"
+    for name, workflow, job_id, job in _all_jobs():
+        if "push" in workflow["on"] and "needs" not in job:
+            assert guard in job["if"], (name, job_id)
+
+
+def test_the_training_job_runs_where_the_repository_variable_says():
+    evaluate = load_workflow(ROOT / ".github/workflows/retrain.yml")["jobs"]["evaluate"]
+    assert evaluate["runs-on"] == "${{ vars.TRAIN_RUNNER || 'ubuntu-latest' }}"
+
+
+def test_the_promotion_uses_the_optional_token_and_the_configured_image_name():
+    propose = load_workflow(ROOT / ".github/workflows/retrain.yml")["jobs"]["propose"]
+    step = propose["steps"][-1]
+    assert step["env"]["GITHUB_TOKEN"] == \
+        "${{ secrets.PROMOTION_TOKEN || secrets.GITHUB_TOKEN }}"
+    assert step["env"]["IMAGE_NAME"] == "${{ vars.IMAGE_NAME }}"
+    assert propose["permissions"]["statuses"] == "write"

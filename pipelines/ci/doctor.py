@@ -18,11 +18,12 @@ from dvc.repo import Repo
 
 from pipelines.ci.workflows import SETTINGS, out_of_sync
 from pipelines.core.gitops import GitError, git
+from pipelines.core.versions import in_repo_remote
 from pipelines.release.github import DEFAULT_API_URL, GitHub, GitHubError
+from pipelines.release.retrain import IN_REPO_REMOTE_FIX
 
 PLACEHOLDER = re.compile(r"(?i)\b(OWNER|example|your[-_]?(org|user|name|repo)|CHANGE[-_]?ME)\b"
                          r"|example\.(com|org)|<[^>]*>")
-DEMO_REMOTE_URL = "storage"  # the bundled in-repo remote (.dvc/storage): fine on a laptop only
 OVERLAYS = Path("k8s/overlays")
 
 
@@ -71,11 +72,11 @@ def check_dvc_remote(root: Path, reach: bool = True) -> Check:
         return Check("DVC remote", "missing", "no default remote in .dvc/config: "
                      "`dvc remote add -d origin s3://<bucket>/<path>` (or gs://, azure://, ssh://)")
     url = remotes[name]["url"]
-    if Path(url).resolve() == (root / ".dvc" / DEMO_REMOTE_URL).resolve():
-        return Check("DVC remote", "warn",
-                     f"`{name}` is the bundled in-repo demo remote (.dvc/storage); CI can read it "
-                     "but models pushed there bloat git: `dvc remote add -d -f origin "
-                     "s3://<bucket>/<path>`")
+    if in_repo_remote(root) is not None:
+        return Check("DVC remote", "missing",
+                     f"`{name}` = {url} is a folder inside the repository (the offline demo "
+                     "remote): the retrain workflow refuses to push model weights into git; "
+                     f"{IN_REPO_REMOTE_FIX}")
     if not reach:
         return Check("DVC remote", "ok", f"{name} = {url} (reachability not checked)")
     try:
@@ -111,8 +112,11 @@ def check_overlay_pins(root: Path, repo: str | None) -> list[Check]:
         image = str(pin.get("newName") or pin.get("name") or "")
         problem = _image_problem(image, repo)
         if problem:
-            checks.append(Check(f"image pin {rel.parent.name}", "missing",
-                                f"{rel}: images[0].newName {problem}"))
+            # The propose step pushes the image under the repository owner (or IMAGE_NAME) and
+            # writes that name into the pin: the first promotion fixes it.
+            checks.append(Check(f"image pin {rel.parent.name}", "warn",
+                                f"{rel}: images[0].newName {problem} (the first promotion PR "
+                                "sets it to the image the retrain workflow pushes)"))
         elif not (pin.get("newTag") or pin.get("digest")):
             checks.append(Check(f"image pin {rel.parent.name}", "missing",
                                 f"{rel}: images[0] has no newTag or digest"))
@@ -183,8 +187,9 @@ def check_settings(repo: str | None, env: dict[str, str]) -> list[Check]:
     except GitHubError as e:
         return [Check("repository settings", "missing", f"cannot list them: {e}")]
     push_mode = "DEPLOY_MODE" in present["variable"]  # its value is not needed to know it is set
-    required = {"MODERATION_DB_URL"} | ({"KUBE_CONFIG"} if push_mode and
-                                        "EKS_CLUSTER" not in present["variable"] else set())
+    drift = "DRIFT_CHECK" in present["variable"]
+    required = ({"MODERATION_DB_URL"} if drift else set()) | (
+        {"KUBE_CONFIG"} if push_mode and "EKS_CLUSTER" not in present["variable"] else set())
     checks = []
     for kind, name, workflows, purpose in SETTINGS:
         if name in present[kind]:
@@ -195,6 +200,29 @@ def check_settings(repo: str | None, env: dict[str, str]) -> list[Check]:
             checks.append(Check(f"{kind} {name}", status,
                                 f"not set; {purpose}. `{command}`"))
     return checks
+
+
+def check_pr_permission(repo: str | None, env: dict[str, str]) -> Check:
+    """Whether the workflow's GITHUB_TOKEN may open the promotion PR (off by default on GitHub),
+    unless a PROMOTION_TOKEN secret opens it instead."""
+    name = "Actions may open PRs"
+    fix = (f"Settings > Actions > General > 'Allow GitHub Actions to create and approve pull "
+           f"requests', or `gh api -X PUT repos/{repo}/actions/permissions/workflow "
+           "-F can_approve_pull_request_reviews=true`")
+    if not repo or not env.get("GITHUB_TOKEN"):
+        return Check(name, "warn", "not checked (set GITHUB_TOKEN with administration: read); "
+                     + fix)
+    gh = GitHub(repo, env["GITHUB_TOKEN"], env.get("GITHUB_API_URL") or DEFAULT_API_URL)
+    try:
+        if "PROMOTION_TOKEN" in gh.secret_names():
+            return Check(name, "ok", "secret PROMOTION_TOKEN opens the promotion PR")
+        allowed = gh.workflow_permissions().get("can_approve_pull_request_reviews")
+    except GitHubError as e:
+        return Check(name, "warn", f"cannot read the setting ({e}); check it by hand: {fix}")
+    if not allowed:
+        return Check(name, "missing", "off: the propose step's POST /pulls would answer 403 after "
+                     f"pushing the branch; {fix} (or set the PROMOTION_TOKEN secret)")
+    return Check(name, "ok", "GITHUB_TOKEN may open the promotion PR")
 
 
 def check_workflows(root: Path) -> Check:
@@ -217,6 +245,7 @@ def diagnose(root: Path | str = ".", env: dict[str, str] | None = None,
         lambda: check_overlay_pins(root, repo),
         lambda: check_argocd_apps(root),
         lambda: check_settings(repo, env),
+        lambda: check_pr_permission(repo, env),
         lambda: check_workflows(root),
     ]
     checks: list[Check] = []

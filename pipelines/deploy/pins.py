@@ -105,8 +105,9 @@ def read_pin(env: str, root: Path = Path(".")) -> ImagePin:
 
 
 def set_image(env: str, tag: str | None = None, digest: str | None = None,
-              root: Path = Path(".")) -> tuple[ImagePin, ImagePin]:
-    """Rewrite the overlay's one pin in place (comments kept); returns (before, after)."""
+              root: Path = Path("."), new_name: str | None = None) -> tuple[ImagePin, ImagePin]:
+    """Rewrite the overlay's one pin in place (comments kept), and its registry/name when
+    new_name differs from the image's; returns (before, after)."""
     from ruamel.yaml import YAML
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString as DoubleQuoted
 
@@ -123,6 +124,8 @@ def set_image(env: str, tag: str | None = None, digest: str | None = None,
     entry.pop("digest" if tag else "newTag", None)
     # Quote tags YAML would read as numbers or booleans (e.g. 20260101).
     entry[key] = value if isinstance(yaml.safe_load(value), str) else DoubleQuoted(value)
+    if new_name and new_name != (before.new_name or before.name):
+        entry["newName"] = new_name
     buffer = io.StringIO()
     rt.dump(doc, buffer)
     after = pin_from_text(buffer.getvalue(), str(path), before.name)

@@ -125,6 +125,19 @@ class GitHub:
         return self.request("POST", self._repo_path(f"/issues/{number}/comments"),
                             {"body": fit_body(body)})
 
+    def set_status(self, sha: str, state: str, context: str, description: str,
+                   target_url: str | None = None) -> dict[str, Any]:
+        """A commit status (what branch protection's required checks can name)."""
+        body = {"state": state, "context": context, "description": description[:140]}
+        if target_url:
+            body["target_url"] = target_url
+        return self.request("POST", self._repo_path(f"/statuses/{sha}"), body)
+
+    def workflow_permissions(self) -> dict[str, Any]:
+        """The repository's GITHUB_TOKEN defaults: default_workflow_permissions and
+        can_approve_pull_request_reviews (whether Actions may create and approve PRs)."""
+        return self.request("GET", self._repo_path("/actions/permissions/workflow"))
+
     def variable_names(self) -> set[str]:
         data = self.request("GET", self._repo_path("/actions/variables"),
                             query={"per_page": "30"})

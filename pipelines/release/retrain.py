@@ -17,10 +17,10 @@ from pipelines.core.metadata import read_metadata
 from pipelines.core.params import load_params
 from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_pointer
 from pipelines.core.tools import dvc
-from pipelines.core.versions import in_repo_remote, remote_objects
+from pipelines.core.versions import in_repo_remote
 from pipelines.deploy.pins import K8S_DIR, diff_markdown, read_pin, set_image
 from pipelines.release.github import GitHub, open_or_update_pr
-from service.bento import BENTO_NAME, bento_version
+from service.bento import BENTO_NAME, bento_version, bentoml_home
 
 # The markdown reports a retrain produces, in the order a reviewer reads them.
 SUMMARY_REPORTS = (
@@ -65,20 +65,36 @@ CANDIDATE = Path("models/candidate")
 CANDIDATE_METRICS = Path("reports/metrics/candidate.json")
 PROMOTION_PREFIX = "promote/"
 ENVIRONMENT = "production"
+# The commit status the propose step sets on the promotion commit: branch protection can require
+# it where `ci` cannot run (a PR pushed with GITHUB_TOKEN starts no workflow).
+GATE_STATUS_CONTEXT = "moderation/gate"
 
 
 class RetrainError(PipelineError):
     """A retrain step cannot go on; the message says what is missing and what to run."""
 
 
+IN_REPO_REMOTE_FIX = ("configure an object store as the default DVC remote: `dvc remote add -d -f "
+                      "origin s3://<bucket>/<path>` (then `dvc push`, commit .dvc/config); "
+                      "docs/workflows.md, 'Use this template'")
+
+
+def refuse_in_repo_remote(root: Path | str = ".") -> None:
+    """The workflow never pushes model weights into git (GitHub rejects files over 100 MiB)."""
+    remote = in_repo_remote(root)
+    if remote is not None:
+        raise RetrainError(f"the default DVC remote is the in-repo folder {remote.name}/: pushing "
+                           "the models there would put them into git. The retrain workflow needs "
+                           f"a remote outside git: {IN_REPO_REMOTE_FIX}")
+
+
 def push_outputs() -> str:
-    """`dvc push` everything the workspace tracks (data, production, the stages' outputs)."""
-    out = dvc("push", error=RetrainError)
-    remote = in_repo_remote()
-    where = (f"the in-repo remote {remote.relative_to(Path.cwd().resolve())}/ (it travels to the "
-             "propose job inside the retrain-reports artifact)" if remote
-             else "the default DVC remote")
-    return f"{out.strip()}\nretrain: pipeline outputs pushed to {where}"
+    """`dvc push` everything the workspace tracks (data, production, the stages' outputs) and
+    the run-cache, so that the run on main after the merge restores the stages instead of
+    re-running them."""
+    refuse_in_repo_remote()
+    out = dvc("push", "--run-cache", error=RetrainError)
+    return f"{out.strip()}\nretrain: pipeline outputs and run-cache pushed to the DVC remote"
 
 
 def read_decision(path: Path = DECISION) -> dict[str, Any]:
@@ -95,8 +111,7 @@ def restore(decision_path: Path = DECISION, candidate: Path = CANDIDATE) -> str:
         dvc("pull", error=RetrainError)
     except RetrainError as e:
         raise RetrainError(f"{e}\nThe evaluate job's `retrain push-outputs` puts these outputs in "
-                           "the DVC remote (with the in-repo remote, they travel in the "
-                           "retrain-reports artifact's .dvc/storage/)") from None
+                           "the DVC remote") from None
     found = read_metadata(candidate)["version"] if (candidate / "metadata.json").exists() else None
     if found != decision["candidate_version"]:
         raise RetrainError(f"{candidate} holds {found}, but {decision_path} judged "
@@ -126,11 +141,20 @@ def _skip_reason() -> str | None:
     return nothing_to_propose(read_decision(), read_pointer())
 
 
-def image_name(root: Path | str = ".") -> str:
-    """Registry/name of the service image, as the production overlay pins it (one place)."""
-
+def image_name(root: Path | str = ".", env: dict[str, str] | None = None) -> str:
+    """Registry/name of the service image: IMAGE_NAME when configured; else the production
+    overlay's, moved under the repository owner when it is a ghcr.io image of another owner (the
+    workflow token can push only to its own owner's packages)."""
+    env = dict(os.environ if env is None else env)
+    if env.get("IMAGE_NAME"):
+        return env["IMAGE_NAME"]
     pin = read_pin(ENVIRONMENT, Path(root))
-    return pin.new_name or pin.name
+    name = pin.new_name or pin.name
+    owner = env.get("GITHUB_REPOSITORY_OWNER", "").lower()
+    registry, _, path = name.partition("/")
+    if registry == "ghcr.io" and owner and path.split("/")[0] != owner:
+        return f"ghcr.io/{owner}/{path.split('/')[-1]}"
+    return name
 
 
 def check_docker() -> None:
@@ -160,10 +184,13 @@ def build_image(candidate: Path = CANDIDATE) -> str | None:
     check_docker()
     tag = bento_version(candidate)
     reference = f"{image_name()}:{tag}"
+    # `make bento` builds into the repository's store (.bentoml); a workflow step outside make
+    # would otherwise look in ~/bentoml and not find it.
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home())}
     for cmd in (["bentoml", "containerize", f"{BENTO_NAME}:{tag}", "--image-tag", reference],
                 ["docker", "push", reference]):
         print(f"image: {' '.join(cmd)}", flush=True)
-        if subprocess.run(cmd, check=False).returncode != 0:
+        if subprocess.run(cmd, check=False, env=env).returncode != 0:
             raise RetrainError(f"`{' '.join(cmd)}` failed (output above)")
     return reference
 
@@ -190,23 +217,49 @@ def promotion_body(deployment_diff: str, source: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def lineage_files(root: Path | str = ".") -> list[str]:
+    """dvc.lock and the metrics and plots files DVC tracks in git (`cache: false`): with them in
+    the promotion commit, `dvc metrics diff main` and `dvc plots diff main` work in the PR."""
+    from dvc.repo import Repo
+
+    root = Path(root).resolve()
+    with Repo(str(root)) as repo:
+        tracked = {Path(str(out.fs_path)).relative_to(root).as_posix()
+                   for stage in repo.index.stages for out in stage.outs
+                   if not out.use_cache and (out.metric or out.plot)}
+    return ["dvc.lock", *sorted(tracked)]
+
+
+def _copy_lineage(tree: Path) -> list[str]:
+    """Copy dvc.lock and the metrics/plots of the evaluation into tree; their paths."""
+    import shutil
+
+    paths = lineage_files(".")
+    for rel in paths:
+        if not Path(rel).is_file():
+            raise RetrainError(f"{rel} not found: it comes with the retrain-reports artifact "
+                               "of the evaluate job")
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(rel, tree / rel)
+    return paths
+
+
 def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any],
                       holdout_md5: str, source_branch: str) -> tuple[str, list[str], str, str]:
-    """In tree (a checkout of source): move the production pin, promote the candidate, commit
-    exactly those files. Returns (commit, files changed, image reference, deployment diff)."""
+    """In tree (a checkout of source): move the production pin, promote the candidate, add the
+    evaluation's dvc.lock, metrics and plots, commit exactly those files.
+    Returns (commit, files changed, image reference, deployment diff)."""
     candidate, metrics = CANDIDATE.resolve(), CANDIDATE_METRICS.resolve()
     version = decision["candidate_version"]
+    name = image_name()
+    lineage = _copy_lineage(tree)
     with contextlib.chdir(tree):
-        _, pin = set_image(ENVIRONMENT, tag=tag)
+        refuse_in_repo_remote(".")
+        _, pin = set_image(ENVIRONMENT, tag=tag, new_name=name)
         promote(candidate, metrics, holdout_md5, bento_tag=f"{BENTO_NAME}:{tag}",
                 image=pin.reference, push=True)
         paths = [(K8S_DIR / "overlays" / ENVIRONMENT / "kustomization.yaml").as_posix(),
-                 POINTER.as_posix(), WEIGHTS_POINTER.as_posix()]
-        storage = in_repo_remote(".")
-        if storage is not None:  # the demo remote lives in git: the weights go in the commit
-            here = Path.cwd().resolve()
-            paths += [p.relative_to(here).as_posix()
-                      for p in remote_objects(WEIGHTS_POINTER)]
+                 POINTER.as_posix(), WEIGHTS_POINTER.as_posix(), *lineage]
         message = (f"Promote {version} to production\n\nImage: {pin.reference}\n"
                    f"Verdict: {decision['verdict']}\nSource: {source_branch} @ {source}\n")
         commit = commit_files(".", source, paths, message)
@@ -215,6 +268,12 @@ def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any
         if stray:  # never push a promotion that carries anything else
             raise RetrainError(f"the promotion commit would also change {stray}")
         return commit, changed, pin.reference, diff_markdown(ENVIRONMENT, against=source)
+
+
+def _run_url() -> str | None:
+    """The workflow run's page, when running on Actions."""
+    parts = [os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")]
+    return f"{parts[0]}/{parts[1]}/actions/runs/{parts[2]}" if all(parts) else None
 
 
 def propose(source_branch: str, remote: str = "origin", token: str | None = None,
@@ -250,5 +309,9 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
                                      f"Promote {version} to production",
                                      promotion_body(deployment_diff, source))
     print(f"propose: {action} pull request #{pull['number']} {pull['html_url']}")
+    gh.set_status(commit, "success", GATE_STATUS_CONTEXT,
+                  f"{decision['verdict'].upper()}: {version} passed the gate and the load test",
+                  _run_url())
+    print(f"propose: commit status {GATE_STATUS_CONTEXT}=success on {commit[:12]}")
     return {"branch": branch, "commit": commit, "action": action, "pull": pull,
             "image": image, "files": changed}
