@@ -232,7 +232,10 @@ def fork(base_repo, tmp_path_factory, s3_server):
     git(work, "remote", "add", "origin", f"{REPO_URL}.git")
     git(work, "push", "--quiet", "origin", "main", **env)
     with FakeGitHub(repo=REPO, git_dir=origin) as github:
-        yield Fork(tmp, work, origin, github, s3_server, env, docker_log)
+        fork = Fork(tmp, work, origin, github, s3_server, env, docker_log)
+        yield fork
+    # the figures docs/workflows.md quotes (shown with -s)
+    print("\nact scenario timings (s): " + json.dumps(fork.timings))
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +295,9 @@ def test_dvc_metrics_diff_against_main_works_in_the_promotion_branch(fork, promo
          str(clone)], fork.tmp, **fork.env)
     diff = run(["dvc", "metrics", "diff", "main", "--json"], clone)
     candidate = json.loads(diff.stdout)["reports/metrics/candidate.json"]
-    # main has no promoted metrics yet (the first promotion); the PR's side must load.
-    assert candidate["macro_f1"]["new"] > 0 and candidate["macro_f1"]["old"] is None
+    # the PR's side must load; main's side is its committed metrics, if it has any yet
+    assert candidate["macro_f1"]["new"] > 0
+    assert candidate["macro_f1"]["old"] is None or candidate["macro_f1"]["old"] > 0
     assert "HEAD" not in diff.stderr and "workspace" not in diff.stderr
 
 
@@ -368,9 +372,3 @@ def test_drift_is_skipped_until_enabled_then_reports_and_opens_an_issue(fork, me
     assert "upload-artifact: drift-report" in on.output
     issues = fork.github.issues()
     assert len(issues) == 1 and "against production transformer-" in issues[0]["title"]
-
-
-def test_report_the_act_scenario_timings(fork):
-    # Runs last (module order): the figures docs/workflows.md quotes.
-    print("\nact scenario timings (s): " + json.dumps(fork.timings))
-    assert fork.timings
