@@ -260,10 +260,21 @@ def validate_dataset(params: Params, production_pointer: Path = PRODUCTION_POINT
     }
 
 
-def run(params: Params, report_path: Path | str) -> dict:
-    """Validate, write the JSON report, print findings; raise DataError if any rule failed."""
+def write_gate(report: dict, gate_path: Path) -> None:
+    """What training waits on: the data versions that passed. Unlike the report it does not
+    change when production does (a promotion), so the run on main after a merge retrains
+    nothing."""
+    gate = {key: report[key] for key in ("dataset_md5", "holdout_md5", "passed")}
+    gate_path.write_text(json.dumps(gate, indent=2) + "\n", encoding="utf-8")
+
+
+def run(params: Params, report_path: Path | str, gate_path: Path | str | None = None) -> dict:
+    """Validate, write the JSON report (and, when it passed, the gate record training depends
+    on), print findings; raise DataError if any rule failed."""
     report = validate_dataset(params)
     report_path = Path(report_path)
+    gate_path = Path(gate_path or report_path.with_name("validated.json"))
+    gate_path.unlink(missing_ok=True)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     findings = [Finding(**f) for f in report["findings"]]
@@ -276,13 +287,14 @@ def run(params: Params, report_path: Path | str) -> dict:
     if not report["passed"]:
         raise DataError(f"data validation failed with {report['errors']} error(s); "
                         f"see {report_path}")
+    write_gate(report, gate_path)
     return report
 
 
-def command(report: Path = Path("reports/validation.json"), params: ParamsOpt = PARAMS_FILE
-            ) -> None:
+def command(report: Path = Path("reports/validation.json"),
+            gate: Path = Path("reports/validated.json"), params: ParamsOpt = PARAMS_FILE) -> None:
     """Check the training data and the holdout; exit 1 on any error-level finding."""
-    run(load_params(params), report)
+    run(load_params(params), report, gate)
 
 
 if __name__ == "__main__":
