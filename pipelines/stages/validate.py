@@ -7,8 +7,10 @@ import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
+import typer
 import yaml
 
 from pipelines.core.cli import ParamsOpt, run_as_script
@@ -292,7 +294,9 @@ def run(params: Params, report_path: Path | str, gate_path: Path | str | None = 
 
 
 def command(report: Path = Path("reports/validation.json"),
-            gate: Path = Path("reports/validated.json"), params: ParamsOpt = PARAMS_FILE) -> None:
+            gate: Annotated[Path | None, typer.Option(
+                help="Gate record (default: validated.json beside the report).")] = None,
+            params: ParamsOpt = PARAMS_FILE) -> None:
     """Check the training data and the holdout; exit 1 on any error-level finding."""
     run(load_params(params), report, gate)
 
