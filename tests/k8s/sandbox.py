@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,13 +152,3 @@ def venv_bin() -> Path:
 def bentoml_serve() -> list[str]:
     """The image's command: `bentoml serve` of the service (port from its own config)."""
     return [str(venv_bin() / "python"), "-m", "bentoml", "serve", "service.service:Moderation"]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.deploy.policy import Manifests
+from tests.conftest import wait_until
 from tests.k8s.conftest import REPO
 from tests.k8s.sandbox import (
     BENTO_SRC,
@@ -21,7 +22,6 @@ from tests.k8s.sandbox import (
     image_env,
     start,
     venv_bin,
-    wait_for,
 )
 
 # The model a Bento carries in its own store; the repository copy's smoke model stands in.
@@ -83,7 +83,7 @@ def wait_until_started(sandbox, container) -> float:
     """Poll the startup probe as the kubelet would; seconds until it passed."""
     probe = container["startupProbe"]
     began = time.monotonic()
-    ok = wait_for(lambda: sandbox.proc.poll() is not None or sandbox.http_status(
+    ok = wait_until(lambda: sandbox.proc.poll() is not None or sandbox.http_status(
         port_of(container, "startupProbe"), probe["httpGet"]["path"]) == 200,
         timeout=budget_s(probe), interval=1)
     assert ok and sandbox.proc.poll() is None, sandbox.log.read_text()[-4000:]
