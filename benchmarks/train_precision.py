@@ -34,7 +34,8 @@ def main() -> None:
             "data": base.data.model_copy(update={"max_train_rows": args.rows}),
             "train": base.train.model_copy(update={"precision": precision, "epochs": args.epochs,
                                                    "early_stopping_patience": 0,
-                                                   "tune_threshold": False})})
+                                                   "tune_threshold": False,
+                                                   "tfidf_blend": False})})
         work = Path(tempfile.mkdtemp(prefix="train-precision-"))
         started = time.perf_counter()
         metadata = train(params, work / "model")

@@ -51,7 +51,7 @@ def use_onnx_runtime(clf: TransformerClassifier, model_dir: Path) -> None:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inputs = [i.name for i in session.get_inputs()]
 
-    def predict_proba(texts: list[str]) -> np.ndarray:
+    def forward_proba(texts: list[str]) -> np.ndarray:
         texts = list(texts)
         out = np.zeros((len(texts), len(clf.labels)), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -65,5 +65,5 @@ def use_onnx_runtime(clf: TransformerClassifier, model_dir: Path) -> None:
             out[idx] = probs / probs.sum(axis=1, keepdims=True)
         return out
 
-    clf.predict_proba = predict_proba  # type: ignore[method-assign]
+    clf.forward_proba = forward_proba  # type: ignore[method-assign]
     del clf.model  # the torch weights are no longer needed

@@ -37,41 +37,88 @@ class BaselineClassifier:
         return self.pipeline.predict_proba(list(texts)).astype(np.float32)
 
 
+TFIDF_FILE = "tfidf.joblib"  # the TF-IDF model a transformer is blended with, if it is
+
+
+def blend(transformer: np.ndarray, tfidf: np.ndarray | None, tfidf_weight: float) -> np.ndarray:
+    """Weighted mean of the two models' class probabilities (the transformer's alone at 0)."""
+    if tfidf is None or not tfidf_weight:
+        return transformer
+    return ((1 - tfidf_weight) * transformer + tfidf_weight * tfidf).astype(np.float32)
+
+
+def apply_threshold(proba: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Two labels: move the positive score so that it reaches 0.5 exactly where it reached
+    `threshold`, so argmax applies the tuned cut. A shift in log-odds keeps the order of the
+    scores (ROC AUC, PR curves) unchanged."""
+    if threshold is None or threshold == 0.5 or proba.shape[1] != 2 or not len(proba):
+        return proba
+    positive = np.clip(proba[:, 1].astype(np.float64), 1e-7, 1 - 1e-7)
+    log_odds = np.log(positive / (1 - positive)) - np.log(threshold / (1 - threshold))
+    shifted = 1 / (1 + np.exp(-log_odds))
+    return np.stack([1 - shifted, shifted], axis=1).astype(np.float32)
+
+
 class TransformerClassifier:
-    """A fine-tuned transformers sequence classifier with its tokenizer."""
+    """A fine-tuned transformers sequence classifier with its tokenizer, optionally blended
+    with a TF-IDF model and a tuned decision threshold (metadata `decision`, set by train)."""
 
-    def __init__(self, model_dir: Path, metadata: dict[str, Any], batch_size: int = 64):
-        # Lazy: torch and transformers take seconds to import, and a baseline needs neither.
+    def __init__(self, model: Any, tokenizer: Any, metadata: dict[str, Any],
+                 batch_size: int = 64, tfidf: Any = None):
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        self.model, self.tokenizer, self.tfidf = model, tokenizer, tfidf
         self.metadata = metadata
         self.labels = metadata["labels"]
         self.version = metadata["version"]
         self.max_length = int(metadata["params"]["max_length"])
+        decision = metadata.get("decision") or {}
+        self.tfidf_weight = float(decision.get("tfidf_weight") or 0.0)
+        self.threshold = decision.get("threshold")
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-        self.model.eval()
         self.torch = torch
         # Set by the service's bf16 path: run the forward under CPU autocast in this dtype.
         self.autocast_dtype: Any = None
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    @classmethod
+    def load(cls, model_dir: Path, metadata: dict[str, Any],
+             batch_size: int = 64) -> TransformerClassifier:
+        # Lazy: torch and transformers take seconds to import, and a baseline needs neither.
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        tfidf = None
+        if (metadata.get("decision") or {}).get("tfidf_weight"):
+            import joblib
+
+            tfidf = joblib.load(model_dir / TFIDF_FILE)
+        return cls(model, tokenizer, metadata, batch_size, tfidf)
+
+    def forward_proba(self, texts: list[str]) -> np.ndarray:
+        """The transformer's own class probabilities (what the fast paths replace)."""
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         # Sorting by length keeps padding, and so wasted compute, small within each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         autocast = self.torch.autocast("cpu", dtype=self.autocast_dtype,
                                        enabled=self.autocast_dtype is not None)
+        device = getattr(self.model, "device", "cpu")
         with self.torch.inference_mode(), autocast:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 enc = self.tokenizer([texts[i] for i in idx], truncation=True, padding=True,
                                      max_length=self.max_length, return_tensors="pt")
-                logits = self.model(**enc).logits.float()
+                logits = self.model(**enc.to(device)).logits.float().cpu()
                 out[idx] = self.torch.softmax(logits, dim=-1).numpy()
         return out
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        proba = self.forward_proba(texts)
+        if self.tfidf is not None and texts:
+            proba = blend(proba, self.tfidf.predict_proba(texts), self.tfidf_weight)
+        return apply_threshold(proba, self.threshold)
 
 
 def load_classifier(model_dir: Path | str, batch_size: int = 64) -> Classifier:
@@ -82,7 +129,7 @@ def load_classifier(model_dir: Path | str, batch_size: int = 64) -> Classifier:
     metadata = read_metadata(model_dir)
     kind = metadata.get("kind")
     if kind == "transformer":
-        return TransformerClassifier(model_dir, metadata, batch_size)
+        return TransformerClassifier.load(model_dir, metadata, batch_size)
     if kind == "baseline":
         return BaselineClassifier(model_dir, metadata)
     raise ValueError(f"{model_dir}: unknown model kind {kind!r}")

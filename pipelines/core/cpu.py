@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# bf16 matrix tiles (Sapphire Rapids and later). AVX-512 BF16 alone speeds up inference but
-# measured slower than fp32 for training (0.76x on an AMD EPYC host against 2.35x on AMX).
-AMX_BF16_FLAGS = ("amx_bf16",)
+# bf16 dot products: AMX tiles (Sapphire Rapids and later) or AVX-512 BF16 (Cooper Lake, Zen 4).
+# Both make bf16 mixed-precision training pay: 2.35x (AMX) and 2.55x (AVX-512 BF16, AMD EPYC)
+# against fp32 on 2 idle cores (benchmarks/train_precision.py).
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
@@ -21,6 +22,6 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
-def cpu_has_amx_bf16(flags: set[str] | None = None) -> bool:
-    """True where bf16 matmuls run on AMX tiles: where bf16 mixed-precision training pays."""
-    return bool((cpu_flags() if flags is None else flags) & set(AMX_BF16_FLAGS))
+def cpu_has_bf16(flags: set[str] | None = None) -> bool:
+    """True where the CPU has bf16 dot-product instructions: where bf16 training pays."""
+    return bool((cpu_flags() if flags is None else flags) & set(BF16_FLAGS))

@@ -93,6 +93,7 @@ class TrainParams(_Strict):
     dev_fraction: float = Field(default=0.1, ge=0, lt=1)
     early_stopping_patience: int = Field(default=1, ge=0)
     tune_threshold: bool = True
+    tfidf_blend: bool = True
     seed: int
 
 

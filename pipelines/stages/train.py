@@ -2,9 +2,10 @@
 
 Runs on the CPU, one GPU, or several GPUs unchanged: `torchrun --nproc_per_node N -m pipelines
 train` or `accelerate launch -m pipelines train` (the Trainer picks the devices up). bf16 mixed
-precision where the hardware has bf16 matrix units, AMX or a GPU (train.precision). A dev split
-carved from the training data picks the best epoch, stops early and sets the decision threshold;
-the holdout is never read here.
+precision where the hardware has bf16 instructions: AMX or AVX-512 BF16 on the CPU, or a GPU
+(train.precision). A dev split carved from the training data picks the best epoch, stops early,
+and sets the decision: the weight of a blend with the TF-IDF model (fitted here on the same rows,
+with the baseline stage's settings) and the threshold; the holdout is never read here.
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import joblib
 import numpy as np
 
+from pipelines.core.classifier import TFIDF_FILE, TransformerClassifier, blend
 from pipelines.core.cli import ParamsOpt, run_as_script
-from pipelines.core.cpu import cpu_has_amx_bf16
+from pipelines.core.cpu import cpu_has_bf16
 from pipelines.core.data import read_split
 from pipelines.core.metadata import build_metadata, partial_dir, save_model_dir
 from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
 from pipelines.stages.backbone import load_backbone
+from pipelines.stages.baseline import build_pipeline
 from pipelines.stages.metrics import macro_f1
+
+# TF-IDF shares tried for the blend on dev; 0 keeps the transformer alone.
+BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 class _Encoded:
@@ -71,19 +78,14 @@ def dev_split(label_ids: list[int], fraction: float, seed: int) -> tuple[np.ndar
 
 
 def use_bf16(precision: str) -> bool:
-    """bf16 mixed precision: asked for, or `auto` on a bf16-capable GPU or a CPU with AMX."""
+    """bf16 mixed precision: asked for, or `auto` on a bf16-capable GPU or CPU."""
     if precision != "auto":
         return precision == "bf16"
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return cpu_has_amx_bf16()
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return cpu_has_bf16()
 
 
 def best_threshold(y_true: np.ndarray, positive_proba: np.ndarray, n_labels: int) -> float:
@@ -94,20 +96,6 @@ def best_threshold(y_true: np.ndarray, positive_proba: np.ndarray, n_labels: int
     # Among equally good cuts, the one nearest 0.5: no shift without evidence for it.
     ties = grid[scores == scores.max()]
     return float(ties[np.argmin(np.abs(ties - 0.5))])
-
-
-def shift_decision(model, threshold: float) -> None:
-    """Move the positive class's bias so that argmax (p >= 0.5) means p_before >= threshold.
-
-    Baked into the weights, every consumer (evaluate, the service, ONNX) applies the cut.
-    """
-    import torch
-
-    n_labels = model.config.num_labels
-    head = [m for m in model.modules()
-            if isinstance(m, torch.nn.Linear) and m.out_features == n_labels][-1]
-    with torch.no_grad():
-        head.bias[-1] -= float(np.log(threshold / (1 - threshold)))
 
 
 def training_args(tp: TrainParams, work_dir: Path, bf16: bool, with_dev: bool):
@@ -179,15 +167,26 @@ def train(params: Params, out_dir: Path | str) -> dict:
     trainer.train()
     if not trainer.is_world_process_zero():
         return {}
-    dev = dev_report(trainer, subset(dev_rows), tp, labels) if len(dev_rows) else {}
+    texts, ids = list(frame.text), np.asarray(label_ids)
+    tfidf = (fit_tfidf(params, [texts[i] for i in train_rows], ids[train_rows])
+             if tp.tfidf_blend and len(dev_rows) else None)
+    dev = (dev_report(trainer, tokenizer, [texts[i] for i in dev_rows], ids[dev_rows], tfidf, tp,
+                      {"labels": labels, "version": "dev", "params": tp.model_dump()})
+           if len(dev_rows) else {})
+    decision = dev.get("decision", {"tfidf_weight": 0.0, "threshold": None})
     metadata = build_metadata("transformer", params, tp.model_dump(), frame, started)
     metadata["device"] = str(args.device)
     metadata["precision"] = "bf16" if bf16 else "fp32"
     metadata["dev"] = dev
+    metadata["decision"] = decision
+    if decision["tfidf_weight"]:
+        metadata["tfidf"] = params.baseline.model_dump()
 
     def save_files(work_dir: Path) -> None:
         trainer.save_model(str(work_dir))
         tokenizer.save_pretrained(str(work_dir))
+        if decision["tfidf_weight"]:
+            joblib.dump(tfidf, work_dir / TFIDF_FILE, compress=3)
 
     save_model_dir(out_dir, metadata, save_files)
     print(f"train: {metadata['version']} trained on {len(train_rows)} rows ({len(dev_rows)} dev) "
@@ -196,22 +195,48 @@ def train(params: Params, out_dir: Path | str) -> dict:
     return metadata
 
 
-def dev_report(trainer, dev_set: _Encoded, tp: TrainParams, labels: list[str]) -> dict:
-    """The chosen epoch's dev macro-F1, and the decision threshold tuned on dev (if asked)."""
-    epochs = [round(e["epoch"], 2) for e in trainer.state.log_history if "eval_macro_f1" in e]
-    scores = [round(e["eval_macro_f1"], 4) for e in trainer.state.log_history
-              if "eval_macro_f1" in e]
-    output = trainer.predict(dev_set)  # rows in the Trainer's order, labels alongside
-    proba, dev_labels = softmax(output.predictions.astype(np.float64)), output.label_ids
-    report = {"rows": len(dev_labels), "macro_f1_by_epoch": dict(zip(epochs, scores, strict=True)),
-              "macro_f1": round(macro_f1(dev_labels, proba.argmax(axis=1), len(labels)), 4)}
-    if tp.tune_threshold and len(labels) == 2:
-        threshold = best_threshold(dev_labels, proba[:, 1], len(labels))
-        shift_decision(trainer.model, threshold)
-        report["threshold"] = threshold
-        report["macro_f1_at_threshold"] = round(
-            macro_f1(dev_labels, (proba[:, 1] >= threshold).astype(int), len(labels)), 4)
+def fit_tfidf(params: Params, texts: list[str], label_ids: np.ndarray):
+    """The TF-IDF model of the baseline stage (its settings), fitted on the same rows as the
+    transformer, so that the dev split judges both on unseen rows."""
+    return build_pipeline(params.baseline, list(params.data.labels)).fit(texts, label_ids)
+
+
+def dev_report(trainer, tokenizer, texts: list[str], label_ids: np.ndarray, tfidf,
+               tp: TrainParams, metadata: dict) -> dict:
+    """The chosen epoch's dev macro-F1, then the decision picked on dev: the TF-IDF blend
+    weight and (two labels) the threshold that maximise dev macro-F1."""
+    scores = {round(e["epoch"], 2): round(e["eval_macro_f1"], 4)
+              for e in trainer.state.log_history if "eval_macro_f1" in e}
+    n_labels = len(metadata["labels"])
+    clf = TransformerClassifier(trainer.model.eval(), tokenizer, metadata)
+    transformer = clf.forward_proba(texts)
+    report = {"rows": len(texts), "macro_f1_by_epoch": scores,
+              "macro_f1": round(macro_f1(label_ids, transformer.argmax(axis=1), n_labels), 4)}
+    tfidf_proba = tfidf.predict_proba(texts) if tfidf is not None else None
+    weight, threshold, best = choose_decision(label_ids, transformer, tfidf_proba,
+                                              tp.tune_threshold, n_labels)
+    report["decision"] = {"tfidf_weight": weight, "threshold": threshold}
+    report["macro_f1_with_decision"] = round(best, 4)
     return report
+
+
+def choose_decision(label_ids: np.ndarray, transformer: np.ndarray, tfidf: np.ndarray | None,
+                    tune_threshold: bool, n_labels: int) -> tuple[float, float | None, float]:
+    """(TF-IDF weight, threshold, dev macro-F1): the best on dev over BLEND_WEIGHTS, and
+    over thresholds where asked. Ties keep the smaller weight: no blend without evidence."""
+    best: tuple[float, float | None, float] = (0.0, None, -1.0)
+    for weight in BLEND_WEIGHTS if tfidf is not None else (0.0,):
+        proba = blend(transformer, tfidf, weight)
+        threshold = None
+        if tune_threshold and n_labels == 2:
+            threshold = best_threshold(label_ids, proba[:, 1], n_labels)
+            predicted = (proba[:, 1] >= threshold).astype(int)
+        else:
+            predicted = proba.argmax(axis=1)
+        score = macro_f1(label_ids, predicted, n_labels)
+        if score > best[2] + 1e-9:
+            best = (weight, threshold, score)
+    return best
 
 
 def command(out: Path = Path("models/candidate"), params: ParamsOpt = PARAMS_FILE) -> None:

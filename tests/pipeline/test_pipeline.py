@@ -74,3 +74,25 @@ def test_training_is_reproducible_with_the_same_seed(smoke_repo, tmp_path):
     again = load_classifier(tmp_path / "again")
     texts = ["@user what a day", "this is disgusting trash", "lovely weather"]
     np.testing.assert_allclose(first.predict_proba(texts), again.predict_proba(texts), atol=1e-6)
+
+
+def test_candidate_reproduces_the_decision_it_picked_on_dev(smoke_repo):
+    """Loaded back, the candidate (blend weight and threshold applied) scores its dev rows as
+    the train stage recorded, and carries the TF-IDF model exactly when the blend uses it."""
+    from pipelines.core.data import read_split
+    from pipelines.stages.metrics import macro_f1
+    from pipelines.stages.train import dev_split
+
+    meta = json.loads((smoke_repo / "models/candidate/metadata.json").read_text())
+    params = yaml.safe_load((smoke_repo / "params.yaml").read_text())
+    decision = meta["decision"]
+    assert decision == meta["dev"]["decision"]
+    assert (smoke_repo / "models/candidate/tfidf.joblib").exists() == (decision["tfidf_weight"] > 0)
+    frame = read_split(smoke_repo / params["data"]["train_file"],
+                       params["data"]["max_train_rows"])
+    labels = params["data"]["labels"]
+    y = np.array([labels.index(label) for label in frame.label])
+    _, dev = dev_split(list(y), params["train"]["dev_fraction"], params["train"]["seed"])
+    clf = load_classifier(smoke_repo / "models/candidate")
+    predicted = clf.predict_proba([frame.text.iloc[i] for i in dev]).argmax(axis=1)
+    assert abs(macro_f1(y[dev], predicted, 2) - meta["dev"]["macro_f1_with_decision"]) < 0.01

@@ -25,11 +25,12 @@ def test_dev_split_is_seeded_and_empty_at_fraction_zero():
 @pytest.mark.parametrize(("precision", "has_bf16", "expected"), [
     ("fp32", True, False), ("bf16", False, True), ("auto", True, True), ("auto", False, False),
 ])
-def test_precision_auto_follows_the_cpu_amx_bf16_units(monkeypatch, precision, has_bf16, expected):
+def test_precision_auto_follows_the_cpu_bf16_instructions(monkeypatch, precision, has_bf16,
+                                                          expected):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_stage, "cpu_has_amx_bf16", lambda: has_bf16)
+    monkeypatch.setattr(train_stage, "cpu_has_bf16", lambda: has_bf16)
     assert train_stage.use_bf16(precision) is expected
 
 
@@ -44,18 +45,52 @@ def test_threshold_stays_at_one_half_without_evidence_for_another():
     assert train_stage.best_threshold(y, np.array([0.01, 0.99]), 2) == 0.5
 
 
-def test_shifted_bias_makes_argmax_apply_the_threshold():
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
+def test_cpu_has_bf16_on_amx_or_avx512_bf16_only():
+    from pipelines.core.cpu import cpu_has_bf16
 
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=16, num_labels=2)).eval()
-    ids = torch.randint(0, 50, (64, 6))
-    with torch.no_grad():
-        before = torch.softmax(model(input_ids=ids).logits, -1)[:, 1].numpy()
-        threshold = float(np.median(before))
-        train_stage.shift_decision(model, threshold)
-        after = model(input_ids=ids).logits.argmax(-1).numpy()
-    assert np.array_equal(after == 1, before >= threshold)
+    assert cpu_has_bf16({"amx_bf16", "amx_tile"}) and cpu_has_bf16({"avx512_bf16"})
+    assert not cpu_has_bf16({"avx512_vnni", "avx2"})
+
+
+def _scores(positive: np.ndarray) -> np.ndarray:
+    return np.stack([1 - positive, positive], axis=1)
+
+
+def test_decision_blends_in_tfidf_when_it_fixes_what_the_transformer_misses():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    # The transformer is right on the first half only, the TF-IDF model on the second half only.
+    half = np.arange(400) < 200
+    transformer = _scores(np.where(half, 0.2 + 0.6 * y, 0.5 + 0.05 * rng.standard_normal(400)))
+    tfidf = _scores(np.where(half, 0.5, 0.3 + 0.4 * y))
+    weight, threshold, score = train_stage.choose_decision(y, transformer, tfidf, True, 2)
+    alone = train_stage.choose_decision(y, transformer, None, True, 2)
+    assert weight > 0 and score > alone[2] and alone[0] == 0.0
+    assert threshold is not None
+
+
+def test_decision_keeps_the_transformer_alone_when_tfidf_adds_nothing():
+    y = np.array([0, 1] * 100)
+    transformer = _scores(np.where(y == 1, 0.9, 0.1))  # already perfect
+    tfidf = _scores(np.full(200, 0.5))
+    assert train_stage.choose_decision(y, transformer, tfidf, True, 2)[:2] == (0.0, 0.5)
+
+
+def test_decision_without_threshold_tuning_judges_argmax():
+    y = np.array([0, 0, 1, 1])
+    transformer = _scores(np.array([0.1, 0.6, 0.7, 0.9]))
+    weight, threshold, score = train_stage.choose_decision(y, transformer, None, False, 2)
+    assert (weight, threshold) == (0.0, None) and score < 1
+
+
+def test_threshold_shift_makes_argmax_apply_the_cut_and_keeps_the_order():
+    from pipelines.core.classifier import apply_threshold
+
+    positive = np.random.default_rng(1).uniform(0.01, 0.99, 500)
+    shifted = apply_threshold(_scores(positive), 0.7)
+    assert np.array_equal(shifted.argmax(axis=1) == 1, positive >= 0.7 - 1e-6)
+    assert np.array_equal(np.argsort(shifted[:, 1], kind="stable"),
+                          np.argsort(positive, kind="stable"))
+    assert np.allclose(shifted.sum(axis=1), 1, atol=1e-6)
+    for unchanged in (None, 0.5):
+        assert np.array_equal(apply_threshold(_scores(positive), unchanged), _scores(positive))
