@@ -1,6 +1,7 @@
 """Serving benchmark (run by hand, never in tests): the Bento service against a naive server.
 
-Both serve the same model under the same Locust profile (loadtests/locustfile.py), on loopback.
+Both serve the same model under the same Locust profile (loadtests/locustfile.py), on loopback;
+the service gets it as the Bento carries it (with the prepared ONNX INT8 graph; --as-is: not).
 Prints requests/s at p95 <= 100 ms for each and their ratio, the peaks, the raw forward-pass
 limit of the model on the same cores (loadtests/forward.py) and the service's peak as a share of
 it, cold start to /readyz, shadow on vs off p95, and each CPU fast path's throughput. Writes
@@ -128,6 +129,17 @@ def fixed_load(name: str, env: dict[str, str], users: int, seconds: int, holdout
     return {"name": name, "cold_start_s": round(cold, 2), **stats}
 
 
+def as_in_bento(model_dir: Path, work: Path) -> Path:
+    """The model as the Bento carries it: a copy with the graph `make bento` prepares."""
+    from pipelines.core.metadata import read_metadata
+    from service.onnx_runtime import prepare_onnx
+
+    copy = Path(shutil.copytree(model_dir, work / "model"))
+    if read_metadata(copy).get("kind") == "transformer":
+        prepare_onnx(copy)
+    return copy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/candidate"))
@@ -140,7 +152,10 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1,
                         help="intra-op threads for both servers")
     parser.add_argument("--accel", default="auto", help="the service's serve.accel")
-    parser.add_argument("--compare-accels", default="none,bf16,int8",
+    parser.add_argument("--as-is", action="store_true",
+                        help="serve --model unchanged, without the ONNX INT8 graph that "
+                             "`make bento` prepares in the Bento's copy")
+    parser.add_argument("--compare-accels", default="none,bf16,int8,onnx-int8",
                         help="fast paths compared at fixed load ('' = skip)")
     parser.add_argument("--flamegraph", action="store_true",
                         help="py-spy flame graph of the service under one user")
@@ -150,7 +165,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="moderation-bench-"))
     report_dir = args.out.parent
     report_dir.mkdir(parents=True, exist_ok=True)
-    model = str(args.model.resolve())
+    model = str((args.model if args.as_is else as_in_bento(args.model, work)).resolve())
     base_env = {"MODERATION_MODEL_DIR": model, "MODEL_DIR": model,
                 "MODERATION_TORCH_THREADS": str(args.torch_threads),
                 "MODERATION_DB_URL": f"sqlite:///{work}/predictions.db"}

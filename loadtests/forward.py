@@ -37,7 +37,7 @@ def raw_limit(model_dir: Path, accel: str, threads: int, holdout: Path, max_char
     """texts/s per batch size, the best one, and that as requests/s of the load profile."""
     from service.inference import load_model, resolve_accel
 
-    accel = resolve_accel(accel)
+    accel = resolve_accel(accel, model_dir=model_dir)
     clf = load_model(model_dir, accel, threads, batch_size=max(batch_sizes))
     requests = sample_requests(load_texts(holdout, max_chars), 2000, max_chars)
     texts = [t for r in requests for t in r]

@@ -56,6 +56,11 @@ def import_model(model_dir: Path) -> str:
     with bentoml.models.create(tag, labels=labels,
                                metadata={"version": metadata["version"]}) as model:
         shutil.copytree(model_dir, model.path, dirs_exist_ok=True)
+        if metadata["kind"] == "transformer":
+            # Ahead of time: the ONNX paths then start without torch or transformers.
+            from service.onnx_runtime import prepare_onnx
+
+            prepare_onnx(Path(model.path))
     return tag
 
 

@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pipelines.core.classifier import Classifier, TransformerClassifier, load_classifier, predict
 from pipelines.core.cpu import cpu_flags
+from pipelines.core.metadata import read_metadata
+from pipelines.core.params import ServeParams
+from service.onnx_runtime import load_onnx_classifier, prepared_graph
 
 logger = logging.getLogger(__name__)
 
-# none = fp32; auto = the fastest path this CPU's flags support (see choose_accel).
-ACCELERATIONS = ("auto", "none", "bf16", "int8", "onnx")
+# none = fp32; auto = the fastest path this CPU's flags support (see choose_accel); onnx and
+# onnx-int8 run in ONNX Runtime, without importing torch where the Bento prepared the graph.
+ACCELERATIONS = get_args(ServeParams.model_fields["accel"].annotation)
+ONNX_ACCELERATIONS = ("onnx", "onnx-int8")
 # CPU flags (/proc/cpuinfo) of the matrix units each path runs on.
 BF16_MATRIX_FLAGS = ("amx_bf16",)
 BF16_VECTOR_FLAGS = ("avx512_bf16",)
@@ -36,13 +41,21 @@ def choose_accel(flags: set[str]) -> tuple[str, str]:
     return "none", "CPU has no bf16 or int8 matrix instructions; fp32"
 
 
-def resolve_accel(accel: str, flags: set[str] | None = None) -> str:
-    """The concrete path for a configured `accel`, logging what `auto` chose and why."""
+def resolve_accel(accel: str, flags: set[str] | None = None,
+                  model_dir: Path | str | None = None) -> str:
+    """The concrete path for a configured `accel`, logging what `auto` chose and why.
+
+    INT8 runs in ONNX Runtime where the model directory holds the graph `make bento` prepared
+    (as fast as torch's INT8 kernels here, and the worker never imports torch); else in torch.
+    """
     if accel not in ACCELERATIONS:
         raise ValueError(f"accel must be one of {ACCELERATIONS}, got {accel!r}")
     if accel != "auto":
         return accel
     chosen, why = choose_accel(cpu_flags() if flags is None else flags)
+    if chosen == "int8" and model_dir is not None and prepared_graph(Path(model_dir),
+                                                                     "onnx-int8"):
+        chosen, why = "onnx-int8", why + "; the model has a prepared ONNX INT8 graph"
     logger.info("accel auto: %s -> %s", why, "fp32" if chosen == "none" else chosen)
     return chosen
 
@@ -73,24 +86,20 @@ def quantize_int8(clf: TransformerClassifier) -> None:
 
 
 def load_model(model_dir: Path | str, accel: str = "none", threads: int | None = None,
-               **kwargs: Any) -> Classifier:
+               batch_size: int = 64) -> Classifier:
     """Load a saved model and apply the configured CPU fast path (transformers only)."""
-    accel = resolve_accel(accel)
+    accel = resolve_accel(accel, model_dir=model_dir)
+    if accel in ONNX_ACCELERATIONS and read_metadata(Path(model_dir)).get("kind") == "transformer":
+        return load_onnx_classifier(Path(model_dir), accel, threads, batch_size)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    clf = load_classifier(model_dir, **kwargs)
-    if accel == "none" or not isinstance(clf, TransformerClassifier):
-        return clf
-    if accel == "bf16":
+    clf = load_classifier(model_dir, batch_size)
+    if accel == "bf16" and isinstance(clf, TransformerClassifier):
         use_bf16(clf)
-    elif accel == "int8":
+    elif accel == "int8" and isinstance(clf, TransformerClassifier):
         quantize_int8(clf)
-    else:
-        from service.onnx_runtime import use_onnx_runtime
-
-        use_onnx_runtime(clf, Path(model_dir))
     return clf
 
 

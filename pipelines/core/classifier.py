@@ -59,14 +59,21 @@ def apply_threshold(proba: np.ndarray, threshold: float | None) -> np.ndarray:
     return np.stack([1 - shifted, shifted], axis=1).astype(np.float32)
 
 
+def load_tfidf(model_dir: Path, metadata: dict[str, Any]) -> Any:
+    """The TF-IDF side of a blended transformer, or None when the decision does not blend."""
+    if not (metadata.get("decision") or {}).get("tfidf_weight"):
+        return None
+    import joblib
+
+    return joblib.load(model_dir / TFIDF_FILE)
+
+
 class TransformerClassifier:
     """A fine-tuned transformers sequence classifier with its tokenizer, optionally blended
     with a TF-IDF model and a tuned decision threshold (metadata `decision`, set by train)."""
 
     def __init__(self, model: Any, tokenizer: Any, metadata: dict[str, Any],
                  batch_size: int = 64, tfidf: Any = None):
-        import torch
-
         self.model, self.tokenizer, self.tfidf = model, tokenizer, tfidf
         self.metadata = metadata
         self.labels = metadata["labels"]
@@ -76,7 +83,6 @@ class TransformerClassifier:
         self.tfidf_weight = float(decision.get("tfidf_weight") or 0.0)
         self.threshold = decision.get("threshold")
         self.batch_size = batch_size
-        self.torch = torch
         # Set by the service's bf16 path: run the forward under CPU autocast in this dtype.
         self.autocast_dtype: Any = None
 
@@ -88,29 +94,26 @@ class TransformerClassifier:
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-        tfidf = None
-        if (metadata.get("decision") or {}).get("tfidf_weight"):
-            import joblib
-
-            tfidf = joblib.load(model_dir / TFIDF_FILE)
-        return cls(model, tokenizer, metadata, batch_size, tfidf)
+        return cls(model, tokenizer, metadata, batch_size, load_tfidf(model_dir, metadata))
 
     def forward_proba(self, texts: list[str]) -> np.ndarray:
         """The transformer's own class probabilities (what the fast paths replace)."""
+        import torch
+
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         # Sorting by length keeps padding, and so wasted compute, small within each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        autocast = self.torch.autocast("cpu", dtype=self.autocast_dtype,
-                                       enabled=self.autocast_dtype is not None)
+        autocast = torch.autocast("cpu", dtype=self.autocast_dtype,
+                                  enabled=self.autocast_dtype is not None)
         device = getattr(self.model, "device", "cpu")
-        with self.torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 enc = self.tokenizer([texts[i] for i in idx], truncation=True, padding=True,
                                      max_length=self.max_length, return_tensors="pt")
                 logits = self.model(**enc.to(device)).logits.float().cpu()
-                out[idx] = self.torch.softmax(logits, dim=-1).numpy()
+                out[idx] = torch.softmax(logits, dim=-1).numpy()
         return out
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

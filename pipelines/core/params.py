@@ -163,7 +163,7 @@ class ServeParams(_Strict):
     batching: Literal["greedy", "bentoml"]
     max_batch_size: int = Field(gt=0)
     max_latency_ms: int = Field(gt=0)
-    accel: Literal["auto", "none", "bf16", "int8", "onnx"]
+    accel: Literal["auto", "none", "bf16", "int8", "onnx", "onnx-int8"]
     torch_threads: int = Field(gt=0)
     log_text: Literal["text", "hash"]
     db_url: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,10 @@ def test_built_bento_serves_its_bundled_model_and_passes_the_gate(smoke_repo, tm
     with sqlite3.connect(repo / "reports/loadtest/predictions.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] >= \
             summary["stats"]["requests"]
+    # The build prepared the ONNX graphs inside the Bento's model; `auto` serves INT8 from them
+    # on a VNNI CPU (torch INT8 elsewhere), and says so.
+    from service.inference import resolve_accel
+
+    [graph] = Path(tmp_path / "bentoml/models/moderation-model").glob("*/onnx/model.int8.onnx")
+    server_log = (repo / "reports/loadtest/server.log").read_text()
+    assert f"-> {resolve_accel('auto', model_dir=graph.parents[1])}" in server_log

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,6 +15,7 @@ from pipelines.core.params import ParamsError, load_params
 from pipelines.stages.evaluate import load_holdout
 from pipelines.stages.metrics import macro_f1
 from service.inference import choose_accel, classify, load_model, resolve_accel
+from service.onnx_runtime import fast_tokenizer, prepare_onnx
 from service.settings import load_settings
 from service.validation import InputError, parse_classify_body
 
@@ -37,7 +43,7 @@ def monkeypatch_module():
         yield mp
 
 
-@pytest.mark.parametrize("accel", ["bf16", "int8", "onnx", "auto"])
+@pytest.mark.parametrize("accel", ["bf16", "int8", "onnx", "onnx-int8", "auto"])
 def test_speed_up_keeps_holdout_macro_f1_within_tolerance_of_fp32(smoke_repo, fp32, accel,
                                                                   tmp_path, monkeypatch):
     monkeypatch.setenv("MODERATION_ONNX_CACHE", str(tmp_path))
@@ -57,6 +63,60 @@ def test_speed_up_keeps_holdout_macro_f1_within_tolerance_of_fp32(smoke_repo, fp
 ])
 def test_auto_accel_picks_the_fastest_path_the_cpu_flags_support(flags, chosen):
     assert choose_accel(flags)[0] == chosen
+
+
+@pytest.fixture(scope="module")
+def prepared_model(smoke_repo, tmp_path_factory) -> Path:
+    """The smoke candidate with the ONNX graph `make bento` prepares inside the Bento's copy."""
+    model_dir = Path(shutil.copytree(smoke_repo / "models/candidate",
+                                     tmp_path_factory.mktemp("prepared") / "model"))
+    prepare_onnx(model_dir)
+    return model_dir
+
+
+def test_prepared_int8_graph_scores_like_fp32_within_tolerance(smoke_repo, fp32, prepared_model,
+                                                                tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERATION_ONNX_CACHE", str(tmp_path))  # must stay unused
+    f1_fp32, proba_fp32 = fp32
+    f1, proba = holdout_macro_f1(load_model(prepared_model, "onnx-int8"), smoke_repo)
+    assert abs(f1 - f1_fp32) <= F1_TOLERANCE
+    assert np.abs(proba - proba_fp32).max() < 0.05
+    assert not any(tmp_path.iterdir()), "a prepared graph was exported again"
+
+
+def test_auto_runs_int8_in_onnx_runtime_where_the_graph_is_prepared(prepared_model, smoke_repo,
+                                                                      caplog):
+    vnni = {"avx512f", "avx512_vnni"}
+    with caplog.at_level("INFO", logger="service.inference"):
+        assert resolve_accel("auto", vnni, prepared_model) == "onnx-int8"
+    assert "prepared ONNX INT8 graph" in caplog.text
+    assert resolve_accel("auto", vnni, smoke_repo / "models/candidate") == "int8"
+    assert resolve_accel("auto", {"amx_bf16", *vnni}, prepared_model) == "bf16"
+
+
+def test_prepared_onnx_path_starts_without_torch_or_transformers(prepared_model):
+    """What makes the Bento's cold start short: nothing on this path imports either."""
+    probe = ("import sys; from service.inference import load_model; "
+             f"clf = load_model({str(prepared_model)!r}, 'onnx-int8', 1); "
+             "print(clf.predict_proba(['you idiot', 'hello']).shape, "
+             "sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip().splitlines()[-1] == "(2, 2) []"
+
+
+def test_fast_tokenizer_encodes_exactly_as_the_transformers_tokenizer(smoke_repo):
+    from transformers import AutoTokenizer
+
+    model_dir = smoke_repo / "models/candidate"
+    texts = ["", "hello", "@user you are a MORON!!! #idiot http://x.co", "x " * 300,
+             "emoji 😀🔥 and accents: café naïve", "日本語のテキスト"]
+    expected = AutoTokenizer.from_pretrained(model_dir)(texts, truncation=True, padding=True,
+                                                        max_length=32)
+    encodings = fast_tokenizer(model_dir, 32).encode_batch(texts)
+    assert [e.ids for e in encodings] == expected["input_ids"]
+    assert [e.attention_mask for e in encodings] == expected["attention_mask"]
+    assert [e.type_ids for e in encodings] == expected["token_type_ids"]
 
 
 def test_auto_accel_logs_what_it_chose_and_why(caplog):
