@@ -189,7 +189,7 @@ def main() -> None:
     plots = plot_sweeps([naive, bento], report_dir)
 
     print("shadow and fast paths at fixed load:", flush=True)
-    shadow_dir = str((args.shadow_model or args.model).resolve())
+    shadow_dir = str((args.shadow_model or Path(model)).resolve())  # as served, by default
     variants = [("shadow-off", {}), ("shadow-on", {"MODERATION_SHADOW_MODEL_DIR": shadow_dir})]
     variants += [(f"accel-{a}", {"MODERATION_ACCEL": a})
                  for a in args.compare_accels.split(",") if a]
