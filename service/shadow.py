@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import urllib.request
@@ -46,6 +47,20 @@ def remote_scorer(base_url: str, timeout: float = 5.0) -> Scorer:
     return score
 
 
+SHADOW_NICENESS = 10  # added to the process's nice value (max 19): the primary wins contention
+
+
+def lower_priority_of_this_thread() -> None:
+    """Lower the calling thread's CPU priority (Linux applies nice per thread), so that a local
+    shadow model's forward passes yield the cores to the primary's batcher and event loop."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid,
+                       min(os.getpriority(os.PRIO_PROCESS, tid) + SHADOW_NICENESS, 19))
+    except (AttributeError, OSError) as e:  # not Linux, or not permitted: run at normal priority
+        logger.info("shadow thread keeps normal priority: %s", e)
+
+
 @dataclass
 class ShadowEvaluator:
     """A bounded queue of requests for the shadow model; when full, requests are dropped."""
@@ -84,6 +99,7 @@ class ShadowEvaluator:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        lower_priority_of_this_thread()
         while True:
             item: Any = self._queue.get()
             if item is None:

@@ -123,6 +123,29 @@ def test_remote_shadow_scorer_reads_another_instance_of_this_service(server):
     assert len(labels) == 3 and version.startswith("transformer-")
 
 
+def test_local_shadow_scores_on_a_lower_priority_thread_than_the_primary():
+    """Linux schedules threads by their own nice value: the shadow's forward passes yield."""
+    import os
+    import threading
+
+    from service.shadow import SHADOW_NICENESS, ShadowEvaluator
+
+    seen, done = [], threading.Event()
+
+    def score(texts):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return ["x"] * len(texts), "v"
+
+    evaluator = ShadowEvaluator(score=score, on_result=lambda *a: done.set(),
+                                on_dropped=lambda: None).start()
+    evaluator.submit("r1", ["a"], ["x"])
+    assert done.wait(5)
+    evaluator.close()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert seen == [min(base + SHADOW_NICENESS, 19)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+
+
 BAD_INPUTS = {
     "missing_field": (b'{"text": ["hello"]}', 422, "texts"),
     "wrong_type_texts": (b'{"texts": "hello"}', 422, "texts"),
