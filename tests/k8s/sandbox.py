@@ -114,6 +114,11 @@ def start(pod_spec: dict, container: dict, env: dict[str, str], repo: Path, work
             host.mkdir(parents=True, exist_ok=True)
             args += ["--bind", str(host), mount["mountPath"]]
             mounts[mount["mountPath"]] = host
+    # The image's Python environment lies outside its emptyDirs; a virtualenv under one of their
+    # paths here (a checkout in /tmp) would be hidden by the mount, so it is bound back read-only.
+    venv = Path(sys.prefix).resolve()
+    if any(venv.is_relative_to(path) for path in mounts):
+        args += ["--ro-bind", str(venv), str(venv)]
     for name, value in env.items():
         args += ["--setenv", name, value]
     read_fd, write_fd = os.pipe()
