@@ -8,21 +8,17 @@ from pathlib import Path
 from typing import Any, get_args
 
 from pipelines.core.classifier import Classifier, TransformerClassifier, load_classifier, predict
-from pipelines.core.cpu import cpu_flags
+from pipelines.core.cpu import BF16_MATRIX_FLAGS, BF16_VECTOR_FLAGS, INT8_FLAGS, cpu_flags
 from pipelines.core.metadata import read_metadata
 from pipelines.core.params import ServeParams
-from service.onnx_runtime import load_onnx_classifier, prepared_graph
+from service.onnx_runtime import GRAPH_FILES, load_onnx_classifier, prepared_graph
 
 logger = logging.getLogger(__name__)
 
 # none = fp32; auto = the fastest path this CPU's flags support (see choose_accel); onnx and
 # onnx-int8 run in ONNX Runtime, without importing torch where the Bento prepared the graph.
 ACCELERATIONS = get_args(ServeParams.model_fields["accel"].annotation)
-ONNX_ACCELERATIONS = ("onnx", "onnx-int8")
-# CPU flags (/proc/cpuinfo) of the matrix units each path runs on.
-BF16_MATRIX_FLAGS = ("amx_bf16",)
-BF16_VECTOR_FLAGS = ("avx512_bf16",)
-INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
+ONNX_ACCELERATIONS = tuple(GRAPH_FILES)
 
 
 def choose_accel(flags: set[str]) -> tuple[str, str]:

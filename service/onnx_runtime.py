@@ -119,20 +119,11 @@ class OnnxClassifier(TransformerClassifier):
         self.session = session
         self.inputs = [i.name for i in session.get_inputs()]
 
-    def forward_proba(self, texts: list[str]) -> np.ndarray:
-        texts = list(texts)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in idx])
-            feed = {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings],
-                                   dtype=np.int64) for name in self.inputs}
-            logits = self.session.run(None, feed)[0]
-            logits = logits - logits.max(axis=1, keepdims=True)
-            probs = np.exp(logits)
-            out[idx] = probs / probs.sum(axis=1, keepdims=True)
-        return out
+    def batch_logits(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        feed = {name: np.array([getattr(e, ENCODING_FIELDS[name]) for e in encodings],
+                               dtype=np.int64) for name in self.inputs}
+        return self.session.run(None, feed)[0]
 
 
 def graph_for(model_dir: Path, accel: str, version: str) -> Path:

@@ -59,6 +59,11 @@ def apply_threshold(proba: np.ndarray, threshold: float | None) -> np.ndarray:
     return np.stack([1 - shifted, shifted], axis=1).astype(np.float32)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def load_tfidf(model_dir: Path, metadata: dict[str, Any]) -> Any:
     """The TF-IDF side of a blended transformer, or None when the decision does not blend."""
     if not (metadata.get("decision") or {}).get("tfidf_weight"):
@@ -97,24 +102,27 @@ class TransformerClassifier:
         return cls(model, tokenizer, metadata, batch_size, load_tfidf(model_dir, metadata))
 
     def forward_proba(self, texts: list[str]) -> np.ndarray:
-        """The transformer's own class probabilities (what the fast paths replace)."""
-        import torch
-
+        """The transformer's own class probabilities, batch by batch."""
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         # Sorting by length keeps padding, and so wasted compute, small within each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = softmax(self.batch_logits([texts[i] for i in idx]))
+        return out
+
+    def batch_logits(self, texts: list[str]) -> np.ndarray:
+        """One forward pass in torch (what the ONNX Runtime backend replaces)."""
+        import torch
+
+        enc = self.tokenizer(texts, truncation=True, padding=True, max_length=self.max_length,
+                             return_tensors="pt")
         autocast = torch.autocast("cpu", dtype=self.autocast_dtype,
                                   enabled=self.autocast_dtype is not None)
-        device = getattr(self.model, "device", "cpu")
         with torch.inference_mode(), autocast:
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                enc = self.tokenizer([texts[i] for i in idx], truncation=True, padding=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                logits = self.model(**enc.to(device)).logits.float().cpu()
-                out[idx] = torch.softmax(logits, dim=-1).numpy()
-        return out
+            logits = self.model(**enc.to(getattr(self.model, "device", "cpu"))).logits
+        return logits.float().cpu().numpy()
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)

@@ -7,7 +7,10 @@ from pathlib import Path
 # bf16 dot products: AMX tiles (Sapphire Rapids and later) or AVX-512 BF16 (Cooper Lake, Zen 4).
 # Both make bf16 mixed-precision training pay: 2.35x (AMX) and 2.55x (AVX-512 BF16, AMD EPYC)
 # against fp32 on 2 idle cores (benchmarks/train_precision.py).
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+BF16_MATRIX_FLAGS = ("amx_bf16",)
+BF16_VECTOR_FLAGS = ("avx512_bf16",)
+BF16_FLAGS = BF16_MATRIX_FLAGS + BF16_VECTOR_FLAGS
+INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # int8 dot products (VNNI or AMX)
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
