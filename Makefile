@@ -63,8 +63,11 @@ data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
 production: venv  ## fetch the production model's weights named by models/production.dvc
 	test ! -f models/production.dvc || dvc pull --quiet models/production.dvc
 
+# validate's reports are cache: false, so no remote holds them, and `--pull` counts the stage as
+# restored from the run-cache without writing them: a fresh clone then failed at train.
 repro: data production  ## run the DVC pipeline (only the stages whose inputs changed; others from the run-cache)
 	python -m pipelines check-params
+	dvc repro validate
 	dvc repro --pull
 
 compare: data production  ## bring the comparison up to date (dvc repro compare), print the verdict; CI=true exits 1 on reject
