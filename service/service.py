@@ -17,6 +17,8 @@ import bentoml
 from service import runtime as runtime_state
 from service.drain import install_sigterm_drain
 from service.gateway import ModerationGateway
+from service.http_guard import HeadLimits
+from service.http_guard import install as install_http_guard
 from service.inference import load_model
 from service.settings import default_model_dir, load_settings
 
@@ -26,6 +28,9 @@ logger = logging.getLogger(__name__)
 logging.getLogger("service").setLevel(logging.INFO)
 BENTO_MODEL_NAME = "moderation-model"
 SETTINGS = load_settings()
+# Imported by the worker before it builds its uvicorn server: the protocol class it picks.
+install_http_guard(HeadLimits(SETTINGS.header_timeout_s, SETTINGS.max_header_bytes,
+                              SETTINGS.max_pending_connections))
 
 
 def resolve_model_dir(configured: str | None) -> Path:

@@ -158,6 +158,8 @@ class ServeParams(_Strict):
     body_timeout_s: float = Field(gt=0)
     max_header_bytes: int = Field(gt=0)
     max_headers: int = Field(gt=0)
+    header_timeout_s: float = Field(gt=0)
+    max_pending_connections: int = Field(gt=0)
     max_queue_ms: int = Field(gt=0)
     drain_timeout_s: int = Field(gt=0)
     batching: Literal["greedy", "bentoml"]
