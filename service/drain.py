@@ -1,11 +1,11 @@
-"""Graceful drain on SIGTERM: answer every request already received, then let the server stop.
+"""Graceful drain on SIGTERM: answer every request received, and keep answering, then stop.
 
 BentoML's arbiter keeps the listening socket open after a worker's uvicorn stops accepting, so
 connections made during shutdown would be reset unanswered. Instead the worker keeps accepting
-while it drains: new /classify requests get 503 + Connection: close, /readyz turns 503, and
-requests already admitted are scored until `drain_timeout_s`, after which the rest get 503.
-Only then is SIGTERM handed to uvicorn, which closes the connections and runs the shutdown hook
-that flushes the prediction log.
+for the whole `drain_timeout_s`: new /classify requests get 503 + Connection: close, /readyz
+turns 503, every response carries Connection: close, and requests already admitted are scored
+until the deadline, after which the rest get 503. Only then is SIGTERM handed to uvicorn, which
+closes the connections and runs the shutdown hook that flushes the prediction log.
 """
 
 from __future__ import annotations
@@ -48,12 +48,20 @@ class DrainState:
         return late
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait until no request is being handled, at most timeout_s; then release the rest."""
+        """Answer for timeout_s: requests in flight are scored (503 if still waiting at the end),
+        new ones get 503 + Connection: close. Only then may the server stop."""
         self.draining = True
         started = time.monotonic()
-        logger.info("draining: %d request(s) in flight, deadline %ss", self.active, timeout_s)
+        logger.info("draining: %d request(s) in flight, answering for %ss", self.active, timeout_s)
         while self.active and time.monotonic() - started < timeout_s:
             await asyncio.sleep(0.05)
+        logger.info("in-flight requests answered after %.1fs (%d left)",
+                    time.monotonic() - started, self.active)
+        # The listening socket stays open until this worker exits, and a load balancer may
+        # still send connections for a while after SIGTERM: answer them (503) until the
+        # budget is spent, rather than stop accepting and let the kernel reset them.
+        while time.monotonic() - started < timeout_s:
+            await asyncio.sleep(0.1)
         self.deadline_event().set()
         while self.active and time.monotonic() - started < timeout_s + 2:
             await asyncio.sleep(0.05)  # let the released requests send their 503

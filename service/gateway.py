@@ -18,7 +18,7 @@ from service import runtime as runtime_state
 from service.batcher import QueueTimeout
 from service.drain import STATE as DRAIN
 from service.metrics import service_metrics
-from service.validation import InputError, parse_classify_body
+from service.validation import InputError, check_content_type, parse_classify_body
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +74,11 @@ class ModerationGateway:
         async def send_with_ids(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status_box["code"] = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"],
-                                      (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                if DRAIN.draining and not any(k.lower() == b"connection" for k, _ in headers):
+                    # clients should make their next request to another instance
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -132,6 +134,7 @@ class ModerationGateway:
         # The body is read and checked before a concurrency slot is taken, under its own
         # deadline: slow or broken senders cannot hold the slots that scoring needs.
         try:
+            check_content_type(_header(scope.get("headers", []), b"content-type"))
             body = await self.read_body_before_deadline(scope, receive)
             texts = parse_classify_body(body, self.max_chars, self.max_texts)
         except InputError as e:
@@ -268,7 +271,7 @@ class ModerationGateway:
                    (b"content-length", str(len(body)).encode())]
         if retry:
             headers.append((b"retry-after", self.retry_after.encode()))
-        if error is SHUTTING_DOWN:  # the client should reconnect to another instance
+        if error is SHUTTING_DOWN or DRAIN.draining:  # reconnect to another instance
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

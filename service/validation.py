@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -34,16 +35,41 @@ def parse_json(decoded: str) -> object:
                          "body") from None
 
 
+ALLOWED_CONTROLS = frozenset("\t\n\r")
+_CONTROL_NAMES = {0x00: "NUL", 0x1B: "ESC", 0x7F: "DEL"}
+
+
 def text_problem(text: str) -> str | None:
     """Why a text cannot be scored and logged, or None: a lone surrogate cannot be UTF-8 (the
-    tokenizer refuses it) and PostgreSQL cannot store NUL (the log would lose the batch)."""
+    tokenizer refuses it), PostgreSQL cannot store NUL (the log would lose the batch), and other
+    control characters (ESC, ...) would reach the review UI and exported CSVs as terminal or
+    spreadsheet payloads; tab, newline and carriage return are ordinary text."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         return f"character {e.start} ({text[e.start]!r}) is a lone surrogate, not a character"
-    if "\x00" in text:
-        return f"character {text.index(chr(0))} is NUL"
+    for i, char in enumerate(text):
+        if unicodedata.category(char) == "Cc" and char not in ALLOWED_CONTROLS:
+            name = _CONTROL_NAMES.get(ord(char), "a control character")
+            return (f"character {i} is {name} (U+{ord(char):04X}); control characters other than "
+                    "tab, newline and carriage return are refused")
     return None
+
+
+def is_blank(text: str) -> bool:
+    """Nothing visible: only whitespace and invisible format characters (zero-width space and
+    joiners, word joiner, BOM, soft hyphen, bidi controls: Unicode category Cf)."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
+def check_content_type(value: str | None) -> None:
+    """Only `application/json` bodies: a browser page can post text/plain or a form to any
+    origin without asking (a CORS "simple request"), but not JSON."""
+    media_type = (value or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise InputError(415, "unsupported_media_type",
+                         f"Content-Type must be application/json, got {media_type or 'none'!r}",
+                         "content-type")
 
 
 def parse_classify_body(body: bytes, max_chars: int, max_texts: int) -> list[str]:
@@ -69,9 +95,9 @@ def parse_classify_body(body: bytes, max_chars: int, max_texts: int) -> list[str
         if not isinstance(text, str):
             raise InputError(422, "wrong_type", f"must be a string, got {type(text).__name__}",
                              f"texts[{i}]")
-        if not text.strip():
-            raise InputError(422, "empty_text", "must not be empty or only whitespace",
-                             f"texts[{i}]")
+        if is_blank(text):
+            raise InputError(422, "empty_text", "must not be empty or only whitespace and "
+                             "invisible characters (zero-width, bidi controls)", f"texts[{i}]")
         if len(text) > max_chars:
             raise InputError(413, "too_long",
                              f"has {len(text)} characters; the limit is {max_chars}",

@@ -15,6 +15,7 @@ import pytest
 
 from service import runtime as runtime_state
 from service.batcher import GreedyBatcher, QueueTimeout
+from service.drain import STATE as DRAIN
 from service.drain import DrainState
 from service.gateway import ModerationGateway
 
@@ -198,3 +199,60 @@ def test_drain_deadline_answers_requests_still_waiting():
 
     (slow, fast), elapsed = asyncio.run(scenario())
     assert (slow, fast) == ("late", "done") and elapsed < 2.0
+
+
+def test_the_drain_keeps_answering_for_its_whole_budget_even_with_nothing_in_flight(runtime):
+    app = gateway()
+
+    async def scenario():
+        drainer = asyncio.create_task(DRAIN.drain(0.6))
+        await asyncio.sleep(0.3)  # nothing was in flight: the old drain had already ended
+        late = await asgi_call(app, body(["arrives after SIGTERM"]))
+        return late, drainer.done(), await drainer
+
+    try:
+        (status, headers, payload), ended_early, _ = asyncio.run(scenario())
+    finally:
+        DRAIN.draining = False
+    assert not ended_early
+    assert (status, payload["error"], headers[b"connection"]) == (503, "shutting_down", b"close")
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\u200b\u200c\u200d\ufeff", " \u2060 \u00ad ",
+                                  "\u202e\u202c"], ids=["zwsp", "zero-widths", "wj-shy",
+                                                         "bidi-only"])
+def test_texts_of_only_invisible_characters_are_a_422_naming_the_text(runtime, text):
+    status, _, payload = asyncio.run(asgi_call(gateway(), body(["fine", text])))
+    assert (status, payload["error"], payload["field"]) == (422, "empty_text", "texts[1]")
+
+
+@pytest.mark.parametrize(("text", "name"), [("\x1b[31mred", "ESC (U+001B)"),
+                                            ("bell\x07", "a control character (U+0007)"),
+                                            ("c1 \x9b", "a control character (U+009B)"),
+                                            ("del\x7f", "DEL (U+007F)")])
+def test_control_characters_are_a_422_naming_the_text_and_character(runtime, text, name):
+    status, _, payload = asyncio.run(asgi_call(gateway(), body([text])))
+    assert (status, payload["error"], payload["field"]) == (422, "invalid_text", "texts[0]")
+    assert name in payload["detail"]
+
+
+def test_tabs_newlines_and_visible_text_around_zero_width_characters_are_accepted(runtime):
+    runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
+    status, _, payload = asyncio.run(asgi_call(gateway(), body(["a\tb\r\nc", "x\u200by"])))
+    assert status == 200 and len(payload["predictions"]) == 2
+
+
+@pytest.mark.parametrize("content_type", [None, b"text/plain", b"application/x-www-form-urlencoded",
+                                          b"multipart/form-data; boundary=x", b"application/jsonx"],
+                         ids=["none", "text-plain", "form", "multipart", "lookalike"])
+def test_a_body_that_is_not_declared_json_is_a_415(runtime, content_type):
+    headers = [(b"content-type", content_type)] if content_type else [(b"host", b"x")]
+    status, _, payload = asyncio.run(asgi_call(gateway(), body(["hi"]), headers=headers))
+    assert (status, payload["error"], payload["field"]) == (415, "unsupported_media_type",
+                                                            "content-type")
+
+
+def test_json_with_a_charset_parameter_is_accepted(runtime):
+    runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
+    headers = [(b"content-type", b"Application/JSON; charset=utf-8")]
+    assert asyncio.run(asgi_call(gateway(), body(["hi"]), headers=headers))[0] == 200
