@@ -196,6 +196,10 @@ class FeedbackParams(_Strict):
     branch_prefix: str = Field(min_length=1)
     source: str = Field(min_length=1)
     validation_report: str = Field(default="reports/validation.json", min_length=1)
+    allowed_hosts: list[str] = Field(default=["127.0.0.1", "localhost", "::1"], min_length=1)
+    max_failed_logins_per_client: int = Field(default=10, gt=0)
+    max_failed_logins: int = Field(default=100, gt=0)
+    failed_login_window_s: int = Field(default=300, gt=0)
 
 
 class Params(_Strict):

@@ -25,6 +25,8 @@ from service.review.auth import (
     COOKIE,
     SESSION_SECONDS,
     AuthFailure,
+    LoginThrottle,
+    WrongToken,
     authenticate,
     check_reviewer,
     make_session,
@@ -32,7 +34,7 @@ from service.review.auth import (
     session_id,
     token_matches,
 )
-from service.review.guards import BrowserGuards
+from service.review.guards import BrowserGuards, security_headers
 from service.review.settings import ReviewSettings
 from service.review.store import (
     MAX_PAGE,
@@ -67,8 +69,23 @@ def login_page(status: int, error: str = "", reviewer: str = "") -> HTMLResponse
                                           reviewer=html.escape(reviewer)), status_code=status)
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def client_address(request: Request) -> str:
+    """Who failed a login, for the per-client limit (behind the Gateway: its proxy address)."""
+    return request.client.host if request.client else "unknown"
+
+
+def throttled(request: Request) -> int | None:
+    """Seconds this client must wait before a token is checked again, or None."""
+    throttle: LoginThrottle = request.app.state.throttle
+    return throttle.retry_after(client_address(request))
+
+
+def too_many_failures(wait_s: int) -> str:
+    return (f"too many wrong review tokens (from this client or in total); retry in {wait_s} s")
 
 
 class RequireReviewer(BaseHTTPMiddleware):
@@ -78,12 +95,17 @@ class RequireReviewer(BaseHTTPMiddleware):
         if request.url.path in PUBLIC_PATHS:
             return await call_next(request)
         settings: ReviewSettings = request.app.state.settings
+        wait_s = throttled(request) if request.headers.get("authorization") else None
+        if wait_s is not None:
+            return error(429, too_many_failures(wait_s), {"Retry-After": str(wait_s)})
         try:
             request.state.reviewer = authenticate(
                 settings.token, request.headers.get("authorization"),
                 request.headers.get("x-reviewer"), request.cookies.get(COOKIE))
             check_not_revoked(request)
         except AuthFailure as e:
+            if isinstance(e, WrongToken):
+                request.app.state.throttle.failed(client_address(request))
             if request.url.path.startswith("/api/"):
                 headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
                 return JSONResponse({"error": e.message}, status_code=e.status, headers=headers)
@@ -120,7 +142,13 @@ async def do_login(request: Request) -> Response:
     given, reviewer = str(form.get("token", "")), str(form.get("reviewer", ""))
     if not given:
         return login_page(401, "Enter the review token.", reviewer)
+    wait_s = throttled(request)
+    if wait_s is not None:
+        response = login_page(429, too_many_failures(wait_s).capitalize() + ".", reviewer)
+        response.headers["Retry-After"] = str(wait_s)
+        return response
     if not token_matches(given, settings.token):
+        request.app.state.throttle.failed(client_address(request))
         return login_page(403, "Wrong review token.", reviewer)
     try:
         reviewer = check_reviewer(reviewer)
@@ -249,8 +277,34 @@ async def api_undo(request: Request) -> Response:
     return JSONResponse({"undone": store.undo(ids), "all": store.counts()})
 
 
+# What the queue passes on from each suspicious row, and the JSON types it accepts there; a
+# report is data on disk that anyone with repository access can edit, never trusted as shaped.
+ROW_FIELDS = {"id": (str,), "text": (str,), "label": (str,), "suggested": (str,),
+              "file": (str,), "line": (int,), "confidence": (int, float)}
+SUMMARY_FIELDS = {"scored": (bool,), "reason": (str,), "flagged": (bool,),
+                  "changed_rows": (int,), "dataset_md5": (str,)}
+ESTIMATE_FIELDS = {"share": (int, float), "low": (int, float), "high": (int, float),
+                   "rows": (int,), "wrong_rows": (int,), "scorer": (str,)}
+RERUN = "rerun the validate stage (`dvc repro validate`)"
+
+
+def _typed(value: Any, types: tuple[type, ...]) -> bool:
+    return value is None or (isinstance(value, types)
+                             and not (isinstance(value, bool) and bool not in types))
+
+
+def _check_fields(record: dict, fields: dict[str, tuple[type, ...]], where: str
+                  ) -> dict[str, Any]:
+    for key, types in fields.items():
+        if not _typed(record.get(key), types):
+            raise ReviewInputError(f"{where}.{key} is a {type(record[key]).__name__}, expected "
+                                   f"{' or '.join(t.__name__ for t in types)}: {RERUN}")
+    return {key: record.get(key) for key in fields}
+
+
 def read_label_noise(path: Path) -> dict[str, Any]:
-    """The label_noise section of the validation report (reports/validation.json)."""
+    """The label_noise section of the validation report (reports/validation.json), reduced to
+    the fields the queue shows, each of the type the validate stage writes."""
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -259,15 +313,36 @@ def read_label_noise(path: Path) -> dict[str, Any]:
                                status=404) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReviewInputError(f"{path} is not a readable validation report: {e}") from None
+    except RecursionError:
+        raise ReviewInputError(f"{path} is nested too deeply to be a validation report: "
+                               f"{RERUN}") from None
+    except ValueError as e:  # an integer literal beyond Python's digit limit
+        raise ReviewInputError(f"{path} is not a readable validation report: {e}") from None
     noise = report.get("label_noise") if isinstance(report, dict) else None
     if not isinstance(noise, dict) or not isinstance(noise.get("suspicious", []), list):
-        raise ReviewInputError(f"{path} has no label_noise section: rerun the validate stage")
+        raise ReviewInputError(f"{path} has no label_noise section: {RERUN}")
+    summary = _check_fields({"dataset_md5": report.get("dataset_md5")} | noise, SUMMARY_FIELDS,
+                            f"{path}: label_noise")
+    estimate = noise.get("estimate")
+    if estimate is not None:
+        if not isinstance(estimate, dict):
+            raise ReviewInputError(f"{path}: label_noise.estimate is not an object: {RERUN}")
+        estimate = _check_fields(estimate, ESTIMATE_FIELDS, f"{path}: label_noise.estimate")
+    rows = []
     for i, row in enumerate(noise.get("suspicious", [])):
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
-                                                for k in ("id", "text", "label", "suggested")):
-            raise ReviewInputError(f"{path}: label_noise.suspicious[{i}] lacks id, text, label "
-                                   "or suggested: rerun the validate stage")
-    return {"dataset_md5": report.get("dataset_md5")} | noise
+        where = f"{path}: label_noise.suspicious[{i}]"
+        if not isinstance(row, dict):
+            raise ReviewInputError(f"{where} is not an object: {RERUN}")
+        if row.get("id") is None:
+            raise ReviewInputError(
+                f"{where} has no id: the training file has no `id` column, so a decision "
+                "could not name its row. Add an `id` column with a unique value per row to the "
+                "training CSV (data.train_file in params.yaml), then rerun the validate stage")
+        row = _check_fields(row, ROW_FIELDS, where)
+        if not all(isinstance(row[k], str) for k in ("text", "label", "suggested")):
+            raise ReviewInputError(f"{where} lacks text, label or suggested: {RERUN}")
+        rows.append(row)
+    return summary | {"estimate": estimate, "suspicious": rows}
 
 
 async def api_label_queue(request: Request) -> Response:
@@ -285,7 +360,7 @@ async def api_label_queue(request: Request) -> Response:
         items.append(row | {"review": decision if same_row else None})
     return JSONResponse({"report": str(request.app.state.settings.validation_report),
                          "dataset_md5": noise.get("dataset_md5"),
-                         "scored": noise.get("scored", False), "reason": noise.get("reason"),
+                         "scored": bool(noise.get("scored")), "reason": noise.get("reason"),
                          "estimate": noise.get("estimate"), "flagged": noise.get("flagged"),
                          "changed_rows": noise.get("changed_rows"), "items": items})
 
@@ -309,7 +384,8 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     """A fault (database down, a bug) is a JSON 500 with the cause in the log, not plain text."""
     logger.exception("review UI: %s %s failed", request.method, request.url.path,
                      exc_info=exc)
-    return error(500, "internal error; see the review UI's log")
+    # Starlette answers this outside the middleware stack: the guards' headers are added here.
+    return error(500, "internal error; see the review UI's log", security_headers())
 
 
 def create_app(settings: ReviewSettings) -> Starlette:
@@ -332,11 +408,14 @@ def create_app(settings: ReviewSettings) -> Starlette:
             Route("/api/label-decisions", api_save_label_decisions, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(BrowserGuards), Middleware(RequireReviewer)],
+        middleware=[Middleware(BrowserGuards, allowed_hosts=settings.allowed_hosts),
+                    Middleware(RequireReviewer)],
         exception_handlers={Exception: internal_error},
     )
     app.state.settings = settings
     app.state.store = ReviewStore(settings.db_url, settings.labels)
+    app.state.throttle = LoginThrottle(settings.max_failed_logins_per_client,
+                                       settings.max_failed_logins, settings.failed_login_window_s)
     return app
 
 

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
+from collections import Counter, deque
+from collections.abc import Callable
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 COOKIE = "review_session"
 SESSION_SECONDS = 12 * 3600
 MAX_REVIEWER_CHARS = 64
+MIN_TOKEN_CHARS = 16
+MIN_TOKEN_BITS = 64
 
 
 class AuthFailure(Exception):
@@ -29,8 +34,72 @@ class AuthFailure(Exception):
         self.message = message
 
 
+class WrongToken(AuthFailure):
+    """A token was presented and it is not the review token (counted by LoginThrottle)."""
+
+
 def token_matches(given: str, token: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8"))
+
+
+def token_bits(token: str) -> float:
+    """A strength estimate: length times the Shannon entropy of the token's own characters,
+    so repetition ("aaaa...", "abcabc...") counts for little. `openssl rand -hex 16` gives ~115."""
+    counts = Counter(token)
+    return -len(token) * sum(n / len(token) * math.log2(n / len(token))
+                             for n in counts.values())
+
+
+def token_weakness(token: str) -> str | None:
+    """Why a review token is too weak to guard training data, or None."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"is {len(token)} characters long; at least {MIN_TOKEN_CHARS} are required"
+    bits = token_bits(token)
+    if bits < MIN_TOKEN_BITS:
+        return (f"is too predictable (about {bits:.0f} bits estimated from its characters; at "
+                f"least {MIN_TOKEN_BITS} are required)")
+    return None
+
+
+class LoginThrottle:
+    """Wrong tokens per client address and from everyone, over a sliding window.
+
+    Once either limit is reached, token checks are refused (429) until the oldest failure leaves
+    the window, so guessing costs at most `per_client` (and `total`) tries per window. Memory is
+    bounded: failures stop being recorded once `total` is reached."""
+
+    def __init__(self, per_client: int, total: int, window_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.per_client, self.total, self.window_s, self.clock = per_client, total, window_s, clock
+        self.everyone: deque[float] = deque()
+        self.by_client: dict[str, deque[float]] = {}
+
+    def _expire(self, now: float) -> None:
+        while self.everyone and self.everyone[0] <= now - self.window_s:
+            self.everyone.popleft()
+        for client in list(self.by_client):
+            times = self.by_client[client]
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            if not times:
+                del self.by_client[client]
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may try a token again, or None when it may now."""
+        now = self.clock()
+        self._expire(now)
+        waits = []
+        mine = self.by_client.get(client)
+        if mine is not None and len(mine) >= self.per_client:
+            waits.append(mine[0] + self.window_s - now)
+        if len(self.everyone) >= self.total:
+            waits.append(self.everyone[0] + self.window_s - now)
+        return max(1, math.ceil(max(waits))) if waits else None
+
+    def failed(self, client: str) -> None:
+        now = self.clock()
+        self.everyone.append(now)
+        self.by_client.setdefault(client, deque()).append(now)
 
 
 def check_reviewer(name: str | None) -> str:
@@ -94,7 +163,7 @@ def authenticate(token: str, authorization: str | None, reviewer_header: str | N
         if scheme.lower() != "bearer" or not given.strip():
             raise AuthFailure(401, "Authorization header must be 'Bearer <review token>'")
         if not token_matches(given.strip(), token):
-            raise AuthFailure(403, "wrong review token")
+            raise WrongToken(403, "wrong review token")
         return check_reviewer(reviewer_header)
     if cookie:
         return read_session(token, cookie)

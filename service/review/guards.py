@@ -1,5 +1,9 @@
-"""Browser-facing guards of the review UI: same-origin writes, JSON-only API bodies, and the
-security headers on every response.
+"""Browser-facing guards of the review UI: only its own hostnames, same-origin writes, JSON-only
+API bodies, and the security headers on every response.
+
+A page on an attacker's domain whose DNS name is later pointed at 127.0.0.1 (DNS rebinding) is
+same-origin with itself, so its requests pass the Origin checks; they still carry the attacker's
+name in `Host`, which is why only the configured hostnames are answered.
 
 Corrections become training data, so a page on another origin (another port on the same host
 counts) must not be able to post them with the reviewer's cookie, nor frame the UI.
@@ -12,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+PROBE_PATHS = {"/livez", "/readyz"}  # the kubelet's probes send the pod IP as Host
 ALLOWED_FETCH_SITES = {"same-origin", "none"}  # "none": typed in the address bar
 
 SECURITY_HEADERS = [
@@ -31,6 +36,20 @@ def _header(scope: dict, name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
+
+
+def host_reason(scope: dict, allowed_hosts: tuple[str, ...]) -> str | None:
+    """Why the request's Host is not one this UI serves, or None."""
+    host = _header(scope, b"host")
+    try:
+        name = urlsplit(f"//{host}").hostname if host else None
+    except ValueError:
+        name = None
+    if name is not None and name in allowed_hosts:
+        return None
+    return (f"Host {host!r} is not a name this review UI answers to; allowed: "
+            f"{', '.join(allowed_hosts)} (feedback.allowed_hosts or "
+            "MODERATION_REVIEW_ALLOWED_HOSTS)")
 
 
 def cross_origin_reason(scope: dict) -> str | None:
@@ -55,6 +74,11 @@ def non_json_reason(scope: dict) -> str | None:
     return None
 
 
+def security_headers() -> dict[str, str]:
+    """SECURITY_HEADERS for a Starlette response built outside this middleware (the 500 path)."""
+    return {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
+
+
 async def _refuse(send: Any, status: int, message: str) -> None:
     body = json.dumps({"error": message}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -64,10 +88,12 @@ async def _refuse(send: Any, status: int, message: str) -> None:
 
 
 class BrowserGuards:
-    """Pure ASGI middleware: security headers on every response; same-origin, JSON-only writes."""
+    """Pure ASGI middleware: security headers on every response; only the allowed Host names;
+    same-origin, JSON-only writes."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, allowed_hosts: tuple[str, ...]) -> None:
         self.app = app
+        self.allowed_hosts = tuple(h.lower() for h in allowed_hosts)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -81,8 +107,10 @@ class BrowserGuards:
                                       *[(k, v) for k, v in SECURITY_HEADERS if k not in present]]
             await send(message)
 
-        reason = None
-        if scope["method"] in STATE_CHANGING:
+        reason, status = None, 400
+        if scope["path"] not in PROBE_PATHS:
+            reason = host_reason(scope, self.allowed_hosts)
+        if reason is None and scope["method"] in STATE_CHANGING:
             reason = cross_origin_reason(scope)
             status = 403
             if reason is None and scope["path"].startswith("/api/"):

@@ -300,7 +300,7 @@ class ReviewStore:
         if len(items) > MAX_BATCH:
             raise ReviewInputError(f"items: {len(items)} corrections in one request, "
                                    f"at most {MAX_BATCH}", status=413)
-        pairs = []
+        pairs: list[tuple[int, str]] = []
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise ReviewInputError(f"items[{i}]: expected an object with id and label")
@@ -310,7 +310,7 @@ class ReviewStore:
                 raise ReviewInputError(f"items[{i}].label: label {label!r} is not one of the "
                                        f"allowed labels {self.labels} (params.yaml data.labels)")
             pairs.append((pid, label))
-        return pairs
+        return once_per_id(pairs, "prediction")
 
     def save_corrections(self, pairs: Sequence[tuple[int, str]], reviewer: str) -> int:
         """Record reviews (the latest per prediction wins), all or nothing; returns how many."""
@@ -380,8 +380,8 @@ class ReviewStore:
             if label not in self.labels:
                 raise ReviewInputError(f"items[{i}].label: label {label!r} is not one of the "
                                        f"allowed labels {self.labels} (params.yaml data.labels)")
-            pairs.append((by_id[row_id], label))
-        return pairs
+            pairs.append((row_id, label))
+        return [(by_id[row_id], label) for row_id, label in once_per_id(pairs, "training row")]
 
     def save_label_decisions(self, pairs: Sequence[tuple[dict[str, Any], str]],
                              reviewer: str) -> int:
@@ -437,6 +437,23 @@ class ReviewStore:
         return [{"id": int(r[0]), "text": r[1], "text_sha256": r[2], "predicted": r[3],
                  "label": r[4], "action": r[5], "reviewer": r[6], "reviewed_at": _iso(r[7])}
                 for r in rows]
+
+
+def once_per_id(pairs: list[tuple[Any, str]], what: str) -> list[tuple[Any, str]]:
+    """(id, label) pairs with repeats of the same decision counted once; two different labels
+    for one id in one request are refused, naming the id and both items."""
+    first: dict[Any, tuple[int, str]] = {}
+    unique = []
+    for i, (key, label) in enumerate(pairs):
+        if key not in first:
+            first[key] = (i, label)
+            unique.append((key, label))
+        elif first[key][1] != label:
+            j, other = first[key]
+            raise ReviewInputError(f"{what} id {key!r} has two labels in this request: "
+                                   f"items[{j}] says {other!r}, items[{i}] says {label!r}; "
+                                   "send one decision per id"[:300])
+    return unique
 
 
 def _iso(value: Any) -> str | None:

@@ -19,11 +19,12 @@ from tests.conftest import ROOT, run
 from tests.feedback.conftest import LABELS, TOKEN, log_predictions
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Reviewer": "alice"}
+TEST_HOSTS = ("testserver", "127.0.0.1", "localhost")  # starlette's TestClient sends "testserver"
 
 
 def settings(url: str, token: str = TOKEN) -> ReviewSettings:
     return ReviewSettings(token=token, db_url=url, labels=LABELS, page_size=50,
-                          host="127.0.0.1", port=0)
+                          host="127.0.0.1", port=0, allowed_hosts=TEST_HOSTS)
 
 
 def client(url: str, token: str = TOKEN) -> TestClient:
@@ -270,13 +271,14 @@ def test_hashed_predictions_are_listed_without_their_text(tmp_path):
 
 def test_token_comes_from_params_yaml_and_the_environment_overrides_it(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["feedback"]["review_token"] = "from-params"
+    raw["feedback"]["review_token"] = "from-params-4f9c2a7e81d3"
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
-    assert load_review_settings(params, {}).token == "from-params"
-    overridden = load_review_settings(params, {"MODERATION_REVIEW_TOKEN": "from-env",
+    assert load_review_settings(params, {}).token == "from-params-4f9c2a7e81d3"
+    overridden = load_review_settings(params, {"MODERATION_REVIEW_TOKEN": "from-env-0b6e93d5c27a",
                                                "MODERATION_DB_URL": "sqlite:///elsewhere.db"})
-    assert overridden.token == "from-env" and overridden.db_url == "sqlite:///elsewhere.db"
+    assert overridden.token == "from-env-0b6e93d5c27a"
+    assert overridden.db_url == "sqlite:///elsewhere.db"
     assert overridden.labels == LABELS
 
 

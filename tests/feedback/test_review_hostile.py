@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from service.review.app import create_app
 from service.review.settings import ReviewSettings
 from tests.feedback.conftest import LABELS, TOKEN, log_predictions
+from tests.feedback.test_review_api import TEST_HOSTS
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Reviewer": "alice"}
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options",
@@ -20,7 +21,8 @@ SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-fram
 def client(url: str, cookie_secure: str = "auto", base_url: str = "http://testserver"
            ) -> TestClient:
     settings = ReviewSettings(token=TOKEN, db_url=url, labels=LABELS, page_size=50,
-                              host="127.0.0.1", port=0, cookie_secure=cookie_secure)
+                              host="127.0.0.1", port=0, cookie_secure=cookie_secure,
+                              allowed_hosts=TEST_HOSTS)
     return TestClient(create_app(settings), base_url=base_url)
 
 

@@ -14,7 +14,9 @@ from tests.conftest import repo_env
 @contextmanager
 def running_service(root: Path, settings: dict[str, str],
                     log_file: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`bentoml serve service.service:Moderation` in `root` with MODERATION_* settings."""
+    """`bentoml serve service.service:Moderation` in `root` with MODERATION_* settings (the
+    SIGTERM drain shortened to 2 s unless given: every stop answers for its whole budget)."""
+    settings = {"drain_timeout_s": "2", **settings}
     port = free_port()
     env = repo_env(root, BENTOML_HOME=str(log_file.parent / "bentoml-home"))
     env.update({f"MODERATION_{k.upper()}": v for k, v in settings.items()})

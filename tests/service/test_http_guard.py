@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
+from urllib.parse import urlparse
 
 import pytest
 import uvicorn
@@ -20,6 +21,8 @@ from service import runtime as runtime_state
 from service.batcher import GreedyBatcher
 from service.http_guard import GuardedHttpToolsProtocol, HeadLimits
 from tests.conftest import free_port, wait_until
+from tests.service.conftest import HEADER_TIMEOUT_S as SERVICE_HEADER_TIMEOUT_S
+from tests.service.conftest import MAX_PENDING_CONNECTIONS
 from tests.service.test_gateway import gateway, tokenizer_like_predict
 
 HEADER_TIMEOUT_S, MAX_HEADER_BYTES, MAX_PENDING = 1.5, 4096, 20
@@ -190,3 +193,29 @@ def test_requests_the_parser_refuses_get_the_json_error_contract(case):
     assert headers["content-type"] == "application/json" and "x-request-id" in headers
     assert (status, payload["error"], payload["field"]) == (400, "malformed_request", "request")
     assert payload["detail"].startswith("not a valid HTTP/1.1 request: ")
+
+
+def test_the_bentoml_worker_runs_the_guard(server):
+    """The same protections in the real service: BentoML's worker builds its uvicorn server with
+    `http="auto"`, which service.http_guard.install() points at the guarded protocol."""
+    port = urlparse(server["base"]).port
+    flood = 2 * MAX_PENDING_CONNECTIONS
+    sockets = slow_connections(port, flood)
+    try:
+        assert raw_exchange(port, classify_request())[0] == 200
+        for s in sockets[:flood - MAX_PENDING_CONNECTIONS - 1]:  # closed to make room
+            s.settimeout(5)
+            assert parse_response(read_all(s))[:1] == (408,)
+        for s in sockets[flood - MAX_PENDING_CONNECTIONS:]:  # closed at the deadline
+            s.settimeout(SERVICE_HEADER_TIMEOUT_S + 5)
+            assert read_all(s).startswith(b"HTTP/1.1 408")
+    finally:
+        for s in sockets:
+            s.close()
+    started = time.monotonic()
+    big = b"GET /livez HTTP/1.1\r\nX-Big: " + b"a" * (8 * 1024 * 1024) + b"\r\n\r\n"
+    status, _, payload = raw_exchange(port, big)
+    assert (status, payload["error"]) == (431, "headers_too_large")
+    assert time.monotonic() - started < 2.0
+    status, _, payload = raw_exchange(port, MALFORMED["content-length-1e30"])
+    assert (status, payload["error"]) == (400, "malformed_request")

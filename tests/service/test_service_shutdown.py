@@ -93,7 +93,7 @@ def send_until_told_to_go(base: str, outcomes: dict[str, int], lock: threading.L
 def test_sigterm_answers_every_received_request_before_exiting(smoke_repo, tmp_path):
     settings = {"model_dir": str(smoke_repo / "models/candidate"),
                 "db_url": f"sqlite:///{tmp_path}/predictions.db", "max_concurrency": "64",
-                "max_queue_ms": "60000", "drain_timeout_s": "20"}
+                "max_queue_ms": "60000", "drain_timeout_s": "8"}
     outcomes: dict[str, int] = {}
     lock = threading.Lock()
     with running_service(smoke_repo, settings, tmp_path / "server.log") as (base, proc):
@@ -111,3 +111,50 @@ def test_sigterm_answers_every_received_request_before_exiting(smoke_repo, tmp_p
     assert outcomes.get("200", 0) > 16, outcomes
     assert "sent_but_unanswered" not in outcomes, outcomes
     assert "flush_prediction_log" in log
+
+
+def test_a_client_connecting_after_sigterm_gets_a_503_json_not_a_reset(smoke_repo, tmp_path):
+    drain_s = 6
+    db = tmp_path / "predictions.db"
+    settings = {"model_dir": str(smoke_repo / "models/candidate"), "db_url": f"sqlite:///{db}",
+                "drain_timeout_s": str(drain_s)}
+    acknowledged: dict[str, int] = {}
+    late: list[tuple[float, int, str, dict]] = []
+    with running_service(smoke_repo, settings, tmp_path / "server.log") as (base, proc):
+        u = urlparse(base)
+        for i in range(5):
+            status, headers, _ = post_texts(u, [f"before sigterm {i}", "second text"])
+            assert status == 200
+            acknowledged[headers["x-request-id"]] = 2
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        for wait_s in (1.0, drain_s / 2):  # nothing is in flight any more by then
+            time.sleep(max(0.0, signalled + wait_s - time.monotonic()))
+            status, headers, payload = post_texts(u, ["arrives after sigterm"])
+            late.append((time.monotonic() - signalled, status, headers.get("connection"),
+                         payload))
+        exit_code = proc.wait(drain_s + 30)
+        stopped_after = time.monotonic() - signalled
+    log = (tmp_path / "server.log").read_text()
+    assert exit_code == 0, log[-3000:]
+    for _, status, connection, payload in late:
+        assert (status, connection, payload["error"]) == (503, "close", "shutting_down"), late
+    assert drain_s <= stopped_after < drain_s + 25, stopped_after
+    conn = connect(f"sqlite:///{db}")
+    try:
+        logged = dict(conn.execute("SELECT request_id, COUNT(*) FROM predictions "
+                                   "GROUP BY request_id").fetchall())
+    finally:
+        conn.close()
+    assert {rid: logged.get(rid) for rid in acknowledged} == acknowledged
+
+
+def post_texts(u, texts: list[str]) -> tuple[int, dict[str, str], dict]:
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("POST", "/classify", json.dumps({"texts": texts}).encode(),
+                     {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, json.loads(resp.read())
+    finally:
+        conn.close()
