@@ -45,12 +45,13 @@ def log_predictions(url: str, requests: list[list[tuple[str, float, str]]],
 
 
 @contextmanager
-def running_review_ui(db_url: str, log_file: Path, cwd: Path = ROOT,
-                      token: str = TOKEN) -> Iterator[str]:
+def running_review_ui(db_url: str, log_file: Path, cwd: Path = ROOT, token: str = TOKEN,
+                      params: Path | None = None) -> Iterator[str]:
     """`python -m pipelines review` on a free loopback port; yields its base URL."""
     port = free_port()
     env = repo_env(cwd, MODERATION_DB_URL=db_url, MODERATION_REVIEW_TOKEN=token)
     cmd = [sys.executable, "-m", "pipelines", "review", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--params", str(params)] if params else []
     with running_server(cmd, port, log_file, env=env, cwd=cwd, ready_path="/livez",
                         startup_timeout=30) as (base, _, _):
         yield base
@@ -61,8 +62,9 @@ def review_ui(tmp_path) -> Callable[..., object]:
     """Factory: review_ui(db_url) starts the UI for one test (stopped at teardown)."""
     stack = []
 
-    def start(db_url: str, cwd: Path = ROOT) -> str:
-        context = running_review_ui(db_url, tmp_path / f"review-{len(stack)}.log", cwd)
+    def start(db_url: str, cwd: Path = ROOT, params: Path | None = None) -> str:
+        context = running_review_ui(db_url, tmp_path / f"review-{len(stack)}.log", cwd,
+                                    params=params)
         stack.append(context)
         return context.__enter__()
 

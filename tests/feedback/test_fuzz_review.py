@@ -7,10 +7,12 @@ import json
 from urllib.parse import quote, urlencode
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from service.review.auth import make_session
+from tests.conftest import ROOT
 from tests.feedback.conftest import LABELS, TOKEN, log_predictions
 from tests.hostile import (
     FUZZ_SETTINGS,
@@ -62,10 +64,16 @@ def auth_headers(kind: str, base: str, junk: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def review_base(db_url, review_ui) -> str:
+def review_base(db_url, review_ui, tmp_path) -> str:
     log_predictions(db_url, [[("you idiot", 0.92, "model-a"), ("lovely day", 0.08, "model-a")],
                              [("borderline", 0.51, "model-b")]], shadow={0: LABELS})
-    return review_ui(db_url)
+    # Wrong tokens are one credential kind in nine: with the default failed-login limits the
+    # later Bearer cases would all be 429s and never reach the handlers (tested on their own
+    # in test_review_limits.py).
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["feedback"] |= {"max_failed_logins_per_client": 10**6, "max_failed_logins": 10**6}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return review_ui(db_url, params=tmp_path / "params.yaml")
 
 
 def test_fuzzed_review_requests_never_get_a_5xx(review_base):
