@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,13 +17,15 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from urllib.parse import urlparse
 
+import psutil
 import pytest
 import uvicorn
 
+from loadtests.serving import http_status
 from service import runtime as runtime_state
 from service.batcher import GreedyBatcher
 from service.http_guard import GuardedHttpToolsProtocol, HeadLimits
-from tests.conftest import free_port, wait_until
+from tests.conftest import ROOT, free_port, wait_until
 from tests.service.conftest import HEADER_TIMEOUT_S as SERVICE_HEADER_TIMEOUT_S
 from tests.service.conftest import MAX_PENDING_CONNECTIONS
 from tests.service.test_gateway import gateway, tokenizer_like_predict
@@ -219,3 +224,46 @@ def test_the_bentoml_worker_runs_the_guard(server):
     assert time.monotonic() - started < 2.0
     status, _, payload = raw_exchange(port, MALFORMED["content-length-1e30"])
     assert (status, payload["error"]) == (400, "malformed_request")
+
+
+SERVER_PROCESS = """
+import sys, uvicorn
+from service.http_guard import GuardedHttpToolsProtocol
+from tests.service.test_gateway import gateway
+uvicorn.run(gateway(), host="127.0.0.1", port=int(sys.argv[1]), http=GuardedHttpToolsProtocol,
+            loop="asyncio", log_level="error", lifespan="off")
+"""
+
+
+def test_concurrent_64_mb_headers_leave_the_worker_memory_flat(tmp_path):
+    """The guard in its own process, so its memory is measured apart from the senders'."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_PROCESS, str(port)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/livez") != 0, 60)
+        server = psutil.Process(proc.pid)
+        before, peak, done = server.memory_info().rss, [0], threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], server.memory_info().rss)
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        request = b"GET /livez HTTP/1.1\r\nX-Big: " + b"a" * (64 * 1024 * 1024) + b"\r\n\r\n"
+        statuses: list[int] = []
+        senders = [threading.Thread(target=lambda: statuses.append(
+            raw_exchange(port, request, timeout=60)[0])) for _ in range(8)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(120)
+        done.set()
+        watcher.join()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert statuses == [431] * 8
+    assert peak[0] - before < 32 * 1024 * 1024, (before >> 20, peak[0] >> 20)
