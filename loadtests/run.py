@@ -67,7 +67,9 @@ def run_loadtest(params: Params, bento: str, out_dir: Path, production_record: P
         stats = run_locust(host, *locust_args)
     else:
         port = free_port()
-        env = {"MODERATION_DB_URL": f"sqlite:///{out_dir.resolve()}/predictions.db"}
+        # A SIGTERM drain answers for its whole budget; nothing connects after Locust stops.
+        env = {"MODERATION_DB_URL": f"sqlite:///{out_dir.resolve()}/predictions.db",
+               "MODERATION_DRAIN_TIMEOUT_S": "2"}
         with running_server(bentoml_serve_command(bento, port), port, out_dir / "server.log",
                             env=env) as (base, _, _):
             version = served_model_version(base)
