@@ -163,7 +163,7 @@ def test_review_pod_starts_read_only_with_its_token_from_the_secret(rendered, tm
     """The review UI as components/review runs it: its own command, the token and database from
     the out-of-band Secrets, the same read-only root; the UI needs no model."""
     docs, pod, container = workload(rendered, "production+review", "moderation-review")
-    secrets = {"moderation-review": {"token": "sandbox-token"},
+    secrets = {"moderation-review": {"token": "sandbox-token-5c8e1f42a9d7"},
                "moderation-db": {"url": "sqlite:////tmp/review.db"}}
     env = container_env(container, docs, image_env(REPO), secrets)
     # the image's Python environment comes first on its PATH
