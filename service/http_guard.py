@@ -157,15 +157,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.stop_head_deadline()
         if self.transport.is_closing():
             return
-        service_metrics().errors.labels(kind=kind).inc()
+        self.count_refusal(kind)
         # A request whose body broke while it is being answered gets no second answer.
         if self.cycle is None or self.cycle.response_complete:
-            body = json.dumps(InputError(status, kind, detail, field).to_json()).encode()
+            body, headers = self.error_body(status, kind, detail, field)
             self.transport.write(b"".join([
                 STATUS_LINE[status], b"content-type: application/json\r\n",
                 b"content-length: %d\r\n" % len(body), b"connection: close\r\n",
-                b"x-request-id: " + uuid.uuid4().hex.encode() + b"\r\n\r\n", body]))
+                *[name + b": " + value + b"\r\n" for name, value in headers], b"\r\n", body]))
         self.transport.close()
+
+    def error_body(self, status: int, kind: str, detail: str, field: str
+                   ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The service's JSON error and its extra headers (another app overrides this)."""
+        body = json.dumps(InputError(status, kind, detail, field).to_json()).encode()
+        return body, [(b"x-request-id", uuid.uuid4().hex.encode())]
+
+    def count_refusal(self, kind: str) -> None:
+        service_metrics().errors.labels(kind=kind).inc()
 
 
 def raise_file_limit() -> tuple[int, int]:

@@ -34,7 +34,7 @@ from service.review.auth import (
     session_id,
     token_matches,
 )
-from service.review.guards import BrowserGuards, security_headers
+from service.review.guards import BrowserGuards, ReviewHttpProtocol, security_headers
 from service.review.settings import ReviewSettings
 from service.review.store import (
     MAX_PAGE,
@@ -426,5 +426,8 @@ def serve(settings: ReviewSettings, host: str | None = None, port: int | None = 
     host, port = host or settings.host, port or settings.port
     print(f"review UI: http://{host}:{port}/ (database {settings.db_url.split('@')[-1]})",
           flush=True)
+    # The same request-head deadline and size cap as the service (serve.header_timeout_s, ...).
+    protocol = type("ReviewProtocol", (ReviewHttpProtocol,),
+                    {"limits": settings.head_limits, "waiting": {}})
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, http=protocol)

@@ -15,6 +15,8 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+from service.http_guard import GuardedHttpToolsProtocol
+
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 PROBE_PATHS = {"/livez", "/readyz"}  # the kubelet's probes send the pod IP as Host
 ALLOWED_FETCH_SITES = {"same-origin", "none"}  # "none": typed in the address bar
@@ -119,3 +121,15 @@ class BrowserGuards:
             await _refuse(send_with_headers, status, reason)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+class ReviewHttpProtocol(GuardedHttpToolsProtocol):
+    """The service's header deadline and size cap for the review UI's uvicorn, refusing in the
+    UI's own contract: {"error": ...} with the security headers."""
+
+    def error_body(self, status: int, kind: str, detail: str, field: str
+                   ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        return json.dumps({"error": detail}).encode(), SECURITY_HEADERS
+
+    def count_refusal(self, kind: str) -> None:
+        pass  # the review UI exports no metrics

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.core.params import ParamsError, load_params
+from service.http_guard import HeadLimits
 from service.review.auth import token_weakness
 from service.settings import REPO_ROOT, load_settings
 
@@ -29,6 +30,7 @@ class ReviewSettings:
     max_failed_logins_per_client: int = 10
     max_failed_logins: int = 100
     failed_login_window_s: int = 300
+    head_limits: HeadLimits = HeadLimits()
 
 
 def load_review_settings(params_file: Path | str | None = None,
@@ -64,4 +66,6 @@ def load_review_settings(params_file: Path | str | None = None,
                           allowed_hosts=tuple(allowed),
                           max_failed_logins_per_client=params.feedback.max_failed_logins_per_client,
                           max_failed_logins=params.feedback.max_failed_logins,
-                          failed_login_window_s=params.feedback.failed_login_window_s)
+                          failed_login_window_s=params.feedback.failed_login_window_s,
+                          head_limits=HeadLimits(serve.header_timeout_s, serve.max_header_bytes,
+                                                 serve.max_pending_connections))

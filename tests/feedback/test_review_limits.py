@@ -6,8 +6,10 @@ headers."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from dataclasses import replace
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -22,6 +24,7 @@ from tests.feedback.conftest import TOKEN, log_predictions
 from tests.feedback.test_label_queue import SUSPICIOUS, validation_report
 from tests.feedback.test_review_api import AUTH, settings
 from tests.feedback.test_review_hostile import SECURITY_HEADERS
+from tests.service.test_http_guard import parse_response, raw_exchange, read_all
 
 PER_CLIENT, TOTAL = 3, 5
 WRONG = {"Authorization": "Bearer not-the-token-at-all", "X-Reviewer": "mallory"}
@@ -268,3 +271,21 @@ def test_repeated_and_conflicting_label_decisions(tmp_path, url):
         {"id": "tw-1", "label": "offensive"}, {"id": "tw-1", "label": "not-offensive"}]})
     body = assert_json_error_with_security_headers(conflict, 422)
     assert "training row id 'tw-1'" in body["error"]
+
+
+# -- the request head, as for the service ---------------------------------------------------
+
+def test_the_running_ui_closes_slow_request_heads_and_refuses_huge_ones(review_ui, url, tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["serve"] |= {"header_timeout_s": 1, "max_header_bytes": 4096}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    port = urlparse(review_ui(url, params=tmp_path / "params.yaml")).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+        slow.sendall(b"GET /api/items HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # then nothing
+        status, headers, body = parse_response(read_all(slow))
+    assert status == 408 and "not received within 1 s" in body["error"]
+    assert all(h in headers for h in SECURITY_HEADERS)
+    status, headers, body = raw_exchange(port, b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                         b"X-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+    assert status == 431 and "4096 bytes" in body["error"]
+    assert all(h in headers for h in SECURITY_HEADERS)
