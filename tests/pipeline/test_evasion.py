@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.core.canonical import canonical_texts
@@ -81,3 +82,24 @@ def test_behaviour_checks_report_the_evasion_suite_beside_the_invariances(classi
                                    load_params("params.yaml").evaluate.behaviour)
     assert "invariance_add_mention" in results and "directional_insult" in results
     assert results["evasion_zero_width"] == {"flip_rate": 0.0, "n": 40}
+
+
+def test_baseline_training_learns_from_canonical_texts(tmp_path):
+    """Train and serve agree: a disguised training row teaches the plain words."""
+    from pipelines.stages.baseline import train_baseline
+
+    disguised = [EVASIONS["fullwidth"](t) for t in _texts(INSULTS, 40, 4)]
+    rows = [(f"t{i}", text, "offensive") for i, text in enumerate(disguised)]
+    rows += [(f"c{i}", text, "not-offensive") for i, text in enumerate(_texts(CALM, 40, 5))]
+    train_file = tmp_path / "train.csv"
+    pd.DataFrame(rows, columns=["id", "text", "label"]).to_csv(train_file, index=False)
+    params = load_params("params.yaml")
+    params = params.model_copy(update={
+        "data": params.data.model_copy(update={"train_file": str(train_file)}),
+        "baseline": params.baseline.model_copy(update={"max_features": 2000})})
+    train_baseline(params, tmp_path / "model")
+    features = joblib.load(tmp_path / "model/model.joblib").named_steps["features"]
+    vocabulary = {term for _, vectoriser in features.transformer_list
+                  for term in vectoriser.vocabulary_}
+    assert "idiot" in vocabulary
+    assert not any(ord(c) > 0xFF00 for term in vocabulary for c in term)
