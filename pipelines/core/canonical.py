@@ -28,6 +28,7 @@ _INVISIBLE = re.compile("[\u00ad\u034f\u180e\u200b\u2060-\u2064\ufeff\u115f\u116
 # ZWJ and ZWNJ shape Arabic and Indic script and join emoji sequences (a family emoji is
 # three emoji and two ZWJs): they go only where they touch a Latin letter, and do nothing.
 _LATIN_LETTER = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
+_LATIN_WORD_LETTER = re.compile(f"[{_LATIN_LETTER}]")
 _LATIN_JOINERS = re.compile(f"(?<=[{_LATIN_LETTER}])[\u200c\u200d]+|[\u200c\u200d]+"
                             f"(?=[{_LATIN_LETTER}])")
 _MARKS = "\u200e\u200f\u061c"  # LRM, RLM, ALM: direction marks
@@ -36,6 +37,7 @@ _OVERRIDE_LTR, _OVERRIDE_RTL = "\u202d", "\u202e"
 _ISOLATES, _POP_ISOLATE = "\u2066\u2067\u2068", "\u2069"
 _BIDI = set(_MARKS + _EMBED_LTR + _EMBED_RTL + _POP + _OVERRIDE_LTR + _OVERRIDE_RTL
             + _ISOLATES + _POP_ISOLATE)
+_HAS_BIDI = re.compile(f"[{''.join(sorted(_BIDI))}]")
 
 # Cyrillic and Greek letters drawn like a Latin letter in common fonts. Unicode's confusables
 # skeleton is not used: it also folds Latin letters into each other ("l" to "I", "rn" to "m"),
@@ -55,21 +57,38 @@ LOOKALIKES = {
     "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "Ϲ": "C", "Ϳ": "J",
 }
 _LOOKALIKE_TABLE = str.maketrans(LOOKALIKES)
+# Greek (with its extended block) and Cyrillic (with its supplement and extensions).
+_GREEK_CYRILLIC = ("\u0370-\u03ff\u1f00-\u1fff"
+                   "\u0400-\u052f\u1c80-\u1c8f\u2de0-\u2dff\ua640-\ua69f")
+_HAS_GREEK_CYRILLIC = re.compile(f"[{_GREEK_CYRILLIC}]")
+
+
+def _foreign_letters() -> str:
+    """A character class of the Greek and Cyrillic letters with no Latin look-alike."""
+    bounds = [(ord(a), ord(b)) for a, b in re.findall(r"(.)-(.)", _GREEK_CYRILLIC)]
+    codes = [c for lo, hi in bounds for c in range(lo, hi + 1)
+             if chr(c).isalpha() and chr(c) not in LOOKALIKES]
+    ranges, start = [], codes[0]
+    for prev, code in zip(codes, [*codes[1:], None], strict=True):
+        if code != prev + 1:
+            ranges.append(f"{chr(start)}-{chr(prev)}" if prev > start else chr(start))
+            start = code
+    return "[" + "".join(ranges) + "]"
+
+
+# A Greek or Cyrillic letter with no Latin look-alike: the text is written in that script.
+_FOREIGN_LETTER = re.compile(_foreign_letters())
 _WORD = re.compile(r"[^\W\d_]+")
 
-# A spaced-out letter: one Latin letter with no letter or digit either side.
-_SPACED = f"(?<![^\\W_])[{_LATIN_LETTER}](?![^\\W_])"
+# A spaced-out letter: one Latin letter with no letter either side (a digit may touch it:
+# "2 N D" is spaced out as "2N D" by who spaces letters only).
+_SPACED = f"(?<![^\\W\\d_])[{_LATIN_LETTER}](?![^\\W\\d_])"
 _SPACED_RUN = re.compile(f"{_SPACED}(?: +{_SPACED})+")
+# Every run joined has three letters or more, so the second and third look like this: a cheap
+# test that spares the full pattern's lookarounds on almost every text.
+_MAYBE_SPACED = re.compile(f" [{_LATIN_LETTER}] +[{_LATIN_LETTER}](?![^\\W\\d_])")
 _GAP = re.compile(" +")
-MIN_SPACED_LETTERS = 4  # a run with one gap width joins from this many letters
-
-
-def _script(char: str) -> str:
-    name = unicodedata.name(char, "")
-    for script in ("LATIN", "CYRILLIC", "GREEK"):
-        if name.startswith(script):
-            return script
-    return "OTHER"
+MIN_SPACED_LETTERS = 4  # a run with one gap width, in single-spaced text, joins from this many
 
 
 def _resolve_bidi(text: str) -> str:
@@ -103,34 +122,45 @@ def _resolve_bidi(text: str) -> str:
 
 def _fold_lookalikes(text: str) -> str:
     """Fold look-alikes inside words that mix scripts; fold whole look-alike words too when the
-    text has no Cyrillic or Greek word that folding could not turn into Latin (a Russian or
-    Greek text keeps its letters)."""
-    words = _WORD.findall(text)
-    scripts = [{_script(c) for c in word} for word in words]
-    if not any(s & {"CYRILLIC", "GREEK"} for s in scripts):
-        return text
-    foreign = any(
-        s & {"CYRILLIC", "GREEK"} and not all(c in LOOKALIKES or _script(c) == "LATIN"
-                                              for c in word)
-        for word, s in zip(words, scripts, strict=True))
+    text has no Greek or Cyrillic letter without a Latin look-alike (a Russian or Greek text
+    keeps its letters)."""
+    if not _FOREIGN_LETTER.search(text):
+        return text.translate(_LOOKALIKE_TABLE)  # look-alikes are letters, so inside words
+    if not _LATIN_WORD_LETTER.search(text):
+        return text  # no word can mix scripts
 
     def fold(match: re.Match[str]) -> str:
         word = match.group()
-        mixed = "LATIN" in {_script(c) for c in word}
-        return word.translate(_LOOKALIKE_TABLE) if mixed or not foreign else word
+        mixed = _HAS_GREEK_CYRILLIC.search(word) and _LATIN_WORD_LETTER.search(word)
+        return word.translate(_LOOKALIKE_TABLE) if mixed else word
 
     return _WORD.sub(fold, text)
 
 
+def _gaps_around(text: str, start: int, end: int) -> list[int]:
+    """The runs of spaces between this span (with any punctuation touching it) and the words
+    before and after it; none at the text's edges."""
+    while start and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    before = len(text[:start]) - len(text[:start].rstrip(" "))
+    after = len(text[end:]) - len(text[end:].lstrip(" "))
+    return ([before] if before < start else []) + ([after] if end + after < len(text) else [])
+
+
 def _join_spaced(match: re.Match[str]) -> str:
     """A run of single letters: the narrowest gap separates letters, wider gaps words
-    ("y o u  a r e" -> "you are"). With one gap width throughout it is one word only from
-    MIN_SPACED_LETTERS letters on, so that chat like "u r a star" keeps its words."""
+    ("y o u  a r e" -> "you are"). With one gap width throughout it is one word from three
+    letters when wider gaps set it apart from its neighbours ("#K A G  #MAGA"), else only
+    from MIN_SPACED_LETTERS letters on, so that chat like "u r a star" keeps its words."""
     run = match.group()
     gaps = [len(g) for g in _GAP.findall(run)]
     letter_gap = min(gaps)
     if max(gaps) == letter_gap and len(gaps) + 1 < MIN_SPACED_LETTERS:
-        return run
+        around = _gaps_around(match.string, match.start(), match.end())
+        if len(gaps) < 2 or not around or min(around) <= letter_gap:
+            return run
     words, word = [], run[0]
     for gap, letter in zip(gaps, run.replace(" ", "")[1:], strict=True):
         if gap > letter_gap:
@@ -144,11 +174,14 @@ def canonicalise(text: str) -> str:
     """The text as the model should see it (see the module docstring)."""
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-        text = _LATIN_JOINERS.sub("", _INVISIBLE.sub("", text))
-        if not _BIDI.isdisjoint(text):
+        text = _INVISIBLE.sub("", text)
+        if "\u200c" in text or "\u200d" in text:
+            text = _LATIN_JOINERS.sub("", text)
+        if _HAS_BIDI.search(text):
             text = _resolve_bidi(text)
-        text = _fold_lookalikes(text)
-    return _SPACED_RUN.sub(_join_spaced, text)
+        if _HAS_GREEK_CYRILLIC.search(text):
+            text = _fold_lookalikes(text)
+    return _SPACED_RUN.sub(_join_spaced, text) if _MAYBE_SPACED.search(text) else text
 
 
 def canonical_texts(texts: Iterable[str]) -> list[str]:

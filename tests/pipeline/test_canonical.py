@@ -60,6 +60,8 @@ def test_cyrillic_and_greek_lookalikes_fold_to_latin(text, expected):
     ("you are s t u p i d", "you are stupid"),  # one gap width: one word from four letters
     ("i d i o t!", "idiot!"),
     ("@user i d i o t", "@user idiot"),
+    ("2N D  C H A N C E", "2ND CHANCE"),  # digits may touch a spaced letter
+    ("#K A G  #M A G A", "#KAG  #MAGA"),  # three letters set apart by wider gaps
 ])
 def test_spaced_out_letters_are_joined(text, expected):
     assert canonicalise(text) == expected
@@ -67,6 +69,7 @@ def test_spaced_out_letters_are_joined(text, expected):
 
 @pytest.mark.parametrize("text", [
     "u r a star",  # three single letters with one gap width: chat, not spacing
+    "so u r a  star",  # ... even beside a double space, when a word touches the run
     "I am a b2b seller",
     "plan A\nB\nC\nD",  # lines are never joined
     "a1 b2 c3 d4",  # letters next to digits are not spaced-out letters
