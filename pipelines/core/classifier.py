@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipelines.core.canonical import canonical_texts
 from pipelines.core.metadata import read_metadata
 
 
@@ -15,9 +16,16 @@ class Classifier(Protocol):
     labels: list[str]
     version: str
     metadata: dict[str, Any]
+    canonical: bool
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(labels)), rows summing to 1."""
+
+
+def model_input(classifier: Classifier, texts: list[str]) -> list[str]:
+    """The texts as every model is trained on and scores them: canonicalised (core/canonical.py),
+    unless `classifier.canonical` was switched off to measure what canonicalising buys."""
+    return canonical_texts(texts) if classifier.canonical else list(texts)
 
 
 class BaselineClassifier:
@@ -30,11 +38,12 @@ class BaselineClassifier:
         self.labels = metadata["labels"]
         self.version = metadata["version"]
         self.pipeline = joblib.load(model_dir / "model.joblib")
+        self.canonical = True
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self.pipeline.predict_proba(list(texts)).astype(np.float32)
+        return self.pipeline.predict_proba(model_input(self, texts)).astype(np.float32)
 
 
 TFIDF_FILE = "tfidf.joblib"  # the TF-IDF model a transformer is blended with, if it is
@@ -88,6 +97,7 @@ class TransformerClassifier:
         self.tfidf_weight = float(decision.get("tfidf_weight") or 0.0)
         self.threshold = decision.get("threshold")
         self.batch_size = batch_size
+        self.canonical = True
         # Set by the service's bf16 path: run the forward under CPU autocast in this dtype.
         self.autocast_dtype: Any = None
 
@@ -102,7 +112,8 @@ class TransformerClassifier:
         return cls(model, tokenizer, metadata, batch_size, load_tfidf(model_dir, metadata))
 
     def forward_proba(self, texts: list[str]) -> np.ndarray:
-        """The transformer's own class probabilities, batch by batch."""
+        """The transformer's own class probabilities, batch by batch, of texts as given
+        (predict_proba canonicalises them first)."""
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         # Sorting by length keeps padding, and so wasted compute, small within each batch.
@@ -125,7 +136,7 @@ class TransformerClassifier:
         return logits.float().cpu().numpy()
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        texts = list(texts)
+        texts = model_input(self, texts)
         proba = self.forward_proba(texts)
         if self.tfidf is not None and texts:
             proba = blend(proba, self.tfidf.predict_proba(texts), self.tfidf_weight)

@@ -133,6 +133,7 @@ class FloorParams(_Strict):
     macro_f1: float = Field(ge=0, le=1)
     roc_auc: float = Field(ge=0, le=1)
     max_invariance_flip_rate: float = Field(ge=0, le=1)
+    max_evasion_flip_rate: float = Field(ge=0, le=1)
     min_insult_pass_rate: float = Field(ge=0, le=1)
 
 

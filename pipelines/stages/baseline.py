@@ -10,6 +10,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from pipelines.core.canonical import canonical_texts
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
 from pipelines.core.metadata import build_metadata, save_model_dir
@@ -36,8 +37,9 @@ def train_baseline(params: Params, out_dir: Path | str) -> dict:
     labels = list(params.data.labels)
     frame = read_split(params.data.train_file, params.data.max_train_rows)
     pipeline = build_pipeline(params.baseline, labels)
-    # Class ids follow data.labels so that predict_proba columns line up with the label list.
-    pipeline.fit(list(frame.text), [labels.index(label) for label in frame.label])
+    # Class ids follow data.labels so that predict_proba columns line up with the label list;
+    # the texts as the classifier will score them (it canonicalises at inference too).
+    pipeline.fit(canonical_texts(frame.text), [labels.index(label) for label in frame.label])
     out_dir = Path(out_dir)
     metadata = build_metadata("baseline", params, params.baseline.model_dump(), frame, started)
     save_model_dir(out_dir, metadata,

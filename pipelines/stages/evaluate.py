@@ -40,7 +40,8 @@ def score_model(classifier: Classifier, frame: pd.DataFrame, y_true: np.ndarray,
     result["model_version"] = classifier.version
     result["slices"] = slice_metrics(y_true, proba, labels,
                                      slice_masks(texts, params.evaluate.slices))
-    result["behaviour"] = run_behaviour_checks(classifier, texts, params.evaluate.behaviour)
+    result["behaviour"] = run_behaviour_checks(classifier, texts, y_true, proba,
+                                               params.evaluate.behaviour)
     return result
 
 

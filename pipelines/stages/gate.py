@@ -25,10 +25,12 @@ def floor_reasons(candidate: dict[str, Any], gate: GateParams) -> list[dict[str,
                            f"{'>=' if passed else '<'} floor {floor}"))
     for name, check in candidate.get("behaviour", {}).items():
         if "flip_rate" in check:
-            passed = check["flip_rate"] <= floors.max_invariance_flip_rate
+            floor = (floors.max_evasion_flip_rate if name.startswith("evasion_")
+                     else floors.max_invariance_flip_rate)
+            passed = check["flip_rate"] <= floor
             out.append(_reason(f"floor.behaviour.{name}", passed,
                                f"flip rate {check['flip_rate']} {'<=' if passed else '>'} "
-                               f"{floors.max_invariance_flip_rate}"))
+                               f"{floor}"))
         elif "pass_rate" in check:
             passed = check["pass_rate"] >= floors.min_insult_pass_rate
             out.append(_reason(f"floor.behaviour.{name}", passed,
@@ -66,7 +68,8 @@ def non_inferiority_reasons(comparison: Comparison, gate: GateParams
 
 
 def behaviour_reasons(comparison: Comparison, gate: GateParams) -> list[dict[str, Any]]:
-    """Invariance flip rates may not worsen by more than behaviour_margin against production.
+    """Invariance and evasion flip rates may not worsen by more than behaviour_margin against
+    production.
 
     Directional checks are judged on their floor alone: a bag-of-words production model passes
     them by construction (every insult word adds weight), so a relative margin there would

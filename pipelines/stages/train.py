@@ -16,6 +16,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from pipelines.core.canonical import canonical_texts
 from pipelines.core.classifier import TFIDF_FILE, TransformerClassifier, blend
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.cpu import cpu_has_bf16
@@ -142,7 +143,9 @@ def train(params: Params, out_dir: Path | str) -> dict:
     tokenizer, model = load_backbone(tp, labels)
     label_ids = [labels.index(label) for label in frame.label]
     train_rows, dev_rows = dev_split(label_ids, tp.dev_fraction, tp.seed)
-    encodings = dict(tokenizer(list(frame.text), truncation=True, max_length=tp.max_length))
+    # The texts as the classifier will score them (it canonicalises at inference too).
+    texts = canonical_texts(frame.text)
+    encodings = dict(tokenizer(texts, truncation=True, max_length=tp.max_length))
 
     def subset(rows: np.ndarray) -> _Encoded:
         return _Encoded({k: [v[i] for i in rows] for k, v in encodings.items()},
@@ -167,7 +170,7 @@ def train(params: Params, out_dir: Path | str) -> dict:
     trainer.train()
     if not trainer.is_world_process_zero():
         return {}
-    texts, ids = list(frame.text), np.asarray(label_ids)
+    ids = np.asarray(label_ids)
     tfidf = (fit_tfidf(params, [texts[i] for i in train_rows], ids[train_rows])
              if tp.tfidf_blend and len(dev_rows) else None)
     dev = (dev_report(trainer, tokenizer, [texts[i] for i in dev_rows], ids[dev_rows], tfidf, tp,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipelines.core.params import load_params
-from pipelines.stages.compare import fast_macro_f1
+from pipelines.stages.compare import behaviour_deltas, fast_macro_f1
 from pipelines.stages.comparison import CandidateScores, Comparison, Holdout, ProductionScores
 from pipelines.stages.gate import NO_CHANGE, PROMOTE, REJECT, decide
 from pipelines.stages.metrics import macro_f1
@@ -138,3 +138,30 @@ def test_comparison_json_keeps_its_layout_and_drops_head_to_head_keys_without_pr
     assert list(bootstrap) == ["candidate", "production", "confidence", "holdout", "changes",
                                "label_noise", "plots", "evidently", "seconds"]
     assert bootstrap["candidate"] == {"version": "c", "kind": "baseline", "metrics": {}}
+
+
+def _with_evasion(comparison: Comparison, production: float, candidate: float) -> Comparison:
+    comparison.candidate.metrics["behaviour"]["evasion_fullwidth"] = {"flip_rate": candidate,
+                                                                      "n": 50}
+    comparison.behaviour.update(behaviour_deltas(
+        {"evasion_fullwidth": {"flip_rate": production}},
+        {"evasion_fullwidth": {"flip_rate": candidate}}))
+    return comparison
+
+
+def test_evasion_flip_rates_have_their_own_floor():
+    # Below the invariance floor, above the evasion floor: only the evasion floor catches it.
+    rate = (GATE.floors.max_evasion_flip_rate + GATE.floors.max_invariance_flip_rate) / 2
+    assert GATE.floors.max_evasion_flip_rate < rate < GATE.floors.max_invariance_flip_rate
+    decision = decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), rate, rate), GATE)
+    assert decision["failed"] == ["floor.behaviour.evasion_fullwidth"]
+    assert decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), 0.0, 0.0),
+                  GATE)["verdict"] == PROMOTE
+
+
+def test_gate_rejects_an_evasion_regression_against_production():
+    gate = GATE.model_copy(update={"floors": GATE.floors.model_copy(
+        update={"max_evasion_flip_rate": 1.0})})
+    decision = decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), 0.0,
+                                    gate.behaviour_margin + 0.01), gate)
+    assert decision["failed"] == ["behaviour.evasion_fullwidth"]

@@ -7,6 +7,7 @@ import yaml
 
 from pipelines.core.classifier import load_classifier, predict
 from pipelines.core.data import dataset_hash
+from pipelines.stages.behaviour import EVASIONS
 from tests.conftest import run
 
 
@@ -21,6 +22,8 @@ def test_pipeline_writes_models_metrics_and_plots(smoke_repo):
             metrics["slices"])
         assert "directional_insult" in metrics["behaviour"]
         assert "invariance_add_mention" in metrics["behaviour"]
+        # The evasion suite: every disguise, on the offensive texts the model catches.
+        assert {f"evasion_{name}" for name in EVASIONS} <= set(metrics["behaviour"])
         for plot in ("predictions.csv", "pr_curve.csv", "confusion.png", "pr_curve.png"):
             assert (smoke_repo / f"reports/plots/{name}/{plot}").stat().st_size > 0
 

@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.core.cpu import cpu_flags
 from pipelines.core.params import ParamsError, load_params
+from pipelines.stages.behaviour import EVASIONS
 from pipelines.stages.evaluate import load_holdout
 from pipelines.stages.metrics import macro_f1
 from service.inference import choose_accel, classify, load_model, resolve_accel
@@ -92,6 +93,19 @@ def test_auto_runs_int8_in_onnx_runtime_where_the_graph_is_prepared(prepared_mod
     assert "prepared ONNX INT8 graph" in caplog.text
     assert resolve_accel("auto", vnni, smoke_repo / "models/candidate") == "int8"
     assert resolve_accel("auto", {"amx_bf16", *vnni}, prepared_model) == "bf16"
+
+
+@pytest.mark.parametrize("path", ["baseline", "torch", "onnx-int8"])
+def test_every_inference_path_scores_a_disguised_text_as_the_plain_one(smoke_repo, prepared_model,
+                                                                       path):
+    """The canonicaliser runs inside the classifiers, so the service's paths all apply it."""
+    clf = {"baseline": lambda: load_model(smoke_repo / "models/baseline"),
+           "torch": lambda: load_model(smoke_repo / "models/candidate"),
+           "onnx-int8": lambda: load_model(prepared_model, "onnx-int8")}[path]()
+    plain = "you are a stupid idiot"
+    expected = classify(clf, [plain])[0]["scores"]
+    for name, disguise in EVASIONS.items():
+        assert classify(clf, [disguise(plain)])[0]["scores"] == expected, name
 
 
 def test_prepared_onnx_path_starts_without_torch_or_transformers(prepared_model):
