@@ -282,7 +282,8 @@ class FakeGitHub:
               token: str = "") -> tuple[Any, ...]:
         """(status, payload) or (status, payload, extra headers)."""
         if self.scripted.get((method, path)):
-            return self.scripted[(method, path)].pop(0)
+            status, headers, payload = self.scripted[(method, path)].pop(0)
+            return status, payload, headers
         if method == "GET" and path.startswith("/orgs/"):
             return self.route_org(path, query, token)
         prefix = f"/repos/{self.repo}"
