@@ -22,6 +22,7 @@ from github.Requester import Requester
 from github.Secret import Secret
 from github.SelfHostedActionsRunner import SelfHostedActionsRunner
 from github.Variable import Variable
+from github.Workflow import Workflow
 from urllib3 import Retry
 
 from pipelines.core.errors import PipelineError
@@ -261,7 +262,19 @@ class GitHub:
         path = f"/orgs/{self.owner}/actions/runners" if org else \
             self._repo_path("/actions/runners")
         runners = self.listing(path, "runners", SelfHostedActionsRunner)
-        return {str(label["name"]) for runner in runners for label in runner.labels()}
+        return {str(label["name"]) for runner in runners for label in runner.labels}
+
+    def owner_is_organisation(self) -> bool:
+        return self.request("GET", self._repo_path(""))["owner"].get("type") == "Organization"
+
+    def actions_permissions(self) -> dict[str, Any]:
+        """{"enabled": whether Actions run at all here, "allowed_actions": all|local_only|...}"""
+        return self.request("GET", self._repo_path("/actions/permissions"))
+
+    def workflow_states(self) -> dict[str, str]:
+        """Workflow file path -> state (active, disabled_fork, disabled_manually, ...)."""
+        workflows = self.listing(self._repo_path("/actions/workflows"), "workflows", Workflow)
+        return {w.path: w.state for w in workflows}
 
     def token_scopes(self) -> list[str] | None:
         """A classic token's OAuth scopes (X-OAuth-Scopes); None for fine-grained, App and
