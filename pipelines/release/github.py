@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -178,8 +180,18 @@ class GitHub:
         with self._errors("GET", path):
             return list(PaginatedList(item, self._requester, path, None, list_item=key))
 
-    def _errors(self, method: str, path: str) -> _Errors:
-        return _Errors(self, method, path)
+    @contextmanager
+    def _errors(self, method: str, path: str) -> Iterator[None]:
+        """PyGithub's and requests' exceptions as a GitHubError naming the call."""
+        try:
+            yield
+        except GithubException as e:
+            raise GitHubError(f"{method} {path}: {e.status} {_reason(e)}"
+                              f"{_advice(e, self.attempts)}", e.status) from None
+        except requests.RequestException as e:
+            url = f"{self.api_url.rstrip('/')}{path}"
+            raise GitHubError(f"{method} {url}: cannot reach the GitHub API "
+                              f"({type(e).__name__}: {e})") from None
 
     def _repo_path(self, suffix: str) -> str:
         return f"/repos/{self.repo}{suffix}"
@@ -284,32 +296,15 @@ class GitHub:
         return None if value is None else [s.strip() for s in value.split(",") if s.strip()]
 
 
-class _Errors:
-    """Turns PyGithub's and requests' exceptions into GitHubError naming the call."""
-
-    def __init__(self, gh: GitHub, method: str, path: str):
-        self.gh, self.method, self.path = gh, method, path
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, error: BaseException | None, tb: Any) -> None:
-        if isinstance(error, GithubException):
-            raise GitHubError(f"{self.method} {self.path}: {error.status} "
-                              f"{_reason(error)}{self._advice(error)}", error.status) from None
-        if isinstance(error, requests.RequestException):
-            url = f"{self.gh.api_url.rstrip('/')}{self.path}"
-            raise GitHubError(f"{self.method} {url}: cannot reach the GitHub API "
-                              f"({type(error).__name__}: {error})") from None
-
-    def _advice(self, error: GithubException) -> str:
-        if isinstance(error, RateLimitExceededExceedsMaxWait):
-            return "; try again later"
-        if error.status == 403 and PR_CREATION_REFUSED in _reason(error):
-            return f"; fix: {PR_CREATION_FIX}"
-        if error.status == 429 or error.status >= 500 or _is_rate_limit(error):
-            return f" (still failing after {self.gh.attempts} tries)"
-        return ""
+def _advice(error: GithubException, attempts: int) -> str:
+    """What to do about an error, where the status alone does not say it."""
+    if isinstance(error, RateLimitExceededExceedsMaxWait):
+        return "; try again later"
+    if error.status == 403 and PR_CREATION_REFUSED in _reason(error):
+        return f"; fix: {PR_CREATION_FIX}"
+    if error.status == 429 or error.status >= 500 or _is_rate_limit(error):
+        return f" (still failing after {attempts} tries)"
+    return ""
 
 
 def _is_rate_limit(error: GithubException) -> bool:
