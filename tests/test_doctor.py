@@ -202,6 +202,7 @@ def test_an_unreadable_settings_api_is_reported(fork, tmp_path):
                                               "GITHUB_API_URL": server.url}))
     assert checks["repository settings"].status == "missing"
     assert "401 Bad credentials" in checks["repository settings"].detail
+    assert "Secrets and Variables: read" in checks["repository settings"].detail
 
 
 def test_a_dvc_remote_that_does_not_exist_is_missing(fork, tmp_path):

@@ -254,7 +254,10 @@ def check_settings(repo: str | None, settings: Settings | GitHubError | None,
         return [Check("repository settings", "warn", "not checked (set GITHUB_TOKEN with "
                       f"read access to Actions settings to check them): {names}")]
     if isinstance(settings, GitHubError):
-        return [Check("repository settings", "missing", f"cannot list them: {settings}")]
+        return [Check("repository settings", "missing", f"cannot list them: {settings}; give "
+                      "doctor a token that can read them (`gh auth token` of a repository "
+                      "admin; fine-grained: Administration, Environments, Secrets and "
+                      "Variables: read)")]
     required = _required(settings)
     return [_setting_check(repo, settings, root, kind, name, workflows, purpose, required)
             for kind, name, workflows, purpose in SETTINGS]
