@@ -5,12 +5,19 @@ It answers with GitHub's status codes and JSON shapes, including its errors: 401
 404 Not Found, 422 Validation Failed for a missing field, an unknown head branch or a second open
 pull request for the same head. Issues and pull requests share one number sequence, and listing
 issues also lists pull requests (with a `pull_request` key), as on GitHub.
+
+Its policies, as on github.com: an Actions token (`actions_tokens`) gets 403 "GitHub Actions is not
+permitted to create or approve pull requests" from POST /pulls unless the repository and, for an
+organisation's repository, the organisation allow it; settings and runner lists come 30 to a page
+with `Link` headers; a classic token's scopes come back in `X-OAuth-Scopes`. `script()` makes the
+next answers to one call a given sequence (429, 403 rate limits, 5xx) before the real one.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import subprocess
 import threading
@@ -47,6 +54,20 @@ class FakeGitHub:
                                      "can_approve_pull_request_reviews": False}
         # Tokens that may read the repository but not its administration settings.
         self.non_admin_tokens: set[str] = set()
+        # GITHUB_TOKENs of workflow runs: refused PR creation unless the setting allows it.
+        self.actions_tokens: set[str] = set()
+        self.token_scopes: dict[str, str] = {}  # classic token -> its X-OAuth-Scopes
+        self.owner_type = "User"  # or "Organization"
+        self.org_variables: dict[str, str] = {}  # the organisation's, visible to this repository
+        self.org_secrets: set[str] = set()
+        self.org_workflow_permissions = {"default_workflow_permissions": "read",
+                                         "can_approve_pull_request_reviews": False}
+        self.environments: dict[str, dict[str, Any]] = {}  # name -> {"variables", "secrets"}
+        self.actions_permissions = {"enabled": True, "allowed_actions": "all"}
+        self.workflows: list[dict[str, Any]] = []  # {"name", "path", "state"}
+        self.runners: list[list[str]] = []  # self-hosted runners' labels
+        self.org_runners: list[list[str]] = []
+        self.scripted: dict[tuple[str, str], list[tuple[int, dict[str, str], Any]]] = {}
         self.requests: list[tuple[str, str]] = []
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
@@ -76,6 +97,15 @@ class FakeGitHub:
                              text=True, check=True, timeout=30).stdout
         return set(out.split())
 
+    def script(self, method: str, path: str, *answers: tuple[int, dict[str, str], Any]) -> None:
+        """Answer the next calls to METHOD PATH with these (status, headers, payload) first."""
+        self.scripted.setdefault((method, path), []).extend(answers)
+
+    def add_environment(self, name: str, variables: dict[str, str] | None = None,
+                        secrets: set[str] | None = None) -> None:
+        self.environments[name] = {"variables": dict(variables or {}),
+                                   "secrets": set(secrets or ())}
+
     def pulls(self, state: str = "open") -> list[dict[str, Any]]:
         return [i for i in self.items if "head" in i and (state == "all" or i["state"] == state)]
 
@@ -86,14 +116,19 @@ class FakeGitHub:
 
     def get_repo(self) -> tuple[int, Any]:
         return 200, {"id": 1, "name": self.repo.split("/")[1], "full_name": self.repo,
-                     "owner": {"login": self.owner}, "default_branch": "main", "private": False}
+                     "owner": {"login": self.owner, "type": self.owner_type},
+                     "default_branch": "main", "private": False}
 
     def list_pulls(self, query: dict[str, str]) -> tuple[int, Any]:
         state, head = query.get("state", "open"), query.get("head")
         found = [p for p in self.pulls(state) if head is None or p["head"]["label"] == head]
         return 200, found
 
-    def create_pull(self, body: dict[str, Any]) -> tuple[int, Any]:
+    def create_pull(self, body: dict[str, Any], token: str = "") -> tuple[int, Any]:
+        if token in self.actions_tokens and not self._actions_may_create_prs():
+            return 403, {"message": "GitHub Actions is not permitted to create or approve pull "
+                         "requests.", "documentation_url": f"{DOCS}/pulls/pulls#create-a-pull-"
+                         "request", "status": "403"}
         missing = [f for f in ("head", "base") if not body.get(f)]
         if missing or not body.get("title"):
             return 422, _invalid([{"resource": "PullRequest", "field": f, "code": "missing_field"}
@@ -157,21 +192,75 @@ class FakeGitHub:
         self.comments.append(comment)
         return 201, comment
 
-    def list_variables(self) -> tuple[int, Any]:
+    def _actions_may_create_prs(self) -> bool:
+        org_allows = self.owner_type != "Organization" or \
+            self.org_workflow_permissions["can_approve_pull_request_reviews"]
+        return bool(org_allows and self.workflow_permissions["can_approve_pull_request_reviews"])
+
+    def list_variables(self, values: dict[str, str], path: str,
+                       query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         variables = [{"name": k, "value": v, "created_at": _now(), "updated_at": _now()}
-                     for k, v in sorted(self.variables.items())]
-        return 200, {"total_count": len(variables), "variables": variables}
+                     for k, v in sorted(values.items())]
+        return self._page(variables, "variables", path, query)
 
-    def list_secrets(self) -> tuple[int, Any]:
+    def list_secrets(self, names: set[str], path: str,
+                     query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         secrets = [{"name": k, "created_at": _now(), "updated_at": _now()}
-                   for k in sorted(self.secrets)]
-        return 200, {"total_count": len(secrets), "secrets": secrets}
+                   for k in sorted(names)]
+        return self._page(secrets, "secrets", path, query)
 
-    def get_workflow_permissions(self, token: str) -> tuple[int, Any]:
+    def list_runners(self, runners: list[list[str]], path: str,
+                     query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        items = [{"id": i + 1, "name": f"runner-{i + 1}", "os": "Linux", "status": "online",
+                  "busy": False, "labels": [{"id": j + 1, "name": name, "type": "custom"}
+                                            for j, name in enumerate(labels)]}
+                 for i, labels in enumerate(runners)]
+        return self._page(items, "runners", path, query)
+
+    def _page(self, items: list[Any], key: str, path: str,
+              query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """GitHub's pagination: per_page (default 30, at most 100), page, and a Link header."""
+        per_page = min(int(query.get("per_page", 30)), 100)
+        page, last = int(query.get("page", 1)), max(1, math.ceil(len(items) / per_page))
+        links = [f'<{self.url}{path}?per_page={per_page}&page={n}>; rel="{rel}"'
+                 for n, rel in ((page + 1, "next"), (last, "last")) if page < last]
+        chunk = items[(page - 1) * per_page: page * per_page]
+        return 200, {"total_count": len(items), key: chunk}, ({"Link": ", ".join(links)}
+                                                             if links else {})
+
+    def _admin(self, token: str, answer: Any) -> tuple[int, Any]:
         if token in self.non_admin_tokens:  # GitHub's answer without administration: read
             return 403, {"message": "Resource not accessible by integration",
                          "documentation_url": DOCS, "status": "403"}
-        return 200, dict(self.workflow_permissions)
+        return 200, answer
+
+    def get_workflow_permissions(self, token: str) -> tuple[int, Any]:
+        return self._admin(token, dict(self.workflow_permissions))
+
+    def list_workflows(self) -> tuple[int, Any]:
+        workflows = [{"id": i + 1, "node_id": f"W{i + 1}", **w}
+                     for i, w in enumerate(self.workflows)]
+        return 200, {"total_count": len(workflows), "workflows": workflows}
+
+    def environment(self, name: str, kind: str, path: str,
+                    query: dict[str, str]) -> tuple[int, Any, dict[str, str]] | tuple[int, Any]:
+        if name not in self.environments:
+            return 404, {"message": "Not Found", "documentation_url": DOCS}
+        if kind == "variables":
+            return self.list_variables(self.environments[name]["variables"], path, query)
+        return self.list_secrets(self.environments[name]["secrets"], path, query)
+
+    def route_org(self, path: str, query: dict[str, str], token: str) -> tuple[Any, ...]:
+        if self.owner_type != "Organization" or not path.startswith(f"/orgs/{self.owner}/"):
+            return 404, {"message": "Not Found", "documentation_url": DOCS}
+        rest = path[len(f"/orgs/{self.owner}"):]
+        if rest == "/actions/permissions/workflow":
+            return self._admin(token, dict(self.org_workflow_permissions))
+        if rest == "/actions/runners":
+            if token in self.non_admin_tokens:
+                return self._admin(token, None)
+            return self.list_runners(self.org_runners, path, query)
+        return 404, {"message": "Not Found", "documentation_url": DOCS}
 
     def create_status(self, sha: str, body: dict[str, Any]) -> tuple[int, Any]:
         states = {"error", "failure", "pending", "success"}
@@ -190,23 +279,43 @@ class FakeGitHub:
         return 201, status
 
     def route(self, method: str, path: str, query: dict[str, str], body: dict[str, Any],
-              token: str = "") -> tuple[int, Any]:
+              token: str = "") -> tuple[Any, ...]:
+        """(status, payload) or (status, payload, extra headers)."""
+        if self.scripted.get((method, path)):
+            status, headers, payload = self.scripted[(method, path)].pop(0)
+            return status, payload, headers
+        if method == "GET" and path.startswith("/orgs/"):
+            return self.route_org(path, query, token)
         prefix = f"/repos/{self.repo}"
         if not path.startswith(prefix):
             return 404, {"message": "Not Found", "documentation_url": DOCS}
         rest = path[len(prefix):]
+        org = self.owner_type == "Organization"
         routes = {
             ("GET", ""): lambda: self.get_repo(),
             ("GET", "/pulls"): lambda: self.list_pulls(query),
-            ("POST", "/pulls"): lambda: self.create_pull(body),
+            ("POST", "/pulls"): lambda: self.create_pull(body, token),
             ("GET", "/issues"): lambda: self.list_issues(query),
             ("POST", "/issues"): lambda: self.create_issue(body),
-            ("GET", "/actions/variables"): lambda: self.list_variables(),
-            ("GET", "/actions/secrets"): lambda: self.list_secrets(),
+            ("GET", "/actions/variables"): lambda: self.list_variables(self.variables, path,
+                                                                       query),
+            ("GET", "/actions/secrets"): lambda: self.list_secrets(self.secrets, path, query),
+            ("GET", "/actions/organization-variables"): lambda: self.list_variables(
+                self.org_variables if org else {}, path, query),
+            ("GET", "/actions/organization-secrets"): lambda: self.list_secrets(
+                self.org_secrets if org else set(), path, query),
             ("GET", "/actions/permissions/workflow"): lambda: self.get_workflow_permissions(token),
+            ("GET", "/actions/permissions"): lambda: self._admin(token,
+                                                                 dict(self.actions_permissions)),
+            ("GET", "/actions/workflows"): lambda: self.list_workflows(),
+            ("GET", "/actions/runners"): lambda: self.list_runners(self.runners, path, query)
+            if token not in self.non_admin_tokens else self._admin(token, None),
         }
         if (method, rest) in routes:
             return routes[(method, rest)]()
+        if method == "GET" and (m := re.fullmatch(r"/environments/([^/]+)/(variables|secrets)",
+                                                  rest)):
+            return self.environment(m.group(1), m.group(2), path, query)
         if method == "PATCH" and (m := re.fullmatch(r"/pulls/(\d+)", rest)):
             return self.update_pull(int(m.group(1)), body)
         if method == "POST" and (m := re.fullmatch(r"/issues/(\d+)/comments", rest)):
@@ -229,8 +338,12 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             state.requests.append((self.command, self.path))
-            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-            if token != state.token and token not in state.non_admin_tokens:
+            # GitHub accepts both schemes; PyGithub sends `token`, the gh CLI `Bearer`.
+            auth = self.headers.get("Authorization") or ""
+            token = auth.removeprefix("Bearer ").removeprefix("token ")
+            known = {state.token, *state.non_admin_tokens, *state.actions_tokens,
+                     *state.token_scopes}
+            if token not in known:
                 return self._send(401, {"message": "Bad credentials", "documentation_url": DOCS,
                                         "status": "401"})
             length = int(self.headers.get("Content-Length") or 0)
@@ -240,14 +353,21 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 return self._send(400, {"message": "Problems parsing JSON",
                                         "documentation_url": DOCS})
             with state._lock:
-                status, payload = state.route(self.command, parts.path, query, body, token)
-            self._send(status, payload)
+                status, payload, *extra = state.route(self.command, parts.path, query, body,
+                                                      token)
+            if token in state.token_scopes:
+                extra = [{**(extra[0] if extra else {}),
+                          "X-OAuth-Scopes": state.token_scopes[token]}]
+            self._send(status, payload, extra[0] if extra else {})
 
-        def _send(self, status: int, payload: Any) -> None:
+        def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None
+                  ) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 

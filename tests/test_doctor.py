@@ -119,6 +119,7 @@ def test_a_configured_fork_passes_with_its_settings_checked_through_the_api(fork
         server.variables = {"AWS_ROLE_ARN": "arn:aws:iam::1:role/x", "AWS_REGION": "eu-west-1",
                             "DRIFT_CHECK": "enabled"}
         server.workflow_permissions["can_approve_pull_request_reviews"] = True
+        server.workflows = _active_workflows(fork)
         env = {"GITHUB_TOKEN": server.token, "GITHUB_API_URL": server.url}
         checks = _by_name(diagnose(fork, env=env))
     assert [c for c in checks.values() if c.status == "missing"] == []
@@ -127,6 +128,16 @@ def test_a_configured_fork_passes_with_its_settings_checked_through_the_api(fork
     assert checks["image pin production"].detail == "ghcr.io/acme/moderation-service:1.4.2"
     assert checks["secret MODERATION_DB_URL"].status == "ok"
     assert checks["secret KUBE_CONFIG"].status == "warn"  # Argo CD mode: not needed
+
+
+def _active_workflows(root: Path) -> list[dict]:
+    return [{"name": p.stem, "path": f".github/workflows/{p.name}", "state": "active"}
+            for p in sorted((root / ".github/workflows").glob("*.yml"))]
+
+
+def _diagnose(fork: Path, server: FakeGitHub, **env: str) -> dict[str, Check]:
+    env = {"GITHUB_TOKEN": server.token, "GITHUB_API_URL": server.url, **env}
+    return _by_name(diagnose(fork, env=env, reach=False))
 
 
 def _pr_check(fork: Path, server: FakeGitHub, token: str | None = None) -> Check:
@@ -191,6 +202,7 @@ def test_an_unreadable_settings_api_is_reported(fork, tmp_path):
                                               "GITHUB_API_URL": server.url}))
     assert checks["repository settings"].status == "missing"
     assert "401 Bad credentials" in checks["repository settings"].detail
+    assert "Secrets and Variables: read" in checks["repository settings"].detail
 
 
 def test_a_dvc_remote_that_does_not_exist_is_missing(fork, tmp_path):
@@ -248,3 +260,148 @@ def test_stale_workflows_are_missing(fork, tmp_path):
     (fork / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
     check = _by_name(diagnose(fork, env={}))["workflows"]
     assert check.status == "missing" and "make workflows" in check.detail
+
+
+# --- settings at every level, and what GitHub's own policies need -------------------------
+
+
+def test_environment_and_organisation_settings_count_as_set(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.owner_type = "Organization"
+        server.org_variables, server.org_secrets = {"DRIFT_CHECK": "enabled"}, {"MODERATION_DB_URL"}
+        server.variables = {"DEPLOY_MODE": "push"}
+        server.add_environment("production", secrets={"KUBE_CONFIG"})  # rollout's apply job
+        checks = _diagnose(fork, server)
+    assert checks["secret MODERATION_DB_URL"].status == "ok"
+    assert "organisation" in checks["secret MODERATION_DB_URL"].detail
+    assert checks["secret KUBE_CONFIG"].status == "ok"
+    assert "environment production" in checks["secret KUBE_CONFIG"].detail
+    assert checks["variable DRIFT_CHECK"].status == "ok"
+
+
+def test_a_secret_only_in_the_production_environment_is_unseen_by_the_drift_workflow(fork,
+                                                                                     tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.variables = {"DRIFT_CHECK": "enabled"}
+        server.add_environment("production", secrets={"MODERATION_DB_URL"})
+        check = _diagnose(fork, server)["secret MODERATION_DB_URL"]
+    assert check.status == "missing"
+    assert "set only in environment production, which drift do(es) not use" in check.detail
+    assert "`gh secret set MODERATION_DB_URL --repo acme/moderation`" in check.detail
+
+
+def test_settings_past_the_first_page_are_found(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.variables = {"DRIFT_CHECK": "enabled"}
+        server.secrets = {f"A_{i:03}" for i in range(120)} | {"MODERATION_DB_URL"}
+        check = _diagnose(fork, server)["secret MODERATION_DB_URL"]
+        pages = [p for m, p in server.requests if p.startswith("/repos/acme/moderation/actions/"
+                                                                "secrets")]
+    assert check.status == "ok" and len(pages) == 2
+
+
+def test_an_aws_role_without_its_region_is_missing(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.variables = {"AWS_ROLE_ARN": "arn:aws:iam::1:role/x"}
+        check = _diagnose(fork, server)["variable AWS_REGION"]
+    assert check.status == "missing"
+    assert "`gh variable set AWS_REGION --repo acme/moderation`" in check.detail
+
+
+def test_actions_turned_off_for_the_repository_is_missing_with_the_fix(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.actions_permissions = {"enabled": False}
+        off = _diagnose(fork, server)["Actions enabled"]
+        server.actions_permissions = {"enabled": True, "allowed_actions": "local_only"}
+        local_only = _diagnose(fork, server)["Actions enabled"]
+    assert off.status == "missing" and "Actions are disabled for acme/moderation" in off.detail
+    assert "gh api -X PUT repos/acme/moderation/actions/permissions -F enabled=true" in off.detail
+    assert local_only.status == "warn" and "actions/checkout" in local_only.detail
+
+
+def test_a_forks_disabled_workflows_are_missing_with_the_command_that_enables_them(fork,
+                                                                                  tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.workflows = [{**w, "state": "disabled_fork"} for w in _active_workflows(fork)]
+        disabled = _diagnose(fork, server)["workflows enabled"]
+        server.workflows = []
+        unlisted = _diagnose(fork, server)["workflows enabled"]
+    assert disabled.status == "missing" and "disabled_fork" in disabled.detail
+    assert "`gh workflow enable ci.yml --repo acme/moderation`" in disabled.detail
+    assert "I understand my workflows, go ahead and enable them" in disabled.detail
+    assert unlisted.status == "missing" and "GitHub lists no workflow" in unlisted.detail
+
+
+def test_an_organisation_that_forbids_actions_prs_wins_over_the_repository(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.owner_type = "Organization"
+        server.workflow_permissions["can_approve_pull_request_reviews"] = True
+        forbidden = _pr_check(fork, server)
+        server.org_workflow_permissions["can_approve_pull_request_reviews"] = True
+        allowed = _pr_check(fork, server)
+    assert forbidden.status == "missing" and "organisation acme does not" in forbidden.detail
+    assert "orgs/acme/actions/permissions/workflow" in forbidden.detail
+    assert allowed.status == "ok"
+
+
+@pytest.mark.parametrize(("scopes", "status", "says"), [
+    ("repo, workflow", "ok", "repo and workflow scopes"),
+    ("repo", "warn", "without the `workflow` scope"),
+    ("read:org, gist", "missing", "add the `repo` scope"),
+    (None, "warn", "Commit statuses: write, and Workflows: write"),
+])
+def test_the_promotion_tokens_scopes_are_read_where_github_reveals_them(fork, tmp_path, scopes,
+                                                                         status, says):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        if scopes is not None:  # a classic token; otherwise fine-grained: no X-OAuth-Scopes
+            server.token_scopes = {"promotion-token": scopes}
+        else:
+            server.actions_tokens = {"promotion-token"}
+        check = _diagnose(fork, server, PROMOTION_TOKEN="promotion-token")[
+            "PROMOTION_TOKEN scopes"]
+    assert check.status == status and says in check.detail
+
+
+def test_a_promotion_token_secret_without_the_token_at_hand_says_what_it_needs(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.secrets = {"PROMOTION_TOKEN"}
+        check = _diagnose(fork, server)["PROMOTION_TOKEN scopes"]
+        server.secrets = set()
+        absent = _diagnose(fork, server)
+    assert check.status == "warn" and "PROMOTION_TOKEN=<the token> make doctor" in check.detail
+    assert "Pull requests: write" in check.detail
+    assert "PROMOTION_TOKEN scopes" not in absent
+
+
+def test_a_train_runner_label_no_self_hosted_runner_has_is_missing(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.variables = {"TRAIN_RUNNER": "gpu"}
+        server.runners = [["self-hosted", "linux", "x64"]]
+        missing = _diagnose(fork, server)["TRAIN_RUNNER runner"]
+        server.owner_type, server.org_runners = "Organization", [["self-hosted", "GPU"]]
+        at_org = _diagnose(fork, server)["TRAIN_RUNNER runner"]
+        server.variables = {"TRAIN_RUNNER": "ubuntu-24.04"}
+        hosted = _diagnose(fork, server)["TRAIN_RUNNER runner"]
+    assert missing.status == "missing" and "has the label `gpu`" in missing.detail
+    assert "./config.sh --labels gpu" in missing.detail
+    assert "gh variable delete TRAIN_RUNNER --repo acme/moderation" in missing.detail
+    assert at_org.status == "ok" and hosted.status == "ok"
+
+
+def test_unreadable_runners_make_the_train_runner_check_a_warning(fork, tmp_path):
+    _configure(fork, tmp_path / "dvc-remote")
+    with FakeGitHub(repo="acme/moderation") as server:
+        server.variables = {"TRAIN_RUNNER": "gpu"}
+        server.non_admin_tokens = {"read-only"}
+        check = _diagnose(fork, server, GITHUB_TOKEN="read-only")["TRAIN_RUNNER runner"]
+    assert check.status == "warn" and "repository runners unreadable" in check.detail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -97,7 +98,7 @@ def test_an_unreachable_api_is_a_clear_error():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    gh = GitHub("acme/x", "t", f"http://127.0.0.1:{port}", timeout_s=2)
+    gh = GitHub("acme/x", "t", f"http://127.0.0.1:{port}", timeout_s=2, backoff_s=0.01)
     with pytest.raises(GitHubError, match="cannot reach the GitHub API"):
         gh.default_branch()
 
@@ -185,3 +186,108 @@ def test_a_status_on_a_commit_the_repository_lacks_is_422(tmp_path):
 def test_the_workflow_pr_permission_reads_like_github(server, gh):
     assert gh.workflow_permissions() == {"default_workflow_permissions": "read",
                                          "can_approve_pull_request_reviews": False}
+
+
+# --- retries: GitHub's rate limits and server errors ---------------------------------------
+
+PULLS = "/repos/acme/moderation/pulls"
+
+
+def _calls(server, method: str, path: str) -> int:
+    return sum(1 for m, p in server.requests if m == method and p.split("?")[0] == path)
+
+
+def test_a_429_is_retried_after_the_retry_after_seconds(server, gh):
+    server.script("POST", PULLS, (429, {"Retry-After": "1"}, {"message": "Too Many Requests"}))
+    start = time.monotonic()
+    pull = gh.create_pr(BRANCH, "main", "t", "b")
+    assert pull["number"] == 1 and time.monotonic() - start >= 0.9
+    assert _calls(server, "POST", PULLS) == 2
+
+
+def test_a_secondary_rate_limit_403_is_retried_after_the_retry_after_seconds(server, gh):
+    server.script("PATCH", f"{PULLS}/1", (403, {"Retry-After": "1"}, {
+        "message": "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                   "you try again."}))
+    gh.create_pr(BRANCH, "main", "t", "b")
+    start = time.monotonic()
+    assert gh.update_pr(1, "t2", "b2")["title"] == "t2"
+    assert time.monotonic() - start >= 0.9 and _calls(server, "PATCH", f"{PULLS}/1") == 2
+
+
+def test_a_spent_quota_waits_for_the_ratelimit_reset_whatever_the_message(server, gh):
+    reset = int(time.time()) + 1
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
+    server.script("GET", "/repos/acme/moderation", (403, headers, {"message": "quota spent"}),
+                  (429, headers, {"message": "API rate limit exceeded for installation ID 1."}))
+    assert gh.default_branch() == "main"
+    assert time.time() >= reset and _calls(server, "GET", "/repos/acme/moderation") == 3
+
+
+def test_server_errors_are_retried_with_backoff(server):
+    gh = GitHub(server.repo, server.token, server.url, timeout_s=5, backoff_s=0.05)
+    server.script("GET", "/repos/acme/moderation", (502, {}, {"message": "Server Error"}),
+                  (503, {}, {"message": "Service Unavailable"}))
+    assert gh.default_branch() == "main"
+    assert _calls(server, "GET", "/repos/acme/moderation") == 3
+
+
+def test_retries_stop_after_the_attempts_with_githubs_last_answer(server):
+    gh = GitHub(server.repo, server.token, server.url, timeout_s=5, attempts=3, backoff_s=0.01)
+    server.script("GET", "/repos/acme/moderation", *[(502, {}, {"message": "Server Error"})] * 5)
+    with pytest.raises(GitHubError, match=r"502 Server Error \(still failing after 3 tries\)"):
+        gh.default_branch()
+    assert _calls(server, "GET", "/repos/acme/moderation") == 3
+
+
+def test_a_wait_beyond_the_budget_fails_at_once_instead_of_blocking_the_job(server):
+    gh = GitHub(server.repo, server.token, server.url, timeout_s=5, max_wait_s=30)
+    reset = str(int(time.time()) + 3600)
+    server.script("GET", "/repos/acme/moderation",
+                  (429, {"Retry-After": "3600"}, {"message": "Too Many Requests"}),
+                  (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset},
+                   {"message": "API rate limit exceeded for user ID 1."}))
+    for _ in range(2):  # once for Retry-After, once for x-ratelimit-reset
+        start = time.monotonic()
+        with pytest.raises(GitHubError, match=r"wait \d+ s, more than the 30 s .*try again later"):
+            gh.default_branch()
+        assert time.monotonic() - start < 5
+
+
+def test_the_pr_creation_refusal_names_the_setting_to_change_and_is_not_retried(server):
+    server.actions_tokens = {"actions-token"}
+    gh = GitHub(server.repo, "actions-token", server.url, timeout_s=5)
+    with pytest.raises(GitHubError) as err:
+        open_or_update_pr(gh, BRANCH, "main", "t", "b")
+    message = str(err.value)
+    assert err.value.status == 403 and "not permitted to create or approve pull requests" in message
+    assert "Settings > Actions > General > Workflow permissions > 'Allow GitHub Actions to " \
+        "create and approve pull requests'" in message
+    assert "organisation's Settings" in message and "PROMOTION_TOKEN" in message
+    assert _calls(server, "POST", PULLS) == 1
+    server.workflow_permissions["can_approve_pull_request_reviews"] = True
+    assert open_or_update_pr(gh, BRANCH, "main", "t", "b")[0] == "created"
+
+
+def test_an_organisation_that_forbids_pr_creation_overrides_the_repository(server):
+    server.actions_tokens, server.owner_type = {"actions-token"}, "Organization"
+    server.workflow_permissions["can_approve_pull_request_reviews"] = True
+    gh = GitHub(server.repo, "actions-token", server.url, timeout_s=5)
+    with pytest.raises(GitHubError, match="not permitted to create or approve"):
+        gh.create_pr(BRANCH, "main", "t", "b")
+
+
+def test_a_403_that_is_no_rate_limit_is_not_retried(server):
+    server.non_admin_tokens = {"read-only"}
+    gh = GitHub(server.repo, "read-only", server.url, timeout_s=5)
+    with pytest.raises(GitHubError, match="403 Resource not accessible by integration$"):
+        gh.workflow_permissions()
+    assert _calls(server, "GET", "/repos/acme/moderation/actions/permissions/workflow") == 1
+
+
+def test_settings_lists_are_read_past_the_first_page(server, gh):
+    server.secrets = {f"SECRET_{i:03}" for i in range(130)}
+    server.variables = {f"VAR_{i:03}": str(i) for i in range(45)}
+    assert gh.secrets() == server.secrets
+    assert gh.variables() == server.variables
+    assert _calls(server, "GET", "/repos/acme/moderation/actions/secrets") == 2  # 100 a page

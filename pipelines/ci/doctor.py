@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 from dvc.repo import Repo
 
-from pipelines.ci.workflows import SETTINGS, out_of_sync
+from pipelines.ci.workflows import ACTIONS, SETTINGS, WORKFLOW_DIR, all_workflows, out_of_sync
 from pipelines.core.gitops import GitError, git
 from pipelines.core.versions import in_repo_remote
-from pipelines.release.github import DEFAULT_API_URL, GitHub, GitHubError
+from pipelines.release.github import DEFAULT_API_URL, PR_CREATION_FIX, GitHub, GitHubError
 from pipelines.release.retrain import IN_REPO_REMOTE_FIX
 
 PLACEHOLDER = re.compile(r"(?i)\b(OWNER|example|your[-_]?(org|user|name|repo)|CHANGE[-_]?ME)\b"
@@ -175,54 +175,268 @@ def check_argocd_apps(root: Path) -> list[Check]:
     return checks
 
 
-def check_settings(repo: str | None, env: dict[str, str]) -> list[Check]:
-    """The repository variables and secrets the workflows read, looked up through the API."""
-    if not repo or not env.get("GITHUB_TOKEN"):
+PRODUCTION_ENV = "production"
+# Where Actions settings live, in the order GitHub lets the later ones be overridden by the first.
+LEVELS = ((f"environment {PRODUCTION_ENV}", f"environment {PRODUCTION_ENV}"),
+          ("repository", ""), ("organisation", "org"))
+HOSTED_RUNNER = re.compile(r"(?i)^(ubuntu|windows|macos)-[\w.-]+$")
+TOKEN_NEEDS = ("a fine-grained token needs Contents: write, Pull requests: write, Commit "
+               "statuses: write, and Workflows: write when a change touches .github/workflows; "
+               "a classic token the `repo` and `workflow` scopes")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Which Actions variables and secrets are set, at which levels, and the variables' values."""
+
+    levels: dict[tuple[str, str], list[str]]  # ("secret", "KUBE_CONFIG") -> ["repository"]
+    values: dict[str, str]
+
+    def has(self, kind: str, name: str) -> bool:
+        return (kind, name) in self.levels
+
+
+def _client(repo: str | None, env: dict[str, str], token_var: str = "GITHUB_TOKEN"
+            ) -> GitHub | None:
+    if not repo or not env.get(token_var):
+        return None
+    return GitHub(repo, env[token_var], env.get("GITHUB_API_URL") or DEFAULT_API_URL)
+
+
+def read_settings(gh: GitHub) -> Settings:
+    """Every level's variables and secrets, all pages (an absent environment has none)."""
+    levels: dict[tuple[str, str], list[str]] = {}
+    values: dict[str, str] = {}
+    for level, scope in LEVELS:
+        try:
+            variables, secrets = gh.variables(scope), gh.secrets(scope)
+        except GitHubError as e:
+            if scope.startswith("environment") and e.status == 404:
+                continue
+            raise
+        for name, value in variables.items():
+            levels.setdefault(("variable", name), []).append(level)
+            values.setdefault(name, value)
+        for name in secrets:
+            levels.setdefault(("secret", name), []).append(level)
+    return Settings(levels, values)
+
+
+def _required(settings: Settings) -> set[str]:
+    """Settings that another setting makes necessary."""
+    variables = {name for kind, name in settings.levels if kind == "variable"}
+    required = {"MODERATION_DB_URL"} if "DRIFT_CHECK" in variables else set()
+    if "DEPLOY_MODE" in variables and "EKS_CLUSTER" not in variables:
+        required.add("KUBE_CONFIG")  # its value is not needed to know push mode is asked for
+    if "AWS_ROLE_ARN" in variables:
+        required.add("AWS_REGION")  # configure-aws-credentials fails without a region
+    return required
+
+
+def environment_workflows(root: Path) -> set[str]:
+    """Workflows with a job in the production environment (the only ones that see its settings)."""
+    return {name.removesuffix(".yml") for name, workflow in all_workflows(root).items()
+            if any(_job_environment(job) == PRODUCTION_ENV
+                   for job in workflow.get("jobs", {}).values())}
+
+
+def _job_environment(job: dict[str, Any]) -> str | None:
+    environment = job.get("environment")
+    return environment.get("name") if isinstance(environment, dict) else environment
+
+
+def check_settings(repo: str | None, settings: Settings | GitHubError | None,
+                   root: Path) -> list[Check]:
+    """The variables and secrets the workflows read, at environment, repository and
+    organisation level, looked up through the API."""
+    if settings is None:
         names = ", ".join(f"{kind} {name}" for kind, name, _, _ in SETTINGS)
         return [Check("repository settings", "warn", "not checked (set GITHUB_TOKEN with "
                       f"read access to Actions settings to check them): {names}")]
-    gh = GitHub(repo, env["GITHUB_TOKEN"], env.get("GITHUB_API_URL") or DEFAULT_API_URL)
-    try:
-        present = {"variable": gh.variable_names(), "secret": gh.secret_names()}
-    except GitHubError as e:
-        return [Check("repository settings", "missing", f"cannot list them: {e}")]
-    push_mode = "DEPLOY_MODE" in present["variable"]  # its value is not needed to know it is set
-    drift = "DRIFT_CHECK" in present["variable"]
-    required = ({"MODERATION_DB_URL"} if drift else set()) | (
-        {"KUBE_CONFIG"} if push_mode and "EKS_CLUSTER" not in present["variable"] else set())
-    checks = []
-    for kind, name, workflows, purpose in SETTINGS:
-        if name in present[kind]:
-            checks.append(Check(f"{kind} {name}", "ok", f"set ({workflows})"))
-        else:
-            status = "missing" if name in required else "warn"
-            command = f"gh {kind} set {name} --repo {repo}"
-            checks.append(Check(f"{kind} {name}", status,
-                                f"not set; {purpose}. `{command}`"))
-    return checks
+    if isinstance(settings, GitHubError):
+        return [Check("repository settings", "missing", f"cannot list them: {settings}; give "
+                      "doctor a token that can read them (`gh auth token` of a repository "
+                      "admin; fine-grained: Administration, Environments, Secrets and "
+                      "Variables: read)")]
+    required = _required(settings)
+    return [_setting_check(repo, settings, root, kind, name, workflows, purpose, required)
+            for kind, name, workflows, purpose in SETTINGS]
 
 
-def check_pr_permission(repo: str | None, env: dict[str, str]) -> Check:
-    """Whether the workflow's GITHUB_TOKEN may open the promotion PR (off by default on GitHub),
-    unless a PROMOTION_TOKEN secret opens it instead."""
+def _setting_check(repo: str | None, settings: Settings, root: Path, kind: str, name: str,
+                   workflows: str, purpose: str, required: set[str]) -> Check:
+    command = f"`gh {kind} set {name} --repo {repo}`"
+    levels = settings.levels.get((kind, name))
+    if not levels:
+        status = "missing" if name in required else "warn"
+        return Check(f"{kind} {name}", status, f"not set; {purpose}. {command}")
+    if levels == [f"environment {PRODUCTION_ENV}"]:
+        blind = sorted(set(workflows.split(", ")) - environment_workflows(root))
+        if blind:
+            return Check(f"{kind} {name}", "missing" if name in required else "warn",
+                         f"set only in environment {PRODUCTION_ENV}, which {', '.join(blind)} "
+                         f"do(es) not use, so it does not see it: {command}")
+    return Check(f"{kind} {name}", "ok", f"set ({', '.join(levels)}; {workflows})")
+
+
+def check_pr_permission(gh: GitHub | None, settings: Settings | GitHubError | None
+                        ) -> list[Check]:
+    """Whether the workflow's GITHUB_TOKEN may open the promotion PR (off by default on GitHub,
+    for the repository and for an organisation), unless a PROMOTION_TOKEN secret opens it."""
     name = "Actions may open PRs"
-    fix = (f"Settings > Actions > General > 'Allow GitHub Actions to create and approve pull "
-           f"requests', or `gh api -X PUT repos/{repo}/actions/permissions/workflow "
+    repo = gh.repo if gh else "<owner>/<repo>"
+    fix = (f"{PR_CREATION_FIX}; or `gh api -X PUT repos/{repo}/actions/permissions/workflow "
            "-F can_approve_pull_request_reviews=true`")
-    if not repo or not env.get("GITHUB_TOKEN"):
-        return Check(name, "warn", "not checked (set GITHUB_TOKEN with administration: read); "
-                     + fix)
-    gh = GitHub(repo, env["GITHUB_TOKEN"], env.get("GITHUB_API_URL") or DEFAULT_API_URL)
+    if gh is None:
+        return [Check(name, "warn", "not checked (set GITHUB_TOKEN with administration: read); "
+                      + fix)]
+    if isinstance(settings, Settings) and settings.has("secret", "PROMOTION_TOKEN"):
+        return [Check(name, "ok", "secret PROMOTION_TOKEN opens the promotion PR")]
     try:
-        if "PROMOTION_TOKEN" in gh.secret_names():
-            return Check(name, "ok", "secret PROMOTION_TOKEN opens the promotion PR")
         allowed = gh.workflow_permissions().get("can_approve_pull_request_reviews")
     except GitHubError as e:
-        return Check(name, "warn", f"cannot read the setting ({e}); check it by hand: {fix}")
+        return [Check(name, "warn", f"cannot read the setting ({e}); check it by hand: {fix}")]
     if not allowed:
-        return Check(name, "missing", "off: the propose step's POST /pulls would answer 403 after "
-                     f"pushing the branch; {fix} (or set the PROMOTION_TOKEN secret)")
-    return Check(name, "ok", "GITHUB_TOKEN may open the promotion PR")
+        return [Check(name, "missing", "off: the propose step's POST /pulls would answer 403 "
+                      f"after pushing the branch; {fix}")]
+    return [_org_pr_permission(gh) or Check(name, "ok", "GITHUB_TOKEN may open the promotion PR")]
+
+
+def _org_pr_permission(gh: GitHub) -> Check | None:
+    """An organisation's refusal overrides the repository's setting (shown greyed out there)."""
+    name, org = "Actions may open PRs", gh.owner
+    fix = (f"the organisation's Settings > Actions > General > Workflow permissions > 'Allow "
+           f"GitHub Actions to create and approve pull requests', or `gh api -X PUT "
+           f"orgs/{org}/actions/permissions/workflow -F can_approve_pull_request_reviews=true`"
+           "; or set the PROMOTION_TOKEN secret")
+    try:
+        if not gh.owner_is_organisation():
+            return None
+        allowed = gh.workflow_permissions(org=True).get("can_approve_pull_request_reviews")
+    except GitHubError as e:
+        return Check(name, "warn", f"the repository allows it, but the organisation {org}'s "
+                     f"setting cannot be read ({e}; it needs an organisation owner): {fix}")
+    if not allowed:
+        return Check(name, "missing", f"the repository allows it but the organisation {org} "
+                     f"does not, and the organisation's setting wins: {fix}")
+    return None
+
+
+def check_actions_enabled(gh: GitHub | None) -> list[Check]:
+    """Actions may run here at all (an administrator, or an organisation policy, can turn them
+    off), and may run the third-party actions the workflows use."""
+    if gh is None:
+        return []
+    name, fix = "Actions enabled", (
+        "Settings > Actions > General > Actions permissions > 'Allow all actions and reusable "
+        f"workflows', or `gh api -X PUT repos/{gh.repo}/actions/permissions -F enabled=true "
+        "-f allowed_actions=all`")
+    try:
+        permissions = gh.actions_permissions()
+    except GitHubError as e:
+        return [Check(name, "warn", f"cannot read the setting ({e}); check it by hand: {fix}")]
+    if not permissions.get("enabled"):
+        return [Check(name, "missing", f"Actions are disabled for {gh.repo}: {fix}")]
+    allowed = permissions.get("allowed_actions", "all")
+    if allowed != "all":
+        used = ", ".join(sorted({repo for repo, _, _ in ACTIONS.values()}))
+        return [Check(name, "warn", f"allowed_actions={allowed}: make sure the allow list "
+                      f"includes {used}, or {fix}")]
+    return [Check(name, "ok", "all actions allowed")]
+
+
+def check_workflows_enabled(gh: GitHub | None, root: Path) -> list[Check]:
+    """Each workflow is active on GitHub: a fork's workflows start disabled (disabled_fork)."""
+    if gh is None:
+        return []
+    name = "workflows enabled"
+    try:
+        states = gh.workflow_states()
+    except GitHubError as e:
+        return [Check(name, "warn", f"cannot list them ({e})")]
+    ours = sorted(f"{WORKFLOW_DIR}/{p.name}" for p in (root / WORKFLOW_DIR).glob("*.yml"))
+    if not states and ours:
+        return [Check(name, "missing", f"GitHub lists no workflow for {gh.repo}: push "
+                      f"{WORKFLOW_DIR} to the default branch; on a fork, also open the Actions "
+                      "tab and press 'I understand my workflows, go ahead and enable them'")]
+    off = [path for path in ours if states.get(path, "active").startswith("disabled")]
+    if off:
+        commands = "; ".join(f"`gh workflow enable {Path(p).name} --repo {gh.repo}`" for p in off)
+        return [Check(name, "missing", f"disabled on GitHub: {', '.join(off)} "
+                      f"({', '.join(states[p] for p in off)}); a fork's workflows stay off until "
+                      f"enabled: the Actions tab's 'I understand my workflows, go ahead and "
+                      f"enable them', or {commands}")]
+    return [Check(name, "ok", f"{len(ours)} workflow(s) active")]
+
+
+def check_promotion_token(repo: str | None, settings: Settings | GitHubError | None,
+                          env: dict[str, str]) -> list[Check]:
+    """The token that opens promotion PRs can do so: a classic token's scopes are in
+    X-OAuth-Scopes; a fine-grained or App token's permissions are not readable."""
+    name = "PROMOTION_TOKEN scopes"
+    gh = _client(repo, env, "PROMOTION_TOKEN")
+    if gh is None:
+        if isinstance(settings, Settings) and settings.has("secret", "PROMOTION_TOKEN"):
+            return [Check(name, "warn", "not checked: run `PROMOTION_TOKEN=<the token> make "
+                          f"doctor` to check it; {TOKEN_NEEDS}")]
+        return []
+    try:
+        scopes = gh.token_scopes()
+    except GitHubError as e:
+        return [Check(name, "missing", f"GitHub refuses the token ({e}): create a new one; "
+                      + TOKEN_NEEDS)]
+    if scopes is None:
+        return [Check(name, "warn", "a fine-grained or GitHub App token, whose permissions "
+                      f"GitHub does not reveal: check them by hand; {TOKEN_NEEDS}")]
+    return [_classic_scopes_check(name, set(scopes))]
+
+
+def _classic_scopes_check(name: str, scopes: set[str]) -> Check:
+    if "repo" not in scopes:
+        return Check(name, "missing", f"classic token with scopes {sorted(scopes)}: it cannot "
+                     "push the promotion branch or open its PR; add the `repo` scope (GitHub > "
+                     "Settings > Developer settings > Personal access tokens)")
+    if "workflow" not in scopes:
+        return Check(name, "warn", "classic token without the `workflow` scope: a promotion "
+                     "that changes .github/workflows (`make workflows` after a dvc.yaml edit) "
+                     "is refused on push; add the `workflow` scope")
+    return Check(name, "ok", "classic token with the repo and workflow scopes")
+
+
+def check_train_runner(gh: GitHub | None, settings: Settings | GitHubError | None
+                       ) -> list[Check]:
+    """TRAIN_RUNNER names a label some self-hosted runner of the repository or its organisation
+    has; otherwise the training job waits for a runner that never comes."""
+    label = settings.values.get("TRAIN_RUNNER") if isinstance(settings, Settings) else None
+    if gh is None or not label:
+        return []
+    name = "TRAIN_RUNNER runner"
+    if HOSTED_RUNNER.match(label):
+        return [Check(name, "ok", f"`{label}` is a GitHub-hosted runner")]
+    labels, unread = _runner_labels(gh)
+    if label.lower() in labels:
+        return [Check(name, "ok", f"a self-hosted runner has the label `{label}`")]
+    fix = (f"register one with that label (Settings > Actions > Runners > New self-hosted "
+           f"runner; `./config.sh --labels {label}`), or `gh variable delete TRAIN_RUNNER "
+           f"--repo {gh.repo}` to train on a hosted runner")
+    where = "this repository" + ("" if unread else " or its organisation")
+    return [Check(name, "warn" if unread else "missing",
+                  f"no self-hosted runner of {where} has the label `{label}`{unread}: the "
+                  f"training job would wait for one until it times out; {fix}")]
+
+
+def _runner_labels(gh: GitHub) -> tuple[set[str], str]:
+    """Lower-cased labels of the repository's and organisation's runners, and a note on what
+    could not be read."""
+    labels, unread = set(), ""
+    for org in (False, True):
+        try:
+            if org and not gh.owner_is_organisation():
+                break
+            labels |= {label.lower() for label in gh.runner_labels(org=org)}
+        except GitHubError as e:
+            unread += f" ({'organisation' if org else 'repository'} runners unreadable: {e})"
+    return labels, unread
 
 
 def check_workflows(root: Path) -> Check:
@@ -239,13 +453,19 @@ def diagnose(root: Path | str = ".", env: dict[str, str] | None = None,
     root = Path(root)
     env = dict(os.environ if env is None else env)
     repo = github_repo(root, env)
+    gh = _client(repo, env)
+    settings = _settings_or_error(gh)
     steps: list[Callable[[], Check | list[Check]]] = [
         lambda: check_github_repo(root, env),
         lambda: check_dvc_remote(root, reach),
         lambda: check_overlay_pins(root, repo),
         lambda: check_argocd_apps(root),
-        lambda: check_settings(repo, env),
-        lambda: check_pr_permission(repo, env),
+        lambda: check_actions_enabled(gh),
+        lambda: check_workflows_enabled(gh, root),
+        lambda: check_settings(repo, settings, root),
+        lambda: check_pr_permission(gh, settings),
+        lambda: check_promotion_token(repo, settings, env),
+        lambda: check_train_runner(gh, settings),
         lambda: check_workflows(root),
     ]
     checks: list[Check] = []
@@ -253,6 +473,15 @@ def diagnose(root: Path | str = ".", env: dict[str, str] | None = None,
         result = run()
         checks.extend(result if isinstance(result, list) else [result])
     return checks
+
+
+def _settings_or_error(gh: GitHub | None) -> Settings | GitHubError | None:
+    if gh is None:
+        return None
+    try:
+        return read_settings(gh)
+    except GitHubError as e:
+        return e
 
 
 def format_checks(checks: list[Check]) -> str:
