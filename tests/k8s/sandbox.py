@@ -104,6 +104,9 @@ def start(pod_spec: dict, container: dict, env: dict[str, str], repo: Path, work
             # the image's home, read-only, with the Bento's source in it
             "--tmpfs", "/home", "--ro-bind", str(repo), BENTO_SRC, "--remount-ro", "/home",
             "--unshare-user", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            # its own pid namespace with the command as pid 1, as in a pod: when it exits or
+            # bwrap is killed, the kernel kills every process in it (BentoML's workers too)
+            "--unshare-pid", "--as-pid-1",
             "--uid", str(sc["runAsUser"]), "--gid", str(sc.get("runAsGroup", sc["runAsUser"])),
             "--die-with-parent", "--new-session", "--chdir", container.get("workingDir",
                                                                            BENTO_SRC)]
