@@ -134,10 +134,17 @@ def package_index_mounts(workdir: Path) -> list[str]:
         values = config[key].split()
         pip_lines.append(f"{key} = {' '.join(values)}")
         uv_lines.append(f"{key} = {json.dumps(values if key != 'index-url' else values[0])}")
-        folders |= {v.removeprefix("file://") for v in values if not v.startswith("http")}
+        for value in values:
+            if not value.startswith("http"):
+                folder = Path(value.removeprefix("file://"))
+                # a local simple index links its files relative to it (../../files/...)
+                folders.add(str(folder.parent if folder.name == "simple" else folder))
     if "cert" in config:  # the base trusts this machine's CAs; pip reads them from its bundle
         pip_lines.append("cert = /etc/ssl/certs/ca-certificates.crt")
-        uv_lines.append("native-tls = true")
+        uv_lines.append("system-certs = true")
+    # pip picks the best match across all its indexes; uv's default stops at the first index
+    # that has the name, which would refuse a pin only a later index of this machine holds
+    uv_lines.append('index-strategy = "unsafe-best-match"')
     (workdir / "pip.conf").write_text("\n".join(pip_lines) + "\n", encoding="utf-8")
     (workdir / "uv.toml").write_text("\n".join(uv_lines) + "\n", encoding="utf-8")
     mounts = [f"{workdir / 'pip.conf'}:/etc/pip.conf:ro",
@@ -196,13 +203,31 @@ def build(bento_tag: str, reference: str, backend: str = "docker", base: str = "
                 raise UsageError("--local-index needs --backend podman (build-time mounts)")
             options["volume"] = package_index_mounts(Path(workdir))
             options["network"] = "host"  # the build steps only: apt-get and the package index
+        _remove_image(reference, backend)  # so that a failed build leaves no stale image
         try:
             bentoml.container.build(spec["tag"], backend=backend, image_tag=(reference,),
                                     **options)
         except Exception as err:  # BentoML raises its own and subprocess errors alike
             raise ImageError(f"building {reference} from {spec['tag']} with {backend} failed: "
                              f"{err}") from None
+    # BentoML logs a failed build and returns: the image's presence is the verdict
+    if not _image_exists(reference, backend):
+        raise ImageError(f"building {reference} from {spec['tag']} with {backend} failed "
+                         "(the builder's output is above)")
     return time.monotonic() - began
+
+
+def _image_exists(reference: str, backend: str) -> bool:
+    engine, env = ("podman", podman_env()) if backend == "podman" else ("docker", None)
+    return subprocess.run([engine, "image", "inspect", reference], capture_output=True,
+                          env=env).returncode == 0
+
+
+def _remove_image(reference: str, backend: str) -> None:
+    """Untag an earlier image of this name; its layers stay as the build cache."""
+    if _image_exists(reference, backend):
+        engine, env = ("podman", podman_env()) if backend == "podman" else ("docker", None)
+        subprocess.run([engine, "image", "untag", reference], capture_output=True, env=env)
 
 
 def facts(reference: str, bento_tag: str, backend: str = "podman",
