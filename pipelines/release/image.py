@@ -237,8 +237,10 @@ def facts(reference: str, bento_tag: str, backend: str = "podman",
     env = podman_env() if backend == "podman" else None
     info = json.loads(_run([*engine, "image", "inspect", reference], "inspecting the image",
                            env=env).stdout)[0]
-    repo_digests = info.get("RepoDigests") or []
-    digest = repo_digests[0].rpartition("@")[2] if repo_digests else info.get("Digest", "")
+    # after a push, the registry's digest of this repository; before, the local manifest's
+    name = reference.rpartition(":")[0] if ":" in reference.rpartition("/")[2] else reference
+    pushed = [d for d in info.get("RepoDigests") or [] if d.partition("@")[0] == name]
+    digest = pushed[0].partition("@")[2] if pushed else info.get("Digest", "")
     spec = bento_spec(bento_tag)
     model = spec["models"][0] if spec["models"] else ":"
     packages = None
