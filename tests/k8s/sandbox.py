@@ -3,7 +3,8 @@ defaults overlaid with the manifest's command, env and envFrom, its uid/gid, a r
 with writable paths only where the pod mounts an emptyDir, its own network namespace (so the
 container port is the manifest's, whatever else listens on the host).
 
-The image itself is not available offline; what `bentoml containerize` puts in it is emulated:
+The built image runs in tests/k8s/test_image.py; this sandbox runs the repository's code for the
+checks that need load or several variants, with what the image holds emulated:
 the Bento's source at /home/bentoml/bento/src (here: a read-only bind of the repository copy),
 /home/bentoml read-only, BENTOML_HOME=/home/bentoml/ and the bentofile's `envs`, the process
 started as `bentoml serve` of the service."""
