@@ -72,8 +72,10 @@ class Pod:
         return podman("inspect", "--format", "{{.State.Running}}", self.name) == "true"
 
     def logs(self) -> str:
-        return subprocess.run(["podman", "logs", self.name], capture_output=True, text=True,
-                              env=image_build.podman_env()).stdout[-4000:]
+        # the container's stderr comes back on podman's stderr
+        result = subprocess.run(["podman", "logs", self.name], capture_output=True, text=True,
+                                env=image_build.podman_env())
+        return (result.stdout + result.stderr)[-4000:]
 
 
 def podman(*args: str, timeout: float = 120) -> str:
