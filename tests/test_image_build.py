@@ -56,3 +56,19 @@ def test_the_facts_section_names_digest_size_model_and_packages():
     text = facts.markdown()
     for expected in ("sha256:" + "a" * 64, "1510 MB", "`v1`", "143", "252 s"):
         assert expected in text
+
+
+def test_the_promotion_body_carries_the_image_facts_when_the_image_step_wrote_them(
+        tmp_path, monkeypatch):
+    from pipelines.release import retrain
+
+    monkeypatch.chdir(tmp_path)
+    for path, text in ((retrain.PR_BODY, "## Comparison"), (retrain.LOADTEST_MARKDOWN, "## Load")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert "### Image" not in retrain.promotion_body("## Diff", "abc")
+    image.write_facts(image.ImageFacts("r:v1", "f00", "sha256:" + "b" * 64, 10**9, "m:v1", "v1"),
+                      retrain.IMAGE_FACTS)
+    body = retrain.promotion_body("## Diff", "abc")
+    assert body.index("## Load") < body.index("### Image") < body.index("## Diff")
+    assert "sha256:" + "b" * 64 in body
