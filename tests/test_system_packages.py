@@ -24,6 +24,7 @@ def test_the_list_names_every_system_tool_the_tests_drive():
         packages)
     assert packages["prometheus"] == "/usr/bin/promtool"
     assert packages["bubblewrap"] == "/usr/bin/bwrap"
+    assert {"podman", "buildah", "runc", "mmdebstrap"} <= set(packages)  # tests/k8s/test_image.py
 
 
 def test_make_test_installs_them_first():

@@ -15,12 +15,14 @@ from pipelines.core.errors import MissingFileError
 from pipelines.core.params import PARAMS_FILE, load_params
 from pipelines.core.production import PROMOTION_FILES
 from pipelines.core.production import promote as promote_model
+from pipelines.release import image as image_build
 from pipelines.release import retrain
 from pipelines.release.github import GitHub, open_or_comment_issue, open_or_update_pr
 from pipelines.release.revert import revert
 from service.bento import build_bento
 
 retrain_app = new_app("Steps of the retrain workflow.")
+image_app = new_app("The service image: built from the Bento's generated Dockerfile, its facts.")
 github_app = new_app("Pull requests and issues through the GitHub REST API "
                      "(GITHUB_API_URL, GITHUB_REPOSITORY, GITHUB_TOKEN).")
 
@@ -113,6 +115,30 @@ def bento(model: Path = Path("models/candidate")) -> None:
           f"containerize: bentoml containerize {tag})")
 
 
+@image_app.command("build")
+def image_build_command(
+        bento: Annotated[str, typer.Option(help="Bento tag.")] = "moderation:latest",
+        tag: Annotated[str | None, typer.Option(
+            help="Image reference (default localhost/moderation:<Bento version>).")] = None,
+        backend: Annotated[str, typer.Option(help="docker | podman")] = "podman",
+        base: Annotated[str, typer.Option(
+            help="upstream (the Dockerfile's FROM) | local (a Debian base made here with "
+                 "mmdebstrap; podman) | an image name")] = "upstream",
+        local_index: Annotated[bool, typer.Option(
+            help="Give the build this machine's pip package index (podman).")] = False,
+        out: Annotated[Path, typer.Option(help="Where facts and the SBOM go.")] = Path(
+            "reports/image")) -> None:
+    """Build the service image from the Bento, then write its facts and CycloneDX SBOM."""
+    bento_tag = image_build.bento_spec(bento)["tag"]
+    reference = tag or f"localhost/moderation:{bento_tag.partition(':')[2]}"
+    build_s = image_build.build(bento_tag, reference, backend, base, local_index)
+    sbom = image_build.sbom(reference, out / "sbom.cdx.json", backend)
+    facts = image_build.facts(reference, bento_tag, backend, build_s, sbom)
+    image_build.write_facts(facts, out)
+    print(f"image: built {reference} in {build_s:.0f} s, {facts.size_bytes / 1e6:.0f} MB, "
+          f"{facts.digest}; facts in {out}/facts.md, SBOM {sbom}")
+
+
 def rollout_revert(
         failed_sha: Annotated[str, typer.Option(
             envvar="FAILED_SHA", help="Commit whose rollout failed (env FAILED_SHA).")],
@@ -125,5 +151,6 @@ def register(app: typer.Typer, rollout_app: typer.Typer) -> None:
     rollout_app.command("revert")(rollout_revert)
     app.add_typer(retrain_app, name="retrain")
     app.add_typer(github_app, name="github")
+    app.add_typer(image_app, name="image")
     app.command()(promote)
     app.command()(bento)

@@ -19,6 +19,7 @@ from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_po
 from pipelines.core.tools import dvc
 from pipelines.core.versions import in_repo_remote
 from pipelines.deploy.pins import K8S_DIR, diff_markdown, read_pin, set_image
+from pipelines.release import image
 from pipelines.release.github import GitHub, open_or_update_pr
 from service.bento import BENTO_NAME, bento_version, bentoml_home
 
@@ -61,6 +62,7 @@ DECISION = Path("reports/compare/decision.json")
 PR_BODY = Path("reports/compare/pr_body.md")
 LOADTEST_SUMMARY = Path("reports/loadtest/summary.json")
 LOADTEST_MARKDOWN = Path("reports/loadtest/summary.md")
+IMAGE_FACTS = Path("reports/image")  # facts.md (a PR body section), facts.json, sbom.cdx.json
 CANDIDATE = Path("models/candidate")
 CANDIDATE_METRICS = Path("reports/metrics/candidate.json")
 PROMOTION_PREFIX = "promote/"
@@ -186,12 +188,17 @@ def build_image(candidate: Path = CANDIDATE) -> str | None:
     reference = f"{image_name()}:{tag}"
     # `make bento` builds into the repository's store (.bentoml); a workflow step outside make
     # would otherwise look in ~/bentoml and not find it.
-    env = {**os.environ, "BENTOML_HOME": str(bentoml_home())}
-    for cmd in (["bentoml", "containerize", f"{BENTO_NAME}:{tag}", "--image-tag", reference],
-                ["docker", "push", reference]):
-        print(f"image: {' '.join(cmd)}", flush=True)
-        if subprocess.run(cmd, check=False, env=env).returncode != 0:
-            raise RetrainError(f"`{' '.join(cmd)}` failed (output above)")
+    os.environ["BENTOML_HOME"] = str(bentoml_home())
+    # the same build `make image` runs here, on the upstream base
+    build_s = image.build(f"{BENTO_NAME}:{tag}", reference, backend="docker")
+    cmd = ["docker", "push", reference]
+    print(f"image: {' '.join(cmd)}", flush=True)
+    if subprocess.run(cmd, check=False).returncode != 0:
+        raise RetrainError(f"`{' '.join(cmd)}` failed (output above)")
+    # after the push the facts carry the registry's digest (the pin the cluster pulls)
+    sbom = image.sbom(reference, IMAGE_FACTS / "sbom.cdx.json", backend="docker")
+    image.write_facts(image.facts(reference, f"{BENTO_NAME}:{tag}", "docker", build_s, sbom),
+                      IMAGE_FACTS)
     return reference
 
 
@@ -209,8 +216,10 @@ def _loadtest_passed(version: str) -> dict[str, Any]:
 
 def promotion_body(deployment_diff: str, source: str) -> str:
     """PR body: the comparison report, the load-test summary, the rendered deployment diff."""
+    facts = IMAGE_FACTS / "facts.md"
     parts = [PR_BODY.read_text(encoding="utf-8").strip(),
              LOADTEST_MARKDOWN.read_text(encoding="utf-8").strip(),
+             *([facts.read_text(encoding="utf-8").strip()] if facts.is_file() else []),
              deployment_diff.strip(),
              f"<sub>Opened by `python -m pipelines retrain propose` from {source[:12]}; merging "
              "it releases the model as a canary.</sub>"]

@@ -3,7 +3,8 @@ defaults overlaid with the manifest's command, env and envFrom, its uid/gid, a r
 with writable paths only where the pod mounts an emptyDir, its own network namespace (so the
 container port is the manifest's, whatever else listens on the host).
 
-The image itself is not available offline; what `bentoml containerize` puts in it is emulated:
+The built image runs in tests/k8s/test_image.py; this sandbox runs the repository's code for the
+checks that need load or several variants, with what the image holds emulated:
 the Bento's source at /home/bentoml/bento/src (here: a read-only bind of the repository copy),
 /home/bentoml read-only, BENTOML_HOME=/home/bentoml/ and the bentofile's `envs`, the process
 started as `bentoml serve` of the service."""
@@ -104,6 +105,9 @@ def start(pod_spec: dict, container: dict, env: dict[str, str], repo: Path, work
             # the image's home, read-only, with the Bento's source in it
             "--tmpfs", "/home", "--ro-bind", str(repo), BENTO_SRC, "--remount-ro", "/home",
             "--unshare-user", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            # its own pid namespace with the command as pid 1, as in a pod: when it exits or
+            # bwrap is killed, the kernel kills every process in it (BentoML's workers too)
+            "--unshare-pid", "--as-pid-1",
             "--uid", str(sc["runAsUser"]), "--gid", str(sc.get("runAsGroup", sc["runAsUser"])),
             "--die-with-parent", "--new-session", "--chdir", container.get("workingDir",
                                                                            BENTO_SRC)]
