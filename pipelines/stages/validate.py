@@ -20,6 +20,7 @@ from pipelines.core.data import DataError, dataset_hash, file_md5, normalise
 from pipelines.core.params import PARAMS_FILE, Params, load_params
 from pipelines.core.production import POINTER as PRODUCTION_POINTER
 from pipelines.core.provenance import Proofs, signing_key
+from pipelines.core.spreadsheet import write_for_people
 from pipelines.stages.label_noise import check_label_noise, digests, pair_digests
 
 REQUIRED_COLUMNS = ("text", "label")
@@ -412,15 +413,26 @@ def write_gate(report: dict, gate_path: Path) -> None:
     gate_path.write_text(json.dumps(gate, indent=2) + "\n", encoding="utf-8")
 
 
+SUSPICIOUS_COLUMNS = ["file", "line", "id", "label", "suggested", "confidence", "text"]
+
+
+def write_suspicious_csv(report: dict, path: Path) -> None:
+    """label_noise's suspicious rows for review in a spreadsheet (formula prefixes made inert)."""
+    write_for_people(path, SUSPICIOUS_COLUMNS,
+                     (report.get("label_noise") or {}).get("suspicious") or [])
+
+
 def run(params: Params, report_path: Path | str, gate_path: Path | str | None = None) -> dict:
-    """Validate, write the JSON report (and, when it passed, the gate record training depends
-    on), print findings; raise DataError if any rule failed."""
+    """Validate, write the JSON report, the suspicious rows as CSV beside it (and, when it
+    passed, the gate record training depends on), print findings; raise DataError if any rule
+    failed."""
     report = validate_dataset(params)
     report_path = Path(report_path)
     gate_path = Path(gate_path or report_path.with_name("validated.json"))
     gate_path.unlink(missing_ok=True)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_suspicious_csv(report, report_path.with_name("suspicious.csv"))
     findings = [Finding(**f) for f in report["findings"]]
     for f in findings[:50]:
         print(f)

@@ -298,3 +298,30 @@ def test_streaming_in_small_chunks_finds_exactly_what_one_chunk_finds(fresh_repo
     assert small == whole
     assert set(whole["by_rule"]) >= {"duplicate_id", "conflicting_labels", "holdout_leak",
                                      "exact_duplicate", "normalised_duplicate", "unknown_label"}
+
+
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3",
+            "@SUM(A1:A9)", "\t=1+1", "\r=1+1"]
+
+
+def test_suspicious_rows_csv_for_people_neutralises_formula_prefixes(tmp_path):
+    """reports/suspicious.csv is opened in spreadsheets: a cell from data that starts like a
+    formula is text there (leading apostrophe), control characters are replaced; the data
+    splits themselves are never rewritten (docs/data.md)."""
+    import csv
+
+    from pipelines.stages.validate import write_suspicious_csv
+
+    rows = [{"file": "data/train.csv", "line": i + 2, "id": f, "label": "offensive",
+             "suggested": f, "confidence": 0.9, "text": f + " and \x1b[2J"}
+            for i, f in enumerate(FORMULAS)]
+    path = tmp_path / "suspicious.csv"
+    write_suspicious_csv({"label_noise": {"suspicious": rows}}, path)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        read = list(csv.DictReader(handle))
+    assert [r["id"] for r in read] == ["'" + f for f in FORMULAS]
+    assert [r["text"] for r in read] == ["'" + f + " and \ufffd[2J" for f in FORMULAS]
+    assert [r["line"] for r in read] == [str(i + 2) for i in range(len(FORMULAS))]
+    write_suspicious_csv({"label_noise": None}, path)  # skipped rule: the header alone
+    assert path.read_text(encoding="utf-8-sig").splitlines() == [
+        "file,line,id,label,suggested,confidence,text"]
