@@ -1,7 +1,7 @@
 """Time and peak memory of the validate stage on training data 10x and 100x the bundled size
 (run by hand; figures in docs/data.md).
 
-    .venv/bin/python benchmarks/validate_scale.py [--scales 1 10 100] [--chunk-rows 20000]
+    .venv/bin/python benchmarks/validate_scale.py [--scales 1 10 100] [--ref REV --ref-scales 10]
 
 In a throwaway copy of the repository (data and production model pulled), train.csv is the
 bundled split repeated `scale` times; each copy after the first gets a suffix on every text
@@ -10,7 +10,8 @@ data version: the label_noise rule has `scale - 1` bundled splits of changed row
 which is its worst case. Each scale runs `python -m pipelines.stages.validate` twice, with the
 rule on and off, each in its own process; peak memory is that process's maximum resident set
 (getrusage of the child), time is wall and CPU (CPU time is the steadier figure on a shared
-machine).
+machine). --ref also measures the validate stage of an older commit (e.g. the one before
+streaming) on the same generated files, for a ratio taken in one run.
 """
 
 from __future__ import annotations
@@ -45,12 +46,20 @@ def env(cwd: Path) -> dict[str, str]:
                 PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
-def copy_repo(repo: Path) -> None:
-    listed = sh(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT)
-    for rel in filter(None, listed.stdout.split("\0")):
-        if (ROOT / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, repo / rel)
+def copy_repo(repo: Path, ref: str | None = None) -> None:
+    """The working tree (or the commit `ref`) with its data and production model pulled."""
+    repo.mkdir(parents=True)
+    if ref:
+        archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
+    else:
+        listed = sh(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                    ROOT)
+        for rel in filter(None, listed.stdout.split("\0")):
+            if (ROOT / rel).is_file():
+                (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / rel, repo / rel)
     sh(["git", "init", "-q"], repo)
     sh([sys.executable, "-m", "pipelines", "data", "pull"], repo)
     sh(["dvc", "pull", "--quiet", "models/production.dvc"], repo)
@@ -113,6 +122,8 @@ def cpu_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--ref", help="also measure validate at this commit")
+    parser.add_argument("--ref-scales", type=int, nargs="+", default=[10])
     args = parser.parse_args()
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores visible; load average "
           f"{os.getloadavg()[0]:.1f} at start")
@@ -121,10 +132,15 @@ def main() -> None:
         copy_repo(repo)
         bundled = Path(tmp) / "bundled.csv"
         shutil.copy2(repo / "data/train.csv", bundled)
-        print("| scale | rows | MB | label_noise | wall s | CPU s | peak MiB | changed rows "
+        print("| code | scale | rows | MB | label_noise | wall s | CPU s | peak MiB | changed rows "
               "(scored) | estimate |")
-        print("|---:|---:|---:|---|---:|---:|---:|---:|---|")
-        for scale in args.scales:
+        print("|---|---:|---:|---:|---|---:|---:|---:|---:|---|")
+        runs = [("this tree", repo, scale) for scale in args.scales]
+        if args.ref:
+            old = Path(tmp) / "ref"
+            copy_repo(old, args.ref)
+            runs += [(args.ref[:12], old, scale) for scale in args.ref_scales]
+        for name, repo, scale in runs:
             rows = write_scaled(bundled, repo / "data/train.csv", scale)
             size = (repo / "data/train.csv").stat().st_size / 1e6
             for level in ("error", "off"):
@@ -137,7 +153,8 @@ def main() -> None:
                 estimate = noise.get("estimate") or {}
                 shown = (f"{100 * estimate['share']:.1f} % [{100 * estimate['low']:.1f}, "
                          f"{100 * estimate['high']:.1f}]" if estimate else "–")
-                print(f"| {scale}× | {rows} | {size:.0f} | {'on' if level != 'off' else 'off'} "
+                rule = "on" if level != "off" else "off"
+                print(f"| {name} | {scale}× | {rows} | {size:.0f} | {rule} "
                       f"| {found['wall_s']} | {found['cpu_s']} | {found['peak_mib']} | "
                       f"{changed} | {shown} |", flush=True)
                 if found["exit"] != 0:
