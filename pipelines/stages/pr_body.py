@@ -151,6 +151,14 @@ def label_noise_lines(noise: dict, shown: int = 10) -> list[str]:
         return [f"Not estimated: {noise['skipped']}."]
     reviewed = (f" {noise['reviewed_rows']} rows from the review loop are not scored: reviewers "
                 "chose them because the model was unsure.") if noise.get("reviewed_rows") else ""
+    if noise.get("unproven_review_rows"):
+        reviewed += (f" **{noise['unproven_review_rows']} rows claim to come from the review loop "
+                     "without a valid signed review record** (`feedback_unproven` in "
+                     "`reports/validation.json`): they are scored like any new row.")
+    if noise.get("sampled"):
+        reviewed += (f" Scored a uniform sample of {noise['sampled']['changed_rows']} changed "
+                     f"rows (validate.label_noise.max_rows); the interval includes the "
+                     "sampling error.")
     if noise["estimate"] is None:
         return [f"No scorable rows new or changed since production's data "
                 f"{code(noise['production_data'])}.{reviewed}"]

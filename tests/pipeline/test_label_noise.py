@@ -171,6 +171,14 @@ def test_pr_body_shows_the_estimate_and_the_worst_rows(in_carved, tmp_path):
     assert "**above the limit** of 5.0%" in body
     top = report["suspicious"][0]
     assert f"| `{top['file']}:{top['line']}` | {top['id']} | {top['label']} |" in body
+    _assert_lines_hold_their_ids(top["file"], report["suspicious"])
+    # The review UI's queue shows the same lines (it reads them from the report).
+    from tests.feedback.test_label_queue import AUTH, queue_client
+
+    queue = queue_client(f"sqlite:///{tmp_path}/log.db", validation).get(
+        "/api/label-queue", headers=AUTH).json()["items"]
+    assert {(i["id"], i["line"]) for i in queue} == {
+        (r["id"], r["line"]) for r in report["suspicious"]}
     masked = "\n".join(label_noise_lines(label_noise_section(validation, "abc", True)))
     assert top["text"][:40] not in masked and "sha256:" in masked
     stale = label_noise_section(validation, "other", False)

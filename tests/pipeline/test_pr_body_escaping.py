@@ -99,3 +99,13 @@ def test_identifiers_with_only_safe_characters_stay_code_spans():
     assert code("baseline-20260101-abc123") == "`baseline-20260101-abc123`"
     assert code("data/train.csv:1507") == "`data/train.csv:1507`"
     assert code("v1`|@x") == escape("v1`|@x") and "`" not in code("v1`|@x").replace("\\`", "")
+
+
+def test_pr_body_says_how_many_rows_claim_a_review_without_proof_and_when_it_sampled():
+    noise = _noise("x") | {"unproven_review_rows": 600,
+                           "sampled": {"changed_rows": 20000, "unchanged_rows": 20000,
+                                       "of_unchanged_rows": 50000, "max_rows": 20000}}
+    body = "\n".join(label_noise_lines(noise))
+    assert "**600 rows claim to come from the review loop without a valid signed review " \
+           "record**" in body
+    assert "Scored a uniform sample of 20000 changed rows" in body
