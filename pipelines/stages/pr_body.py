@@ -64,13 +64,13 @@ def slice_table(comparison: Comparison) -> list[str]:
     if comparison.production is None:
         rows = ["| slice | n | candidate macro-F1 |", "|---|---:|---:|"]
         for name, s in comparison.candidate.metrics["slices"].items():
-            rows.append(f"| {escape(name)} | {s['n']} | {_fmt(s['macro_f1'])} |")
+            rows.append(f"| {code(name)} | {s['n']} | {_fmt(s['macro_f1'])} |")
         return rows
     rows = ["| slice | n | production | candidate | delta | interval |",
             "|---|---:|---:|---:|---:|---|"]
     for name, s in comparison.slices.items():
         d = s["macro_f1"]
-        rows.append(f"| {escape(name)} | {s['n']} | {_fmt(s.get('production'))} | "
+        rows.append(f"| {code(name)} | {s['n']} | {_fmt(s.get('production'))} | "
                     f"{_fmt(s.get('candidate'))} | {d['delta']:+.4f} | "
                     f"[{d['low']:+.4f}, {d['high']:+.4f}] |")
     return rows
@@ -80,11 +80,11 @@ def behaviour_table(comparison: Comparison) -> list[str]:
     if comparison.production is None:
         rows = ["| check | candidate |", "|---|---:|"]
         for name, check in comparison.candidate.metrics["behaviour"].items():
-            rows.append(f"| {escape(name)} | {escape(check)} |")
+            rows.append(f"| {code(name)} | {escape(check)} |")
         return rows
     rows = ["| check | rate | production | candidate | delta |", "|---|---|---:|---:|---:|"]
     for name, b in comparison.behaviour.items():
-        rows.append(f"| {escape(name)} | {escape(b['metric'])} | {_fmt(b['production'])} | "
+        rows.append(f"| {code(name)} | {escape(b['metric'])} | {_fmt(b['production'])} | "
                     f"{_fmt(b['candidate'])} | {_fmt(b['delta'])} |")
     return rows
 
@@ -93,14 +93,14 @@ def drift_lines(comparison: Comparison, out_dir: Path) -> list[str]:
     drift = comparison.evidently["drift"]
     if "skipped" in drift:
         return [f"Not computed: {drift['skipped']}."]
-    summary = (f"**Drift flagged** in {escape(', '.join(drift['drifted']))}." if drift["flagged"]
+    summary = (f"**Drift flagged** in {', '.join(map(code, drift['drifted']))}." if drift["flagged"]
                else "No drift detected in the label share or the text descriptors.")
     rows = [summary, "", f"Candidate's vs production's training data "
             f"({drift['rows']['current']} vs {drift['rows']['reference']} sampled rows):", "",
             "| column | production mean | candidate mean | effect | min effect | K-S p | drifted |",
             "|---|---:|---:|---:|---:|---:|---|"]
     for name, c in drift["columns"].items():
-        rows.append(f"| {escape(name)} | {_fmt(c['reference_mean'])} | {_fmt(c['current_mean'])} | "
+        rows.append(f"| {code(name)} | {_fmt(c['reference_mean'])} | {_fmt(c['current_mean'])} | "
                     f"{c['value']:.3f} | {c['threshold']} | {c['p_value']:.2g} | "
                     f"{'yes' if c['drifted'] else 'no'} |")
     return rows + ["", "`label` is the share of the positive label; effect is the normed "
@@ -167,7 +167,7 @@ def label_noise_lines(noise: dict, shown: int = 10) -> list[str]:
               for name, found in noise["scorers"].items()
               if name != est["scorer"] and found.get("share") is not None]
     verdict = (f"**above the limit** of {_pct(noise['max_share'])} "
-               f"({escape(', '.join(noise['flagged_by']))})" if noise["flagged"]
+               f"({', '.join(map(code, noise['flagged_by']))})" if noise["flagged"]
                else f"within the limit of {_pct(noise['max_share'])}")
     rows = [f"An estimated **{_estimate(est)}** ({conf} interval) of the "
             f"{noise['changed_rows']} training rows new or changed since production's data "
@@ -177,7 +177,7 @@ def label_noise_lines(noise: dict, shown: int = 10) -> list[str]:
     slices = noise["scorers"][est["scorer"]]["slices"]
     if slices:
         rows += ["| slice | changed rows | wrong labels | interval |", "|---|---:|---:|---|"]
-        rows += [f"| {escape(name)} | {s['rows']} | {_pct(s['share'])} | [{_pct(s['low'])}, "
+        rows += [f"| {code(name)} | {s['rows']} | {_pct(s['share'])} | [{_pct(s['low'])}, "
                  f"{_pct(s['high'])}] |" for name, s in slices.items()]
         rows.append("")
     if noise["suspicious"]:
