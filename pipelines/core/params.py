@@ -49,6 +49,8 @@ class SeverityParams(_Strict):
     balance_shift: Severity
     empty_split: Severity
     duplicate_id: Severity
+    control_characters: Severity
+    feedback_unproven: Severity
     label_noise: Severity
 
 
@@ -62,6 +64,7 @@ class LabelNoiseParams(_Strict):
     max_listed: int = Field(ge=0)
     bootstrap_samples: int = Field(gt=0)
     seed: int
+    max_rows: int = Field(gt=0)
 
 
 class ValidateParams(_Strict):
@@ -196,6 +199,7 @@ class FeedbackParams(_Strict):
     cookie_secure: Literal["auto", "always", "never"]
     branch_prefix: str = Field(min_length=1)
     source: str = Field(min_length=1)
+    provenance_file: str = Field(min_length=1)
     validation_report: str = Field(default="reports/validation.json", min_length=1)
     allowed_hosts: list[str] = Field(default=["127.0.0.1", "localhost", "::1"], min_length=1)
     max_failed_logins_per_client: int = Field(default=10, gt=0)

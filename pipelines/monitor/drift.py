@@ -13,6 +13,7 @@ import pandas as pd
 from pipelines.core.classifier import load_classifier, predict
 from pipelines.core.data import read_split
 from pipelines.core.errors import PipelineError
+from pipelines.core.markdown import code
 from pipelines.core.params import Params
 from pipelines.core.production import read_pointer
 from pipelines.release.github import open_or_comment_issue
@@ -210,8 +211,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [head, "",
              f"### Input drift: {'**yes**' if inputs['flagged'] else 'no'}", "",
              f"Text descriptors of the logged predictions ({inputs['rows']['current']} rows, "
-             f"served by {', '.join(summary['served_versions'])}) against the training data of "
-             f"production `{summary['production_version']}` ({inputs['rows']['reference']} "
+             f"served by {', '.join(map(code, summary['served_versions']))}) against the training "
+             f"data of production {code(summary['production_version'])} "
+             f"({inputs['rows']['reference']} "
              "rows). `unseen_word_share` counts words that the half of the training data a text "
              "did not fall into never used, for both sides alike; `<slice>_share` is the share "
              "of texts in each evaluation slice.", "", *_table(inputs), "",
@@ -220,7 +222,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"Not computed: {predictions['skipped']}.")
     else:
         lines += [f"`flagged` (share labelled as the positive class) and `score` (its "
-                  f"probability) of {predictions['model_version']} on the logged texts "
+                  f"probability) of {code(predictions['model_version'])} on the logged texts "
                   f"({predictions['rows']['current']} rows) against its own on the holdout "
                   f"({predictions['rows']['reference']} rows).", "", *_table(predictions)]
     if summary["flagged"]:

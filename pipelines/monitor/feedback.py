@@ -4,8 +4,9 @@ Reads the corrections next to the prediction log, appends the new, non-duplicate
 to the training split (never the frozen holdout), applies the reviewers' label decisions on the
 suspicious training rows of the validation report (matched by row id and text), runs the
 validate stage, `dvc add data`, pushes the data to the DVC remote and commits the changed
-data.dvc on `<prefix>/<date>-<n>`, which is the change the retrain workflow triggers on.
-Any failure restores data/ and git.
+data.dvc on `<prefix>/<date>-<n>`, which is the change the retrain workflow triggers on, with a
+signed review record per written row in the provenance file (pipelines/core/provenance.py: what
+makes validate trust the rows' labels). Any failure restores data/, the provenance file and git.
 """
 
 from __future__ import annotations
@@ -31,10 +32,18 @@ from pipelines.core.data import (
 from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import git
 from pipelines.core.params import Params
+from pipelines.core.provenance import (
+    KEY_ENV,
+    ReviewRecord,
+    append_records,
+    signing_key,
+    text_sha256,
+)
 from pipelines.core.tools import dvc, succeeds
 from pipelines.core.versions import in_repo_remote
 from pipelines.stages import validate
 from pipelines.stages.label_noise import SHOWN_CHARS
+from pipelines.stages.validate import control_characters
 from service.predlog import backend_of, sqlite_path
 from service.review.store import ReviewStore, create_review_schema
 
@@ -52,6 +61,7 @@ class ExportPlan:
 
     rows: pd.DataFrame
     skipped: Counter = field(default_factory=Counter)
+    records: list[ReviewRecord] = field(default_factory=list)  # one per row, for provenance
 
 
 @dataclass
@@ -61,6 +71,7 @@ class RelabelPlan:
     train: pd.DataFrame
     changed: pd.DataFrame  # id, line, text, old, label
     skipped: Counter = field(default_factory=Counter)
+    records: list[ReviewRecord] = field(default_factory=list)  # one per changed row
 
 
 @dataclass
@@ -111,9 +122,11 @@ def plan_rows(reviewed: list[dict[str, Any]], train: pd.DataFrame, holdout: pd.D
             skipped["label_not_in_data_labels"] += 1
         elif not normalise(item["text"]):
             skipped["empty_text"] += 1
+        elif control_characters(item["text"]):  # validate rejects them; never write them
+            skipped["control_characters"] += 1
         else:
             by_key.setdefault(normalise(item["text"]), []).append(item)
-    rows = []
+    rows, records = [], []
     for key, items in by_key.items():
         if len({i["label"] for i in items}) > 1:
             skipped["reviews_disagree"] += len(items)
@@ -129,8 +142,11 @@ def plan_rows(reviewed: list[dict[str, Any]], train: pd.DataFrame, holdout: pd.D
             digest = hashlib.sha256(first["text"].encode("utf-8")).hexdigest()
             rows.append({"id": f"feedback-{digest[:12]}", "text": first["text"],
                          "label": first["label"], "source": source})
+            records.append(ReviewRecord(rows[-1]["id"], text_sha256(first["text"]),
+                                        first["label"], str(first["reviewer"]),
+                                        str(first["reviewed_at"])))
     skipped = Counter({k: v for k, v in skipped.items() if v})
-    return ExportPlan(pd.DataFrame(rows, columns=COLUMNS), skipped)
+    return ExportPlan(pd.DataFrame(rows, columns=COLUMNS), skipped, records)
 
 
 def shown_text_matches(text: str, shown: str) -> bool:
@@ -147,7 +163,7 @@ def plan_relabels(decisions: list[dict[str, Any]], train: pd.DataFrame, labels: 
     (its scorers disagreeing with them is why they were reviewed, not a sign of a wrong label)."""
     skipped: Counter = Counter()
     train = train.copy()
-    changed = []
+    changed, records = [], []
     for d in decisions:
         if d["label"] == d["given"]:
             skipped["labels_kept"] += 1
@@ -169,8 +185,11 @@ def plan_relabels(decisions: list[dict[str, Any]], train: pd.DataFrame, labels: 
                                 "old": train.at[i, "label"], "label": d["label"]})
                 train.at[i, "label"] = d["label"]
                 train.at[i, "source"] = source
+                records.append(ReviewRecord(str(d["id"]), text_sha256(train.at[i, "text"]),
+                                            d["label"], str(d["reviewer"]),
+                                            str(d["reviewed_at"])))
     return RelabelPlan(train, pd.DataFrame(changed, columns=["id", "line", "text", "old", "label"]),
-                       Counter({k: v for k, v in skipped.items() if v}))
+                       Counter({k: v for k, v in skipped.items() if v}), records)
 
 
 def append_rows(path: Path, rows: pd.DataFrame) -> None:
@@ -226,20 +245,29 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
     plan.skipped += relabel.skipped
     if plan.rows.empty and relabel.changed.empty:
         return ExportResult(plan.rows, plan.skipped, old_hash, None, None, relabel.changed)
+    key = signing_key()
+    if key is None:
+        raise FeedbackError(f"{KEY_ENV} is not set: the export signs a review record for each "
+                            "row it writes, and validate (here and in CI) trusts a reviewed "
+                            "label only with a valid signature. Set it to the secret CI's "
+                            "validate uses (`openssl rand -hex 32` makes a new one)")
 
     original_train = train_file.read_bytes()
+    provenance = Path(params.feedback.provenance_file)
+    original_provenance = provenance.read_bytes() if provenance.exists() else None
     start = _git("rev-parse", "--abbrev-ref", "HEAD").strip()
     if start == "HEAD":  # detached: come back to the commit itself
         start = "@" + _git("rev-parse", "HEAD").strip()
     remote = in_repo_remote()  # committed with the new data.dvc, so a clone can pull the rows
-    paths = [str(POINTER)] + ([str(remote.relative_to(Path.cwd().resolve()))]
-                              if remote is not None else [])
+    paths = [str(POINTER), str(provenance)] + ([str(remote.relative_to(Path.cwd().resolve()))]
+                                               if remote is not None else [])
     branch = next_branch(params.feedback.branch_prefix, today or dt.date.today())
     switched = False
     try:
         if not relabel.changed.empty:
             write_split(relabel.train, train_file)
         append_rows(train_file, plan.rows)
+        append_records(provenance, relabel.records + plan.records, key)
         _dvc("add", "--quiet", str(DATA_DIR))  # first, so the report names the new version
         new_hash = dataset_hash(POINTER)
         try:
@@ -255,6 +283,10 @@ def export_feedback(params: Params, db_url: str, today: dt.date | None = None,
              commit_message(plan, relabel.changed, old_hash, new_hash), "--", *paths)
     except BaseException:
         _restore(train_file, original_train, start if switched else None, branch, paths)
+        if original_provenance is None:
+            provenance.unlink(missing_ok=True)
+        else:
+            provenance.write_bytes(original_provenance)
         raise
     return ExportResult(plan.rows, plan.skipped, old_hash, new_hash, branch, relabel.changed)
 

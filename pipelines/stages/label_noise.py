@@ -6,14 +6,17 @@ regression cross-validated over the new version, out of fold. Every scorer also 
 labels, so its disagreement on the changed rows is read against trusted rows scored the same way:
 the unchanged rows for the out-of-fold scorer, the frozen holdout for the production model. What
 the disagreement exceeds that reference by, per label, is the share of wrong labels. Rows the
-review loop exported (source = feedback.source) are counted but not scored.
+review loop exported (source = feedback.source, proven by a signed review record: see
+pipelines/core/provenance.py) are counted but not scored; rows that only claim that source are
+scored like any other.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +28,9 @@ from pipelines.core.params import LabelNoiseParams, Params
 from pipelines.core.production import WEIGHTS, check_weights, production_training_rows
 from pipelines.stages.metrics import slice_masks
 
+if TYPE_CHECKING:
+    from pipelines.stages.validate import SplitScan
+
 SHOWN_CHARS = 200  # of each suspicious row's text; the feedback export matches on it
 RULE = "label_noise"
 # A scorer whose error rates on the two sides of a label differ by less than this cannot tell a
@@ -34,11 +40,31 @@ MIN_SEPARATION = 0.05
 AddFinding = Callable[[str, str, int | None, str], None]
 
 
-def changed_rows(train: pd.DataFrame, production_rows: pd.DataFrame) -> np.ndarray:
+def digests(values: list[str]) -> np.ndarray:
+    """64-bit digests: what validate keeps per row instead of the text (two different texts
+    collide with probability about rows^2 / 2^65: 1e-8 at 600k rows, 1e-6 at 6M)."""
+    return np.frombuffer(b"".join(hashlib.blake2b(v.encode("utf-8"), digest_size=8).digest()
+                                  for v in values), dtype="<u8").copy()
+
+
+def pair_digests(normalised: list[str], labels: list[str]) -> np.ndarray:
+    """Digests of (normalised text, label): the pairs changed_rows compares."""
+    return digests([f"{label}\x1f{key}" for key, label in
+                    zip(normalised, labels, strict=True)])
+
+
+def changed_rows(pairs: np.ndarray, production_rows: pd.DataFrame) -> np.ndarray:
     """Rows whose (text, label) pair production's data lacks: new texts and relabelled ones."""
-    known = set(zip(production_rows.text.map(normalise), production_rows.label, strict=True))
-    return np.array([(normalise(t), label) not in known
-                     for t, label in zip(train.text, train.label, strict=True)], dtype=bool)
+    known = pair_digests([normalise(t) for t in production_rows.text],
+                         list(production_rows.label))
+    return ~np.isin(pairs, known)
+
+
+def sample(positions: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """At most cap of these positions, uniformly without replacement, in file order."""
+    if len(positions) <= cap:
+        return positions
+    return np.sort(rng.choice(positions, cap, replace=False))
 
 
 def out_of_fold_proba(texts: list[str], y: np.ndarray, n_labels: int, folds: int, seed: int
@@ -136,36 +162,54 @@ def _skipped(reason: str) -> dict[str, Any]:
     return {"scored": False, "reason": reason, "flagged": False, "flagged_by": []}
 
 
-def check_label_noise(params: Params, train: pd.DataFrame, holdout: pd.DataFrame,
-                      pointer: Path, add: AddFinding, weights: Path = WEIGHTS) -> dict[str, Any]:
-    """Estimate the share of wrong labels among rows new or changed since production's data."""
+def check_label_noise(params: Params, train: SplitScan, holdout: SplitScan, pointer: Path,
+                      add: AddFinding, weights: Path = WEIGHTS) -> dict[str, Any]:
+    """Estimate the share of wrong labels among rows new or changed since production's data.
+
+    Above validate.label_noise.max_rows changed (or unchanged) rows, a uniform sample of that
+    many is scored; the bootstrap interval then covers the sampling error too, and only sampled
+    rows can be listed as suspicious. Only the sampled rows' texts are read (a second pass)."""
     lp, labels = params.validate_.label_noise, list(params.data.labels)
     if params.validate_.severity.label_noise == "off":
         return _skipped("validate.severity.label_noise is off")
     record = production_data(pointer)
     if record is None:
         return _skipped("no production data version to compare with")
-    usable = train[train.label.isin(labels) & (train.text.str.strip() != "")]
-    # Reviewers correct the predictions the model was unsure of or got wrong, so the scorers'
-    # doubt on these rows is how they were chosen, not a sign of a wrong label.
-    reviewed = usable.source == params.feedback.source if "source" in usable \
-        else pd.Series(False, index=usable.index)
+    usable = (train.labels >= 0) & (train.norm != 0)
     production_rows = production_training_rows(record, params.data.train_file)
-    reviewed_changed = int(changed_rows(usable[reviewed], production_rows).sum())
-    usable = usable[~reviewed]
-    changed = changed_rows(usable, production_rows)
+    new_pair = changed_rows(train.pairs, production_rows)
+    # Reviewers correct the predictions the model was unsure of or got wrong, so the scorers'
+    # doubt on these rows is how they were chosen, not a sign of a wrong label. Only rows a
+    # signed review record proves (validate's feedback_unproven rule) are left out.
+    reviewed_changed = int((usable & train.reviewed & new_pair).sum())
+    unproven = int((usable & train.claims_review & ~train.reviewed & new_pair).sum())
+    usable &= ~train.reviewed
+    changed_all = usable & new_pair
     report = {"scored": True, "production_data": record["dataset"]["md5"],
-              "changed_rows": int(changed.sum()), "reviewed_rows": reviewed_changed,
+              "changed_rows": int(changed_all.sum()), "reviewed_rows": reviewed_changed,
+              "unproven_review_rows": unproven,
               "max_share": lp.max_share, "confidence": lp.confidence}
-    if not changed.any():
+    if not changed_all.any():
         return report | summarise({}, lp) | {"suspicious": []}
-    y_all = np.array([labels.index(label) for label in usable.label])
-    y, texts = y_all[changed], list(usable.text[changed])
+    rng = np.random.default_rng(lp.seed)
+    picked_changed = sample(np.flatnonzero(changed_all), lp.max_rows, rng)
+    picked_reference = sample(np.flatnonzero(usable & ~new_pair), lp.max_rows, rng)
+    if len(picked_changed) < changed_all.sum() or \
+            len(picked_reference) < (usable & ~new_pair).sum():
+        report["sampled"] = {"changed_rows": len(picked_changed),
+                             "unchanged_rows": len(picked_reference),
+                             "of_unchanged_rows": int((usable & ~new_pair).sum()),
+                             "max_rows": lp.max_rows}
+    picked = np.union1d(picked_changed, picked_reference)
+    rows = train.rows_at(picked)
+    changed = np.isin(picked, picked_changed)
+    y_all = np.array([labels.index(label) for label in rows.label])
+    y, texts = y_all[changed], list(rows.text[changed])
     masks = slice_masks(texts, params.evaluate.slices)
     scorers, probas = {}, []
 
     classifier = load_classifier(check_weights(record, weights))
-    trusted = holdout[holdout.label.isin(labels)]
+    trusted = holdout.rows_at(np.flatnonzero(holdout.labels >= 0))
     y_hold, hold_texts = np.array([labels.index(x) for x in trusted.label]), list(trusted.text)
     probas.append(classifier.predict_proba(texts))
     scorers["production"] = {"model": record["version"], "reference": "frozen holdout"} | \
@@ -173,26 +217,26 @@ def check_label_noise(params: Params, train: pd.DataFrame, holdout: pd.DataFrame
                          slice_masks(hold_texts, params.evaluate.slices), len(labels), lp)
 
     counts = np.bincount(y_all, minlength=len(labels))
-    if len(usable) >= lp.min_cv_rows and counts.min() >= lp.folds and (~changed).any():
-        oof = out_of_fold_proba(list(usable.text), y_all, len(labels), lp.folds, lp.seed)
+    if len(rows) >= lp.min_cv_rows and counts.min() >= lp.folds and (~changed).any():
+        oof = out_of_fold_proba(list(rows.text), y_all, len(labels), lp.folds, lp.seed)
         probas.append(oof[changed])
-        ref_masks = slice_masks(list(usable.text[~changed]), params.evaluate.slices)
+        ref_masks = slice_masks(list(rows.text[~changed]), params.evaluate.slices)
         scorers["out_of_fold"] = {"model": f"TF-IDF + logistic regression, {lp.folds} folds",
                                   "reference": "unchanged rows"} | \
             scorer_estimates(y, oof[changed], y_all[~changed], oof[~changed], masks, ref_masks,
                              len(labels), lp)
 
     report |= summarise(scorers, lp)
-    lines = [int(i) + 2 for i in usable.index[changed]]
-    ids = list(usable["id"][changed]) if "id" in usable else [None] * len(lines)
+    lines = [int(i) for i in rows.index[changed]]  # rows_at indexes rows by their file line
+    ids = list(rows["id"][changed]) if "id" in rows else [None] * len(lines)
     proba = np.mean(probas, axis=0)
     report["suspicious"] = [
-        {"file": params.data.train_file, "line": lines[i], "id": ids[i], "label": labels[y[i]],
+        {"file": train.file, "line": lines[i], "id": ids[i], "label": labels[y[i]],
          "suggested": labels[int(proba[i].argmax())], "confidence": round(float(proba[i].max()), 4),
          "text": texts[i][:SHOWN_CHARS]}
         for i in rank_suspicious(y, proba)[: lp.max_listed]]
     if report["flagged"]:
-        add(RULE, params.data.train_file, None, finding_message(report, params.data.train_file))
+        add(RULE, train.file, None, finding_message(report, train.file))
     return report
 
 

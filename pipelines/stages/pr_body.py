@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipelines.core.markdown import code, escape
 from pipelines.stages.comparison import Comparison
 
 ICONS = {"promote": "✅", "reject": "❌", "no significant change": "➖"}
@@ -29,12 +30,12 @@ def verdict_line(comparison: Comparison, decision: dict) -> str:
     verdict = decision["verdict"]
     icon = ICONS[verdict]
     if decision["bootstrap"]:
-        return (f"{icon} **{verdict.upper()}** `{cand}`: no production model yet, judged on "
+        return (f"{icon} **{verdict.upper()}** {code(cand)}: no production model yet, judged on "
                 "absolute floors only.")
     d = comparison.deltas["macro_f1"]
-    why = f" (failed: {', '.join(decision['failed'])})" if decision["failed"] else ""
-    return (f"{icon} **{verdict.upper()}** `{cand}` vs production "
-            f"`{comparison.production.version}`: macro-F1 {d['delta']:+.4f} "
+    why = f" (failed: {escape(', '.join(decision['failed']))})" if decision["failed"] else ""
+    return (f"{icon} **{verdict.upper()}** {code(cand)} vs production "
+            f"{code(comparison.production.version)}: macro-F1 {d['delta']:+.4f} "
             f"[{d['low']:+.4f}, {d['high']:+.4f}]{why}.")
 
 
@@ -63,13 +64,13 @@ def slice_table(comparison: Comparison) -> list[str]:
     if comparison.production is None:
         rows = ["| slice | n | candidate macro-F1 |", "|---|---:|---:|"]
         for name, s in comparison.candidate.metrics["slices"].items():
-            rows.append(f"| {name} | {s['n']} | {_fmt(s['macro_f1'])} |")
+            rows.append(f"| {code(name)} | {s['n']} | {_fmt(s['macro_f1'])} |")
         return rows
     rows = ["| slice | n | production | candidate | delta | interval |",
             "|---|---:|---:|---:|---:|---|"]
     for name, s in comparison.slices.items():
         d = s["macro_f1"]
-        rows.append(f"| {name} | {s['n']} | {_fmt(s.get('production'))} | "
+        rows.append(f"| {code(name)} | {s['n']} | {_fmt(s.get('production'))} | "
                     f"{_fmt(s.get('candidate'))} | {d['delta']:+.4f} | "
                     f"[{d['low']:+.4f}, {d['high']:+.4f}] |")
     return rows
@@ -79,11 +80,11 @@ def behaviour_table(comparison: Comparison) -> list[str]:
     if comparison.production is None:
         rows = ["| check | candidate |", "|---|---:|"]
         for name, check in comparison.candidate.metrics["behaviour"].items():
-            rows.append(f"| {name} | {check} |")
+            rows.append(f"| {code(name)} | {escape(check)} |")
         return rows
     rows = ["| check | rate | production | candidate | delta |", "|---|---|---:|---:|---:|"]
     for name, b in comparison.behaviour.items():
-        rows.append(f"| {name} | {b['metric']} | {_fmt(b['production'])} | "
+        rows.append(f"| {code(name)} | {escape(b['metric'])} | {_fmt(b['production'])} | "
                     f"{_fmt(b['candidate'])} | {_fmt(b['delta'])} |")
     return rows
 
@@ -92,14 +93,14 @@ def drift_lines(comparison: Comparison, out_dir: Path) -> list[str]:
     drift = comparison.evidently["drift"]
     if "skipped" in drift:
         return [f"Not computed: {drift['skipped']}."]
-    summary = (f"**Drift flagged** in {', '.join(drift['drifted'])}." if drift["flagged"]
+    summary = (f"**Drift flagged** in {', '.join(map(code, drift['drifted']))}." if drift["flagged"]
                else "No drift detected in the label share or the text descriptors.")
     rows = [summary, "", f"Candidate's vs production's training data "
             f"({drift['rows']['current']} vs {drift['rows']['reference']} sampled rows):", "",
             "| column | production mean | candidate mean | effect | min effect | K-S p | drifted |",
             "|---|---:|---:|---:|---:|---:|---|"]
     for name, c in drift["columns"].items():
-        rows.append(f"| {name} | {_fmt(c['reference_mean'])} | {_fmt(c['current_mean'])} | "
+        rows.append(f"| {code(name)} | {_fmt(c['reference_mean'])} | {_fmt(c['current_mean'])} | "
                     f"{c['value']:.3f} | {c['threshold']} | {c['p_value']:.2g} | "
                     f"{'yes' if c['drifted'] else 'no'} |")
     return rows + ["", "`label` is the share of the positive label; effect is the normed "
@@ -108,27 +109,27 @@ def drift_lines(comparison: Comparison, out_dir: Path) -> list[str]:
 
 
 def _share(share: dict[str, float]) -> str:
-    return ", ".join(f"{label} {value:.1%}" for label, value in share.items())
+    return ", ".join(f"{escape(label)} {value:.1%}" for label, value in share.items())
 
 
 def changes_lines(comparison: Comparison) -> list[str]:
     ch = comparison.changes
     if comparison.production is None:
         ds = ch["dataset"]["candidate"]
-        return [f"Dataset `{ds['md5']}`: {ds['train_rows']} training rows, label share "
+        return [f"Dataset {code(ds['md5'])}: {ds['train_rows']} training rows, label share "
                 f"{_share(ds['label_share'])}."]
     prod, cand = ch["dataset"]["production"], ch["dataset"]["candidate"]
     rows = ["| | production | candidate |", "|---|---|---|",
-            f"| kind | {ch['kind'][0]} | {ch['kind'][1]} |",
-            f"| dataset md5 | `{prod['md5']}` | `{cand['md5']}` |",
+            f"| kind | {escape(ch['kind'][0])} | {escape(ch['kind'][1])} |",
+            f"| dataset md5 | {code(prod['md5'])} | {code(cand['md5'])} |",
             f"| training rows | {prod['train_rows']} | {cand['train_rows']} |",
             f"| label share | {_share(prod['label_share'])} | {_share(cand['label_share'])} |"]
     params = ch["params"]
     if "production" in params and "candidate" in params and ch["kind"][0] != ch["kind"][1]:
         rows += ["", "Different model kinds; params: production "
-                 f"`{params['production']}`, candidate `{params['candidate']}`."]
+                 f"{escape(params['production'])}, candidate {escape(params['candidate'])}."]
     elif params:
-        rows += ["", "Params changed: " + "; ".join(f"`{k}` {v[0]} → {v[1]}"
+        rows += ["", "Params changed: " + "; ".join(f"{code(k)} {escape(v[0])} → {escape(v[1])}"
                                                    for k, v in params.items())]
     else:
         rows += ["", "Same training params."]
@@ -150,25 +151,33 @@ def label_noise_lines(noise: dict, shown: int = 10) -> list[str]:
         return [f"Not estimated: {noise['skipped']}."]
     reviewed = (f" {noise['reviewed_rows']} rows from the review loop are not scored: reviewers "
                 "chose them because the model was unsure.") if noise.get("reviewed_rows") else ""
+    if noise.get("unproven_review_rows"):
+        reviewed += (f" **{noise['unproven_review_rows']} rows claim to come from the review loop "
+                     "without a valid signed review record** (`feedback_unproven` in "
+                     "`reports/validation.json`): they are scored like any new row.")
+    if noise.get("sampled"):
+        reviewed += (f" Scored a uniform sample of {noise['sampled']['changed_rows']} changed "
+                     f"rows (validate.label_noise.max_rows); the interval includes the "
+                     "sampling error.")
     if noise["estimate"] is None:
         return [f"No scorable rows new or changed since production's data "
-                f"`{noise['production_data']}`.{reviewed}"]
+                f"{code(noise['production_data'])}.{reviewed}"]
     est, conf = noise["estimate"], f"{noise['confidence']:.0%}"
     others = [f"{name.replace('_', '-')} scorer {_estimate(found)}"
               for name, found in noise["scorers"].items()
               if name != est["scorer"] and found.get("share") is not None]
     verdict = (f"**above the limit** of {_pct(noise['max_share'])} "
-               f"({', '.join(noise['flagged_by'])})" if noise["flagged"]
+               f"({', '.join(map(code, noise['flagged_by']))})" if noise["flagged"]
                else f"within the limit of {_pct(noise['max_share'])}")
     rows = [f"An estimated **{_estimate(est)}** ({conf} interval) of the "
             f"{noise['changed_rows']} training rows new or changed since production's data "
-            f"`{noise['production_data']}` have wrong labels: {verdict}. Headline from the "
+            f"{code(noise['production_data'])} have wrong labels: {verdict}. Headline from the "
             f"{est['scorer'].replace('_', '-')} scorer"
             + (f"; {', '.join(others)}" if others else "") + f".{reviewed}", ""]
     slices = noise["scorers"][est["scorer"]]["slices"]
     if slices:
         rows += ["| slice | changed rows | wrong labels | interval |", "|---|---:|---:|---|"]
-        rows += [f"| {name} | {s['rows']} | {_pct(s['share'])} | [{_pct(s['low'])}, "
+        rows += [f"| {code(name)} | {s['rows']} | {_pct(s['share'])} | [{_pct(s['low'])}, "
                  f"{_pct(s['high'])}] |" for name, s in slices.items()]
         rows.append("")
     if noise["suspicious"]:
@@ -177,10 +186,10 @@ def label_noise_lines(noise: dict, shown: int = 10) -> list[str]:
                  "| row | id | label | suggested | confidence | text |",
                  "|---|---|---|---|---:|---|"]
         for r in noise["suspicious"][:shown]:
-            text = r["text"].replace("|", "\\|").replace("\n", " ")
-            text = text if len(text) <= 100 else text[:97] + "..."
-            rows.append(f"| {r['file']}:{r['line']} | {r['id']} | {r['label']} | "
-                        f"{r['suggested']} | {r['confidence']:.2f} | {text} |")
+            where = code(f"{r['file']}:{r['line']}")
+            rows.append(f"| {where} | {escape(r['id'])} | "
+                        f"{escape(r['label'])} | {escape(r['suggested'])} | "
+                        f"{r['confidence']:.2f} | {escape(r['text'], limit=100)} |")
     return rows
 
 
@@ -191,10 +200,9 @@ def flips_lines(comparison: Comparison) -> list[str]:
             + (" (texts masked):" if flips["masked"] else ":"), "",
             "| id | text | actual | production | candidate |", "|---|---|---|---|---|"]
     for f in flips["shown"]:
-        text = f["text"].replace("|", "\\|").replace("\n", " ")
-        text = text if len(text) <= 120 else text[:117] + "..."
-        rows.append(f"| {f['id']} | {text} | {f['actual']} | {f['production']} "
-                    f"({f['production_score']:.2f}) | {f['candidate']} "
+        rows.append(f"| {escape(f['id'])} | {escape(f['text'], limit=120)} | "
+                    f"{escape(f['actual'])} | {escape(f['production'])} "
+                    f"({f['production_score']:.2f}) | {escape(f['candidate'])} "
                     f"({f['candidate_score']:.2f}) |")
     return rows
 
@@ -204,19 +212,19 @@ def render_pr_body(comparison: Comparison, decision: dict, out_dir: Path,
     """Markdown with the verdict, metrics, slices, drift, changes, flips, plots and links."""
     out_dir = Path(out_dir)
     lines = [f"## Model comparison: {verdict_line(comparison, decision)}", "",
-             f"Frozen holdout `{comparison.holdout.file}` "
-             f"({comparison.holdout.rows} texts, md5 `{comparison.holdout.md5}`).",
+             f"Frozen holdout {code(comparison.holdout.file)} "
+             f"({comparison.holdout.rows} texts, md5 {code(comparison.holdout.md5)}).",
              "", "### Gate", ""]
     failed = [r for r in decision["reasons"] if not r["passed"]]
     passed = [r for r in decision["reasons"] if r["passed"]]
-    lines += [f"- ❌ `{r['check']}`: {r['message']}" for r in failed]
+    lines += [f"- ❌ {code(r['check'])}: {escape(r['message'])}" for r in failed]
     lines += ["", f"<details><summary>{len(passed)} checks passed</summary>", ""]
-    lines += [f"- ✅ `{r['check']}`: {r['message']}" for r in passed]
+    lines += [f"- ✅ {code(r['check'])}: {escape(r['message'])}" for r in passed]
     lines += ["", "</details>"]
     quality = comparison.evidently["quality"]
     if "tests" in quality:
         lines += ["", "Evidently non-inferiority tests (candidate vs production): " + ", ".join(
-            f"{t['description']}: {t['status']}" for t in quality["tests"]) + "."]
+            f"{escape(t['description'])}: {escape(t['status'])}" for t in quality["tests"]) + "."]
     lines += ["", "### Metrics", "", *metric_table(comparison), "",
               "### Slices (macro-F1)", "", *slice_table(comparison), "",
               "### Behavioural checks", "", *behaviour_table(comparison), "",

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pipelines.core.data import file_md5, read_split
+from pipelines.core.provenance import KEY_ENV, Proofs, read_records, text_sha256
 from pipelines.monitor.feedback import plan_relabels, plan_rows
 from service.review.store import ReviewStore, create_review_schema
 from tests.conftest import run
@@ -22,6 +23,15 @@ from tests.feedback.conftest import LABELS, TOKEN, log_predictions
 NEW_TEXTS = {"feedback loop test: you absolute walnut": "offensive",
              "feedback loop test: cheers for the quick fix": "not-offensive",
              "feedback loop test: go and sit in the corner, clown": "offensive"}
+
+
+KEY = "a-test-provenance-key-of-forty-chars-xx"
+
+
+@pytest.fixture(autouse=True)
+def provenance_key(monkeypatch):
+    """The secret `make feedback` signs review records with (CI's validate holds the same)."""
+    monkeypatch.setenv(KEY_ENV, KEY)
 
 
 def post_corrections(base: str, items: list[dict], reviewer: str = "alice") -> dict:
@@ -76,6 +86,9 @@ def test_plan_skips_hashed_duplicate_holdout_and_conflicting_items_and_counts_th
         {"id": plan.rows.id[0], "text": "brand new text", "label": "offensive",
          "source": "feedback"}]
     assert plan.rows.id[0].startswith("feedback-")
+    [record] = plan.records
+    assert (record.id, record.text_sha256, record.label, record.reviewer) == (
+        plan.rows.id[0], text_sha256("brand new text"), "offensive", "r")
     assert plan.skipped == Counter(already_in_train=1, train_has_other_label=1,
                                    in_frozen_holdout=1, text_only_hashed=1, duplicate_reviews=1,
                                    reviews_disagree=2, label_not_in_data_labels=1)
@@ -136,6 +149,15 @@ def test_logged_and_corrected_predictions_become_a_new_data_version_on_a_branch(
     assert file_md5(repo / "data/holdout.csv") == holdout_md5
     report = json.loads((repo / "reports/validation.json").read_text())
     assert report["passed"] and report["dataset_md5"] == new_hash
+    # Each written row has a signed review record, committed with data.dvc: validate trusts them.
+    assert "data.provenance.jsonl" in git(repo, "show", "--name-only", "--format=", "HEAD")
+    records = [r for _, r in read_records(repo / "data.provenance.jsonl")]
+    assert sorted((r.id, r.label, r.reviewer) for r in records) == sorted(
+        zip(added.id, added.label, ["alice"] * 3, strict=True))
+    proofs = Proofs(repo / "data.provenance.jsonl", KEY.encode())
+    assert all(proofs.why_unproven(r.id, r.text, r.label) is None for r in added.itertuples())
+    assert report["label_noise"]["reviewed_rows"] == 3
+    assert "feedback_unproven" not in report["by_rule"]
 
     # The branch alone resolves the new data (what the retrain workflow does in CI).
     clone = repo.parent / "clone"
@@ -198,6 +220,30 @@ def test_export_with_nothing_new_changes_nothing(fresh_repo, tmp_path, review_ui
     result = export(fresh_repo, url)
     assert result.returncode == 0, result.stderr
     assert "nothing new to add" in result.stdout and "already_in_train=1" in result.stdout
+    assert state(fresh_repo) == before
+
+
+def test_plan_never_writes_control_characters_into_the_training_data():
+    plan = plan_rows([reviewed("clear screen \x1b[2J now", "offensive"),
+                      reviewed("bell \x07", "offensive"),
+                      reviewed("=cmd|' /C calc'!A0 stays: formulas are texts", "offensive")],
+                     frame([("unrelated", "offensive")]), frame([("other", "offensive")]),
+                     LABELS, "feedback")
+    assert list(plan.rows.text) == ["=cmd|' /C calc'!A0 stays: formulas are texts"]
+    assert plan.skipped == Counter(control_characters=2)
+
+
+@pytest.mark.slow
+def test_export_without_the_signing_key_refuses_and_changes_nothing(fresh_repo, tmp_path,
+                                                                     review_ui, monkeypatch):
+    url = f"sqlite:///{tmp_path}/log.db"
+    log_predictions(url, [[("feedback loop test: unsigned", 0.5, "model-a")]])
+    base = review_ui(url)
+    post_corrections(base, [{"id": i, "label": "offensive"} for i in logged_ids(base).values()])
+    monkeypatch.delenv(KEY_ENV)
+    before = state(fresh_repo)
+    result = export(fresh_repo, url)
+    assert result.returncode == 1 and f"{KEY_ENV} is not set" in result.stderr
     assert state(fresh_repo) == before
 
 
@@ -278,4 +324,8 @@ def test_export_changes_exactly_the_relabelled_training_rows_and_never_the_holdo
     branch = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
     assert branch.startswith("feedback/")
     assert "change 2 label(s)" in git(repo, "log", "-1", "--format=%s")
+    records = [r for _, r in read_records(repo / "data.provenance.jsonl")]
+    assert sorted(r.id for r in records) == sorted(relabelled.id)
+    assert json.loads((repo / "reports/validation.json").read_text())["label_noise"][
+        "reviewed_rows"] == 2
     assert git(repo, "status", "--porcelain", "--", "data.dvc") == ""

@@ -162,7 +162,7 @@ def _zero_bytes(split):
 
 def _binary_garbage(repo):
     _write_bytes(repo, "train", bytes(range(256)) * 64)
-    return "data/train.csv:2", "is not UTF-8"  # 0x0a ends line 1; 0x80 comes first on line 2
+    return "data/train.csv:1", "contains NUL bytes"  # 0x00 opens line 1 (0x0a ends it)
 
 
 def _nul_bytes(repo):
@@ -252,3 +252,76 @@ def test_findings_name_the_file_line_after_cells_with_quoted_newlines(fresh_repo
     assert expected == 50 + 2 + 2  # the header, 0-based index, and two extra physical lines
     result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
     assert f"ERROR [unknown_label] data/train.csv:{expected}:" in result.stdout
+
+
+def test_a_byte_order_mark_does_not_hide_duplicate_ids(fresh_repo):
+    """Spreadsheet exports start with a UTF-8 BOM; read as part of the first column's name it
+    hid the `id` column from duplicate_id while pandas, stripping it, trained on both rows."""
+    _break_duplicate_id(fresh_repo)
+    path = fresh_repo / "data/train.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    assert result.returncode != 0
+    assert "ERROR [duplicate_id] data/train.csv:7: id 'train-000000' already used on line 2" \
+        in result.stdout
+
+
+@pytest.mark.parametrize("character", ["\x1b", "\x07", "\x7f", "\x85"])
+def test_control_characters_in_a_text_are_an_error_with_file_and_line(fresh_repo, character):
+    train = _rows(fresh_repo, "train")
+    train.loc[12, "text"] = f"look {character}[2Jhere"
+    train.loc[13, "text"] = "=HYPERLINK(\"http://x\")\ttab and\nline breaks stay allowed"
+    _write(fresh_repo, "train", train)
+    result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    assert result.returncode != 0
+    assert (f"ERROR [control_characters] data/train.csv:14: text contains control character(s) "
+            f"U+{ord(character):04X}") in result.stdout
+    report = json.loads((fresh_repo / "reports/validation.json").read_text())
+    assert report["by_rule"] == {"control_characters": 1}
+
+
+def test_streaming_in_small_chunks_finds_exactly_what_one_chunk_finds(fresh_repo, monkeypatch):
+    """Rows compared across chunk borders (duplicates, ids, leaks) are found wherever they
+    fall: a 7-row chunk gives the same report as the whole file at once."""
+    from pipelines.core.params import load_params
+    from pipelines.stages.validate import validate_dataset
+
+    _break_duplicate_id(fresh_repo)
+    _break_conflicting_labels(fresh_repo)
+    _break_holdout_leak(fresh_repo)
+    _break_exact_duplicate(fresh_repo)
+    _break_normalised_duplicate(fresh_repo)
+    _break_unknown_label(fresh_repo)
+    monkeypatch.chdir(fresh_repo)
+    params = load_params("params.yaml")
+    small, whole = (validate_dataset(params, chunk_rows=n) for n in (7, 10**7))
+    assert small == whole
+    assert set(whole["by_rule"]) >= {"duplicate_id", "conflicting_labels", "holdout_leak",
+                                     "exact_duplicate", "normalised_duplicate", "unknown_label"}
+
+
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3",
+            "@SUM(A1:A9)", "\t=1+1", "\r=1+1"]
+
+
+def test_suspicious_rows_csv_for_people_neutralises_formula_prefixes(tmp_path):
+    """reports/suspicious.csv is opened in spreadsheets: a cell from data that starts like a
+    formula is text there (leading apostrophe), control characters are replaced; the data
+    splits themselves are never rewritten (docs/data.md)."""
+    import csv
+
+    from pipelines.stages.validate import write_suspicious_csv
+
+    rows = [{"file": "data/train.csv", "line": i + 2, "id": f, "label": "offensive",
+             "suggested": f, "confidence": 0.9, "text": f + " and \x1b[2J"}
+            for i, f in enumerate(FORMULAS)]
+    path = tmp_path / "suspicious.csv"
+    write_suspicious_csv({"label_noise": {"suspicious": rows}}, path)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        read = list(csv.DictReader(handle))
+    assert [r["id"] for r in read] == ["'" + f for f in FORMULAS]
+    assert [r["text"] for r in read] == ["'" + f + " and \ufffd[2J" for f in FORMULAS]
+    assert [r["line"] for r in read] == [str(i + 2) for i in range(len(FORMULAS))]
+    write_suspicious_csv({"label_noise": None}, path)  # skipped rule: the header alone
+    assert path.read_text(encoding="utf-8-sig").splitlines() == [
+        "file,line,id,label,suggested,confidence,text"]
