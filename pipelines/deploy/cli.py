@@ -25,16 +25,16 @@ EnvsOpt = Annotated[list[str] | None, typer.Option(
 
 @deploy_app.command("validate")
 def deploy_validate() -> None:
-    """Render every overlay (and the shadow/flagger/review variants) and check schemas (built-in
-    kinds and CRDs) and policy."""
+    """Render every overlay (and the shadow/flagger/review variants) and the platform, and check
+    schemas (built-in kinds and CRDs), routes, the platform's RBAC and policy."""
     findings = pins.validate_repository()
     for finding in findings:
         print(f"error: {finding}", file=sys.stderr)
     if findings:
         raise PipelineError(f"{len(findings)} problem(s) in k8s/")
-    print(f"k8s: every overlay renders, passes kubernetes-validate --strict "
-          f"(Kubernetes {KUBERNETES_VERSION}), the CRD schemas of k8s/crds and the delivery "
-          "policy")
+    print(f"k8s: every overlay and k8s/platform render, pass kubernetes-validate --strict "
+          f"(Kubernetes {KUBERNETES_VERSION}), the CRD schemas (k8s/platform, k8s/crds), the "
+          "platform and route checks and the delivery policy")
 
 
 @deploy_app.command("pin")
@@ -113,6 +113,17 @@ def rollout_watch(env: EnvsOpt = None,
         for name in env or rollout.changed_overlays():
             rollout.watch(rollout.get_rollout(kubeconfig, name), timeout, interval)
             print(f"rollout: {name} is healthy on the new revision")
+
+
+@rollout_app.command("prune-config")
+def rollout_prune_config(env: EnvsOpt = None,
+                         dry_run: Annotated[bool, typer.Option(help="Only list.")] = False
+                         ) -> None:
+    """Delete the old generated settings ConfigMaps/Secrets that no ReplicaSet reads (Argo CD
+    keeps them: Prune=false)."""
+    with rollout.cluster_access() as kubeconfig:
+        for name in env or rollout.changed_overlays():
+            print("\n".join(rollout.prune_config(name, kubeconfig, dry_run=dry_run)))
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,8 @@ MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 # Argo CD prunes resources that left git; a hashed ConfigMap/Secret of the previous revision is
 # still read by the stable pods until the canary completes.
 PRUNE_FALSE = ("argocd.argoproj.io/sync-options", "Prune=false")
+# ...and, once out of git, must not keep the Application OutOfSync (a self-heal loop).
+IGNORE_EXTRANEOUS = ("argocd.argoproj.io/compare-options", "IgnoreExtraneous")
 KUSTOMIZE_HASH = re.compile(r"-[a-z0-9]{10}$")
 GATEWAY_API_PLUGIN = "argoproj-labs/gatewayAPI"
 
@@ -48,7 +50,7 @@ CANARY_SIGNALS = ("moderation_requests_total", "moderation_request_duration_seco
 BUILTIN_GROUPS = frozenset({
     "", "apps", "batch", "autoscaling", "policy", "networking.k8s.io", "rbac.authorization.k8s.io",
     "storage.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
-    "node.k8s.io", "certificates.k8s.io", "admissionregistration.k8s.io",
+    "node.k8s.io", "certificates.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
 })
 # Custom resources the policy below understands; anything else is reported, not ignored.
 CUSTOM_KINDS = frozenset({
@@ -56,10 +58,11 @@ CUSTOM_KINDS = frozenset({
     ("argoproj.io", "Application"), ("monitoring.coreos.com", "ServiceMonitor"),
     ("monitoring.coreos.com", "PodMonitor"), ("monitoring.coreos.com", "PrometheusRule"),
     ("flagger.app", "Canary"), ("flagger.app", "MetricTemplate"),
-    ("gateway.networking.k8s.io", "HTTPRoute"),
+    ("gateway.networking.k8s.io", "HTTPRoute"), ("gateway.networking.k8s.io", "Gateway"),
 })
-# The custom kinds validated against a vendored CRD (k8s/crds/); HTTPRoute has none there.
-CRD_VALIDATED = CUSTOM_KINDS - {("gateway.networking.k8s.io", "HTTPRoute")}
+# Every custom kind is validated against its CRD (k8s/platform installs some, k8s/crds vendors
+# the rest).
+CRD_VALIDATED = CUSTOM_KINDS
 WORKLOAD_KINDS = ("Deployment", "Rollout", "StatefulSet")
 REQUIRED_PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 PROBE_PATHS = {"livenessProbe": "/livez", "readinessProbe": "/readyz"}
@@ -300,11 +303,16 @@ def check_generated_config_survives_prune(m: Manifests) -> Iterator[tuple[str, s
     for doc in m.of_kind("ConfigMap", "Secret"):
         name = _name(doc)
         annotations = _dig(doc, "metadata", "annotations", default={})
-        if KUSTOMIZE_HASH.search(name) and PRUNE_FALSE[1] not in str(
-                annotations.get(PRUNE_FALSE[0], "")):
+        if not KUSTOMIZE_HASH.search(name):
+            continue
+        if PRUNE_FALSE[1] not in str(annotations.get(PRUNE_FALSE[0], "")):
             yield resource_id(doc), (
                 f"hashed name without {PRUNE_FALSE[0]}: {PRUNE_FALSE[1]}: Argo CD's prune would "
                 "delete it while the stable pods still read it")
+        if IGNORE_EXTRANEOUS[1] not in str(annotations.get(IGNORE_EXTRANEOUS[0], "")):
+            yield resource_id(doc), (
+                f"hashed name without {IGNORE_EXTRANEOUS[0]}: {IGNORE_EXTRANEOUS[1]}: after the "
+                "next change the kept old copy leaves the Argo CD Application OutOfSync")
 
 
 def check_rollouts(m: Manifests) -> Iterator[tuple[str, str]]:
