@@ -37,6 +37,25 @@ def deploy_validate() -> None:
           "platform and route checks and the delivery policy")
 
 
+@deploy_app.command("simulate-shift")
+def deploy_simulate_shift(
+        trials: Annotated[int, typer.Option(help="Rollouts simulated per figure.")] = 4000,
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 21,
+        env: Annotated[str, typer.Option(help="Overlay whose analysis is simulated.")]
+        = "production") -> None:
+    """Abort rates of the label-share check for healthy and 10-point-shifted canaries at 40,
+    100 and 200 requests/min (the rendered check and main's former one)."""
+    from pipelines.deploy.kustomize import parse, render
+    from pipelines.deploy.shift_simulation import report
+
+    rows = report(parse(render(pins.overlay_dir(env))), trials=trials, seed=seed)
+    print("| check | requests/min | healthy canaries aborted | 10-point shift aborted |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['check']} | {r['requests_per_min']} | {r['healthy_abort_rate']:.2%} | "
+              f"{r['shifted_abort_rate']:.1%} |")
+
+
 @deploy_app.command("pin")
 def deploy_pin(env: str) -> None:
     """Print the image an environment is pinned to."""
