@@ -4,7 +4,6 @@ attaches to a listener that admits it, and no two environments' routes compete f
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterator
 from pathlib import Path
 

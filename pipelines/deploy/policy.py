@@ -612,9 +612,10 @@ def check_service_account(m: Manifests) -> Iterator[tuple[str, str]]:
                 f"{SERVICE_ACCOUNT!r}: its image pull Secret does not apply")
 
 
-CHECKS = (check_shutdown_budget, check_service_account, check_custom_kinds, check_containers, check_rollouts, check_flagger, check_services,
-          check_disruption, check_config_refs, check_promql, check_monitoring_selector,
-          check_generated_config_survives_prune, check_canary_queries)
+CHECKS = (check_shutdown_budget, check_service_account, check_custom_kinds, check_containers,
+          check_rollouts, check_flagger, check_services, check_disruption, check_config_refs,
+          check_promql, check_monitoring_selector, check_generated_config_survives_prune,
+          check_canary_queries)
 
 
 def policy_findings(target: str, docs: list[dict]) -> list[Finding]:
