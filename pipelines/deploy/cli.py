@@ -25,16 +25,35 @@ EnvsOpt = Annotated[list[str] | None, typer.Option(
 
 @deploy_app.command("validate")
 def deploy_validate() -> None:
-    """Render every overlay (and the shadow/flagger/review variants) and check schemas (built-in
-    kinds and CRDs) and policy."""
+    """Render every overlay (and the shadow/flagger/review variants) and the platform, and check
+    schemas (built-in kinds and CRDs), routes, the platform's RBAC and policy."""
     findings = pins.validate_repository()
     for finding in findings:
         print(f"error: {finding}", file=sys.stderr)
     if findings:
         raise PipelineError(f"{len(findings)} problem(s) in k8s/")
-    print(f"k8s: every overlay renders, passes kubernetes-validate --strict "
-          f"(Kubernetes {KUBERNETES_VERSION}), the CRD schemas of k8s/crds and the delivery "
-          "policy")
+    print(f"k8s: every overlay and k8s/platform render, pass kubernetes-validate --strict "
+          f"(Kubernetes {KUBERNETES_VERSION}), the CRD schemas (k8s/platform, k8s/crds), the "
+          "platform and route checks and the delivery policy")
+
+
+@deploy_app.command("simulate-shift")
+def deploy_simulate_shift(
+        trials: Annotated[int, typer.Option(help="Rollouts simulated per figure.")] = 4000,
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 21,
+        env: Annotated[str, typer.Option(help="Overlay whose analysis is simulated.")]
+        = "production") -> None:
+    """Abort rates of the label-share check for healthy and 10-point-shifted canaries at 40,
+    100 and 200 requests/min (the rendered check and main's former one)."""
+    from pipelines.deploy.kustomize import parse, render
+    from pipelines.deploy.shift_simulation import report
+
+    rows = report(parse(render(pins.overlay_dir(env))), trials=trials, seed=seed)
+    print("| check | requests/min | healthy canaries aborted | 10-point shift aborted |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['check']} | {r['requests_per_min']} | {r['healthy_abort_rate']:.2%} | "
+              f"{r['shifted_abort_rate']:.1%} |")
 
 
 @deploy_app.command("pin")
@@ -113,6 +132,17 @@ def rollout_watch(env: EnvsOpt = None,
         for name in env or rollout.changed_overlays():
             rollout.watch(rollout.get_rollout(kubeconfig, name), timeout, interval)
             print(f"rollout: {name} is healthy on the new revision")
+
+
+@rollout_app.command("prune-config")
+def rollout_prune_config(env: EnvsOpt = None,
+                         dry_run: Annotated[bool, typer.Option(help="Only list.")] = False
+                         ) -> None:
+    """Delete the old generated settings ConfigMaps/Secrets that no ReplicaSet reads (Argo CD
+    keeps them: Prune=false)."""
+    with rollout.cluster_access() as kubeconfig:
+        for name in env or rollout.changed_overlays():
+            print("\n".join(rollout.prune_config(name, kubeconfig, dry_run=dry_run)))
 
 
 def register(app: typer.Typer) -> None:

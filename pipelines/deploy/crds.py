@@ -1,6 +1,7 @@
-"""Schema validation of custom resources against the vendored CRDs (k8s/crds/), the way the API
-server checks them: each CRD version's structural openAPIV3Schema as JSON Schema, unknown fields
-rejected wherever the schema does not preserve them."""
+"""Schema validation of custom resources against their CRDs, the way the API server checks them:
+each CRD version's structural openAPIV3Schema as JSON Schema, unknown fields rejected wherever the
+schema does not preserve them. The CRDs are those the platform kustomization (k8s/platform)
+installs, plus the vendored ones of controllers installed from their own releases (k8s/crds)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.deploy.kustomize import resource_id
+from pipelines.deploy.kustomize import ManifestError, parse, render, resource_id
 
 CRD_DIR = Path("k8s/crds")
+PLATFORM_DIR = Path("k8s/platform")
 # Fields the API server validates itself (ObjectMeta), whatever the CRD says about them.
 SERVER_VALIDATED = {"metadata"}
 
@@ -21,20 +23,33 @@ def _loader():
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def crd_documents(root: Path = Path(".")) -> list[tuple[str, dict]]:
+    """(source, CRD) for every CRD the platform kustomization installs and every vendored one."""
+    found = [(str(path.relative_to(root)), doc)
+             for path in sorted((Path(root) / CRD_DIR).rglob("*.yaml"))
+             for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_loader()) if doc]
+    found += [(f"kubectl kustomize {PLATFORM_DIR}", doc)
+              for doc in parse(render(Path(root) / PLATFORM_DIR))]
+    return [(source, doc) for source, doc in found if doc.get("kind") == "CustomResourceDefinition"]
+
+
 @cache
-def crd_schemas(crd_dir: Path) -> dict[tuple[str, str, str], dict]:
-    """{(group, version, kind): JSON Schema} of every served version of every vendored CRD."""
+def crd_schemas(root: Path) -> dict[tuple[str, str, str], dict]:
+    """{(group, version, kind): JSON Schema} of every served version of every CRD."""
     schemas: dict[tuple[str, str, str], dict] = {}
-    for path in sorted(Path(crd_dir).rglob("*.yaml")):
-        for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_loader()):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            spec = doc["spec"]
-            for version in spec["versions"]:
-                schema = (version.get("schema") or {}).get("openAPIV3Schema")
-                if version.get("served", True) and schema:
-                    key = (spec["group"], version["name"], spec["names"]["kind"])
-                    schemas[key] = to_json_schema(schema, root=True)
+    sources: dict[tuple[str, str, str], str] = {}
+    for source, doc in crd_documents(root):
+        spec = doc["spec"]
+        for version in spec["versions"]:
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if version.get("served", True) and schema:
+                key = (spec["group"], version["name"], spec["names"]["kind"])
+                if key in sources:
+                    # Two copies of one CRD: which one the cluster runs would be a guess.
+                    raise ManifestError(f"{'/'.join(key)} is defined by both {sources[key]} and "
+                                        f"{source}: keep only the one the cluster installs")
+                sources[key] = source
+                schemas[key] = to_json_schema(schema, root=True)
     return schemas
 
 
@@ -84,14 +99,14 @@ def _message(error) -> str:
     return error.message
 
 
-def validate_custom_resource(doc: dict, crd_dir: Path = CRD_DIR) -> list[str] | None:
-    """Problems of one custom resource ('path: message'), or None when no vendored CRD has
-    its group, version and kind."""
+def validate_custom_resource(doc: dict, root: Path = Path(".")) -> list[str] | None:
+    """Problems of one custom resource ('path: message'), or None when no CRD (k8s/platform,
+    k8s/crds) has its group, version and kind."""
     from jsonschema import Draft202012Validator
 
     api_version = str(doc.get("apiVersion", ""))
     group, _, version = api_version.rpartition("/")
-    schema = crd_schemas(Path(crd_dir).resolve()).get((group, version, str(doc.get("kind"))))
+    schema = crd_schemas(Path(root).resolve()).get((group, version, str(doc.get("kind"))))
     if schema is None:
         return None
     validator = Draft202012Validator(schema)
@@ -102,16 +117,16 @@ def validate_custom_resource(doc: dict, crd_dir: Path = CRD_DIR) -> list[str] | 
 def crd_findings(rendered: dict[str, list[dict]], custom: set[tuple[str, str]],
                  root: Path = Path(".")) -> Iterator[tuple[str, str, str]]:
     """(target, resource, problem) for every custom resource of the given (group, kind)s."""
-    crd_dir = Path(root) / CRD_DIR
     for target, docs in rendered.items():
         for doc in docs:
             group = str(doc.get("apiVersion", "")).rpartition("/")[0]
             if (group, doc.get("kind")) not in custom:
                 continue
-            problems = validate_custom_resource(doc, crd_dir)
+            problems = validate_custom_resource(doc, root)
             if problems is None:
                 yield target, resource_id(doc), (
-                    f"no CRD in {CRD_DIR} for {doc.get('apiVersion')} {doc.get('kind')}")
+                    f"no CRD in {PLATFORM_DIR} or {CRD_DIR} for {doc.get('apiVersion')} "
+                    f"{doc.get('kind')}")
                 continue
             for problem in problems:
                 yield target, resource_id(doc), f"CRD schema: {problem}"

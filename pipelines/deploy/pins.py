@@ -7,6 +7,7 @@ import difflib
 import io
 import os
 import re
+import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,12 @@ from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import git
 from pipelines.deploy.crds import crd_findings
 from pipelines.deploy.kustomize import ManifestError, parse, render, resource_id
+from pipelines.deploy.platform import (
+    PLATFORM_TARGET,
+    platform_findings,
+    render_platform,
+    route_findings,
+)
 from pipelines.deploy.policy import (
     CRD_VALIDATED,
     DIGEST,
@@ -292,7 +299,17 @@ def compose_variant(variant: Variant, out: Path, root: Path = Path(".")) -> Path
     def relocate(p: str) -> str:
         return os.path.relpath(source / p, out)
 
-    doc["resources"] = [relocate(p) for p in doc.get("resources", [])]
+    out.mkdir(parents=True, exist_ok=True)
+    # Kustomize loads files only from within the kustomization's folder: copy the overlay's own
+    # resource files (environment.yaml), refer to folders where they are.
+    resources = []
+    for p in doc.get("resources", []):
+        if (source / p).is_file():
+            shutil.copyfile(source / p, out / Path(p).name)
+            resources.append(Path(p).name)
+        else:
+            resources.append(relocate(p))
+    doc["resources"] = resources
     kept = [p for p in doc.get("components", []) if Path(p).name not in variant.remove]
     doc["components"] = [relocate(p) for p in kept]
     doc["components"] += [os.path.relpath(components_dir / c, out) for c in variant.add]
@@ -365,6 +382,11 @@ def pin_findings(root: Path = Path(".")) -> list[Finding]:
     return findings
 
 
+def environment_of(target: str) -> str:
+    """The environment (overlay) a rendered target deploys: a variant's base overlay."""
+    return VARIANTS[target].overlay if target in VARIANTS else target
+
+
 def validate_repository(root: Path = Path("."), progress=print) -> list[Finding]:
     """Render and check everything under k8s/; returns every finding (empty = valid)."""
     findings = pin_findings(root) + application_findings(root)
@@ -372,8 +394,18 @@ def validate_repository(root: Path = Path("."), progress=print) -> list[Finding]
     for target, docs in rendered.items():
         progress(f"rendered {target}: {len(docs)} resources")
         findings += policy_findings(target, docs)
-    findings += schema_findings(rendered)
-    findings += [Finding(*f) for f in crd_findings(rendered, set(CRD_VALIDATED), root)]
+    try:
+        platform_docs = render_platform(root)
+    except ManifestError as e:
+        findings.append(Finding(PLATFORM_TARGET, "kustomize", str(e)))
+        platform_docs = []
+    progress(f"rendered {PLATFORM_TARGET}: {len(platform_docs)} resources")
+    findings += platform_findings(platform_docs)
+    gateways = [d for d in platform_docs if d.get("kind") == "Gateway"]
+    findings += route_findings(rendered, gateways, environment_of)
+    with_platform = {**rendered, PLATFORM_TARGET: platform_docs}
+    findings += schema_findings(with_platform)
+    findings += [Finding(*f) for f in crd_findings(with_platform, set(CRD_VALIDATED), root)]
     findings += application_schema_findings(root)
     return findings
 

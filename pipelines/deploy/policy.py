@@ -29,8 +29,18 @@ MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 # Argo CD prunes resources that left git; a hashed ConfigMap/Secret of the previous revision is
 # still read by the stable pods until the canary completes.
 PRUNE_FALSE = ("argocd.argoproj.io/sync-options", "Prune=false")
+# ...and, once out of git, must not keep the Application OutOfSync (a self-heal loop).
+IGNORE_EXTRANEOUS = ("argocd.argoproj.io/compare-options", "IgnoreExtraneous")
 KUSTOMIZE_HASH = re.compile(r"-[a-z0-9]{10}$")
 GATEWAY_API_PLUGIN = "argoproj-labs/gatewayAPI"
+# The shutdown budget of a serving pod: preStop sleep + MODERATION_DRAIN_TIMEOUT_S (its settings)
+# + the prediction log's flush bound (the default timeout of service/predlog.py's
+# PredictionLog.close; a test keeps them equal) + this margin must fit the grace period.
+LOG_FLUSH_BOUND_S = 30
+SHUTDOWN_MARGIN_S = 5
+DRAIN_SETTING = "MODERATION_DRAIN_TIMEOUT_S"
+# The ServiceAccount every pod of the service runs as; it carries the registry's pull Secret.
+SERVICE_ACCOUNT = "moderation"
 
 # Metric names are a contract with the service (docs/service-contract); every PromQL expression
 # in analysis templates, alerts and dashboards may use only these.
@@ -48,7 +58,7 @@ CANARY_SIGNALS = ("moderation_requests_total", "moderation_request_duration_seco
 BUILTIN_GROUPS = frozenset({
     "", "apps", "batch", "autoscaling", "policy", "networking.k8s.io", "rbac.authorization.k8s.io",
     "storage.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
-    "node.k8s.io", "certificates.k8s.io", "admissionregistration.k8s.io",
+    "node.k8s.io", "certificates.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
 })
 # Custom resources the policy below understands; anything else is reported, not ignored.
 CUSTOM_KINDS = frozenset({
@@ -56,10 +66,11 @@ CUSTOM_KINDS = frozenset({
     ("argoproj.io", "Application"), ("monitoring.coreos.com", "ServiceMonitor"),
     ("monitoring.coreos.com", "PodMonitor"), ("monitoring.coreos.com", "PrometheusRule"),
     ("flagger.app", "Canary"), ("flagger.app", "MetricTemplate"),
-    ("gateway.networking.k8s.io", "HTTPRoute"),
+    ("gateway.networking.k8s.io", "HTTPRoute"), ("gateway.networking.k8s.io", "Gateway"),
 })
-# The custom kinds validated against a vendored CRD (k8s/crds/); HTTPRoute has none there.
-CRD_VALIDATED = CUSTOM_KINDS - {("gateway.networking.k8s.io", "HTTPRoute")}
+# Every custom kind is validated against its CRD (k8s/platform installs some, k8s/crds vendors
+# the rest).
+CRD_VALIDATED = CUSTOM_KINDS
 WORKLOAD_KINDS = ("Deployment", "Rollout", "StatefulSet")
 REQUIRED_PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 PROBE_PATHS = {"livenessProbe": "/livez", "readinessProbe": "/readyz"}
@@ -300,11 +311,16 @@ def check_generated_config_survives_prune(m: Manifests) -> Iterator[tuple[str, s
     for doc in m.of_kind("ConfigMap", "Secret"):
         name = _name(doc)
         annotations = _dig(doc, "metadata", "annotations", default={})
-        if KUSTOMIZE_HASH.search(name) and PRUNE_FALSE[1] not in str(
-                annotations.get(PRUNE_FALSE[0], "")):
+        if not KUSTOMIZE_HASH.search(name):
+            continue
+        if PRUNE_FALSE[1] not in str(annotations.get(PRUNE_FALSE[0], "")):
             yield resource_id(doc), (
                 f"hashed name without {PRUNE_FALSE[0]}: {PRUNE_FALSE[1]}: Argo CD's prune would "
                 "delete it while the stable pods still read it")
+        if IGNORE_EXTRANEOUS[1] not in str(annotations.get(IGNORE_EXTRANEOUS[0], "")):
+            yield resource_id(doc), (
+                f"hashed name without {IGNORE_EXTRANEOUS[0]}: {IGNORE_EXTRANEOUS[1]}: after the "
+                "next change the kept old copy leaves the Argo CD Application OutOfSync")
 
 
 def check_rollouts(m: Manifests) -> Iterator[tuple[str, str]]:
@@ -552,9 +568,54 @@ def check_promql(m: Manifests) -> Iterator[tuple[str, str]]:
             yield resource_id(doc), f"does not check {', '.join(missing)}"
 
 
-CHECKS = (check_custom_kinds, check_containers, check_rollouts, check_flagger, check_services,
-          check_disruption, check_config_refs, check_promql, check_monitoring_selector,
-          check_generated_config_survives_prune, check_canary_queries)
+def shutdown_budget(container: dict, pod: dict, m: Manifests) -> tuple[float, str] | None:
+    """(seconds a pod's shutdown may take, how they add up) for a container that reads the
+    drain setting, or None when it does not."""
+    settings: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        cm = m.get("ConfigMap", _dig(source, "configMapRef", "name", default=""))
+        settings.update((cm or {}).get("data") or {})
+    settings.update({v["name"]: v["value"] for v in container.get("env", []) if "value" in v})
+    if DRAIN_SETTING not in settings:
+        return None
+    pre_stop = _dig(container, "lifecycle", "preStop", "sleep", "seconds", default=0)
+    drain = float(settings[DRAIN_SETTING])
+    total = pre_stop + drain + LOG_FLUSH_BOUND_S + SHUTDOWN_MARGIN_S
+    return total, (f"preStop {pre_stop} + {DRAIN_SETTING} {drain:g} + log flush "
+                   f"{LOG_FLUSH_BOUND_S} + margin {SHUTDOWN_MARGIN_S} = {total:g} s")
+
+
+def check_shutdown_budget(m: Manifests) -> Iterator[tuple[str, str]]:
+    for workload in m.of_kind("Deployment", "StatefulSet"):
+        pod = _dig(workload, "spec", "template", "spec", default={})
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        for c in pod.get("containers", []):
+            budget = shutdown_budget(c, pod, m)
+            if budget and budget[0] > grace:
+                yield resource_id(workload), (
+                    f"container {c.get('name')}: terminationGracePeriodSeconds {grace} is "
+                    f"shorter than its shutdown ({budget[1]}): requests or log rows are lost "
+                    "at the kill")
+
+
+def check_service_account(m: Manifests) -> Iterator[tuple[str, str]]:
+    account = m.get("ServiceAccount", SERVICE_ACCOUNT)
+    if account is None:
+        return
+    if not account.get("imagePullSecrets"):
+        yield resource_id(account), "no imagePullSecrets: a private image cannot be pulled"
+    for workload in m.of_kind("Deployment", "StatefulSet"):
+        pod = _dig(workload, "spec", "template", "spec", default={})
+        if pod.get("serviceAccountName") != SERVICE_ACCOUNT and not pod.get("imagePullSecrets"):
+            yield resource_id(workload), (
+                f"runs as ServiceAccount {pod.get('serviceAccountName', 'default')!r}, not "
+                f"{SERVICE_ACCOUNT!r}: its image pull Secret does not apply")
+
+
+CHECKS = (check_shutdown_budget, check_service_account, check_custom_kinds, check_containers,
+          check_rollouts, check_flagger, check_services, check_disruption, check_config_refs,
+          check_promql, check_monitoring_selector, check_generated_config_survives_prune,
+          check_canary_queries)
 
 
 def policy_findings(target: str, docs: list[dict]) -> list[Finding]:

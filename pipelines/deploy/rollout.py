@@ -133,3 +133,71 @@ def get_rollout(kubeconfig: Path, env: str, root: Path | str = ".") -> Callable[
                                   "-n", namespace(env, root), "-o", "json",
                                   what=f"read the Rollout of {env}"))
     return fetch
+
+
+# ---------------------------------------------------------------------------------------------
+# Old generated ConfigMaps and Secrets: Argo CD keeps them (Prune=false), this removes them once
+# no ReplicaSet can start a pod that reads them.
+
+GENERATED_MARK = ("argocd.argoproj.io/compare-options", "IgnoreExtraneous")
+
+
+def _pod_references(pod_spec: dict) -> set[tuple[str, str]]:
+    refs = set()
+    for c in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
+        for source in c.get("envFrom", []):
+            for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                if (source.get(key) or {}).get("name"):
+                    refs.add((kind, source[key]["name"]))
+        for var in c.get("env", []):
+            value_from = var.get("valueFrom") or {}
+            for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                if (value_from.get(key) or {}).get("name"):
+                    refs.add((kind, value_from[key]["name"]))
+    for volume in pod_spec.get("volumes", []):
+        if (volume.get("configMap") or {}).get("name"):
+            refs.add(("ConfigMap", volume["configMap"]["name"]))
+        if (volume.get("secret") or {}).get("secretName"):
+            refs.add(("Secret", volume["secret"]["secretName"]))
+    return refs
+
+
+def stale_generated_config(objects: list[dict], rendered: list[dict]) -> list[tuple[str, str]]:
+    """(kind, name) of every generated ConfigMap/Secret (marked IgnoreExtraneous) in `objects`
+    (a namespace's ConfigMaps, Secrets, ReplicaSets, Deployments, Rollouts) that neither the
+    rendered overlay nor any pod template there references: nothing can start a pod reading it."""
+    referenced = {(d["kind"], d["metadata"]["name"]) for d in rendered
+                  if d.get("kind") in ("ConfigMap", "Secret")}
+    for doc in objects:
+        template = ((doc.get("spec") or {}).get("template") or {}).get("spec")
+        if template:
+            referenced |= _pod_references(template)
+    stale = []
+    for doc in objects:
+        annotations = doc.get("metadata", {}).get("annotations") or {}
+        key = (doc.get("kind"), doc["metadata"]["name"])
+        if (key[0] in ("ConfigMap", "Secret") and
+                GENERATED_MARK[1] in str(annotations.get(GENERATED_MARK[0], ""))
+                and key not in referenced):
+            stale.append(key)
+    return sorted(stale)
+
+
+def prune_config(env: str, kubeconfig: Path, root: Path | str = ".", dry_run: bool = False
+                 ) -> list[str]:
+    """Delete the generated ConfigMaps/Secrets of an environment that nothing reads any more
+    (the Rollout's revisionHistoryLimit bounds how many stay)."""
+    ns = namespace(env, root)
+    listed = json.loads(kubectl(kubeconfig, "get", "configmaps,secrets,replicasets,deployments,"
+                                "rollouts.argoproj.io", "-n", ns, "-o", "json",
+                                what=f"list the objects of {env}"))
+    stale = stale_generated_config(listed.get("items", []),
+                                   [d for d in yaml.safe_load_all(render(overlay_dir(
+                                       env, Path(root)))) if d])
+    lines = []
+    for kind, name in stale:
+        if not dry_run:
+            kubectl(kubeconfig, "delete", kind.lower(), name, "-n", ns, "--ignore-not-found",
+                    what=f"delete {kind}/{name} in {ns}")
+        lines.append(f"rollout: {'would delete' if dry_run else 'deleted'} {kind}/{name} in {ns}")
+    return lines or [f"rollout: {env}: no stale generated ConfigMap or Secret"]

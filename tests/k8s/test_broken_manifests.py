@@ -215,3 +215,19 @@ def test_monitor_without_the_prometheus_release_label_is_refused(k8s_copy):
     assert_caught(problems(k8s_copy),
                   r"^production: PrometheusRule/moderation: labels lack \{'release': "
                   r"'kube-prometheus-stack'\}")
+
+
+def test_platform_and_route_mistakes_are_named(k8s_copy):
+    edit(k8s_copy, "platform/gateway/gateway.yaml", "      protocol: HTTP\n      port: 80\n"
+         "      hostname: \"*.moderation.example.org\"",
+         "      protocol: HTTP\n      prot: 80\n      hostname: \"*.moderation.example.org\"")
+    edit(k8s_copy, "overlays/staging/environment.yaml", "  listener: staging",
+         "  listener: production")
+    edit(k8s_copy, "platform/argo-rollouts/gatewayapi-plugin-rbac.yaml", "      - patch\n", "")
+    assert_caught(problems(k8s_copy),
+                  r"^platform: Gateway/moderation-gateway: CRD schema: spec.listeners.0: "
+                  r"unknown field\(s\) 'prot'",
+                  r"^staging: HTTPRoute/moderation: listener production does not admit exactly "
+                  r"namespace moderation-staging",
+                  r"^platform: RBAC: ServiceAccount argo-rollouts/argo-rollouts may not patch "
+                  r"httproutes")

@@ -7,8 +7,9 @@ gives the rendered ServiceMonitor's targets, and evaluates the rendered recordin
 AnalysisTemplate and MetricTemplate query is then evaluated through the HTTP API with its
 arguments substituted, and judged by the template's own conditions.
 
-Namespace `healthy` holds stable + healthy canary, `failing` stable + failing canary (the stable
-server is scraped once per namespace)."""
+Namespace `healthy` holds stable + healthy canary, `failing` stable + failing canary, `dead`
+stable + a canary that never serves (crashed: the Gateway answers its share with 503s, so only
+the stable pod's series exist); the stable server is scraped once per namespace."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from tests.k8s.prom import (
 from tests.service.server import running_service
 
 STABLE, GOOD, BAD = "5d8f7b9c6d", "7c9b8d6f5a", "6b5c4d3e2f"
+DEAD = "4a3b2c1d0e"  # the dead canary's hash: no pod of it is ever scraped
 # Flagger tells canary from primary by pod name; Argo Rollouts by the template-hash label.
 POD_NAMES = {STABLE: f"moderation-primary-{STABLE}-x7k2p", GOOD: f"moderation-{GOOD}-q4m9t",
              BAD: f"moderation-{BAD}-z8w3v"}
@@ -121,7 +123,8 @@ def analysis(rendered, smoke_repo, tmp_path_factory):
     with ExitStack() as stack:
         urls = start_servers(stack, smoke_repo, work)
         pods = [Pod(ns, POD_NAMES[h], h, urls[h])
-                for ns, hashes in (("healthy", (STABLE, GOOD)), ("failing", (STABLE, BAD)))
+                for ns, hashes in (("healthy", (STABLE, GOOD)), ("failing", (STABLE, BAD)),
+                                   ("dead", (STABLE,)))
                 for h in hashes]
         scrape = operator_scrape_configs(production.get("ServiceMonitor", "moderation"),
                                          production.get("Service", "moderation"), pods)
@@ -159,12 +162,14 @@ def measure(prometheus, production: Manifests, flagger: Manifests) -> dict:
     template = production.get("AnalysisTemplate", "moderation-canary-health")
     defaults = {a["name"]: a["value"] for a in template["spec"]["args"] if "value" in a}
     canary = flagger.get("Canary", "moderation")
-    for namespace, canary_hash in (("healthy", GOOD), ("failing", BAD)):
+    for namespace, canary_hash in (("healthy", GOOD), ("failing", BAD), ("dead", DEAD)):
         args = {**defaults, "namespace": namespace, "canary-hash": canary_hash,
                 "stable-hash": STABLE}
         for metric in template["spec"]["metrics"]:
             result = prometheus.values(argo_query(metric, args))
             verdicts["argo", namespace, metric["name"]] = argo_verdict(metric, args, result)
+        if namespace == "dead":
+            continue  # Flagger judges an empty canary result as a failed check already
         for metric in canary["spec"]["analysis"]["metrics"]:
             mt = flagger.get("MetricTemplate", metric["templateRef"]["name"])
             query = flagger_query(mt, namespace, "moderation", metric["interval"],
@@ -191,15 +196,18 @@ def test_series_carry_the_operator_target_labels_and_keep_their_route(analysis):
 @pytest.mark.parametrize("controller", ["argo", "flagger"])
 def test_an_idle_canary_is_never_a_pass(analysis, controller):
     verdicts = {k[2]: v for k, v in analysis["idle"].items() if k[:2] == (controller, "healthy")}
-    assert len(verdicts) == 3
+    assert len(verdicts) == {"argo": 4, "flagger": 3}[controller]
     assert "Successful" not in verdicts.values(), verdicts
 
 
 @pytest.mark.parametrize("controller", ["argo", "flagger"])
 def test_a_healthy_canary_passes_every_check(analysis, controller):
     verdicts = {k[2]: v for k, v in analysis["final"].items() if k[:2] == (controller, "healthy")}
-    assert verdicts == {"success-rate": "Successful", "p95-latency": "Successful",
-                        "label-share-shift": "Successful"}
+    expected = {"success-rate": "Successful", "p95-latency": "Successful",
+                "label-share-shift": "Successful"}
+    if controller == "argo":
+        expected["canary-traffic"] = "Successful"
+    assert verdicts == expected
 
 
 @pytest.mark.parametrize("controller", ["argo", "flagger"])
@@ -213,4 +221,14 @@ def test_recording_rules_see_classify_traffic_and_its_latency(analysis):
     # stable answers every call, the failing canary none: about half
     assert 0.3 < success["failing"] < 0.7
     p95 = analysis["recorded"]["moderation:classify_p95_seconds:rate5m"]
-    assert set(p95) == {"healthy", "failing"} and 0 < p95["healthy"] < 5
+    assert set(p95) == {"healthy", "failing", "dead"} and 0 < p95["healthy"] < 5
+
+
+def test_a_dead_canary_whose_share_the_gateway_answers_with_503s_fails_the_analysis(analysis):
+    """Its own metrics are empty (success rate, latency, label share: inconclusive), but the
+    stable pods keep answering their share: the canary's share of the routed calls is 0."""
+    verdicts = {k[2]: v for k, v in analysis["final"].items() if k[:2] == ("argo", "dead")}
+    assert verdicts == {"success-rate": "Inconclusive", "p95-latency": "Inconclusive",
+                        "label-share-shift": "Inconclusive", "canary-traffic": "Failed"}
+    idle = {k[2]: v for k, v in analysis["idle"].items() if k[:2] == ("argo", "dead")}
+    assert idle["canary-traffic"] == "Inconclusive"  # no traffic at all is no verdict

@@ -1,0 +1,61 @@
+"""The label-share check, simulated on the rendered Rollout and AnalysisTemplate (seeded,
+bounded): healthy canaries are rarely aborted even at low traffic, shifted ones are caught when
+the traffic allows it, and main's check is shown to abort a third of healthy canaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.deploy.shift_simulation import (
+    MAIN_CHECK,
+    ShiftCheck,
+    abort_rate,
+    rendered_check,
+    rendered_schedule,
+    report,
+)
+
+TRIALS = 4000
+
+
+@pytest.fixture(scope="module")
+def figures(rendered) -> dict[tuple[str, int], dict]:
+    rows = report(rendered["production"], trials=TRIALS, seed=21)
+    return {(r["check"], r["requests_per_min"]): r for r in rows}
+
+
+def test_simulation_runs_the_rendered_schedule_and_check(rendered):
+    schedule = rendered_schedule(rendered["production"])
+    assert schedule.weights == (0.1, 0.2, 0.3) and schedule.hold_min == 5
+    check = rendered_check(rendered["production"])
+    assert check == ShiftCheck("z", 3.1, 30, 3, 3, 0, 30)
+    # the window covers the whole canary: its counts are cumulative
+    assert check.window_min >= len(schedule.weights) * schedule.hold_min
+
+
+@pytest.mark.parametrize("rate", [40, 100, 200])
+def test_healthy_canaries_are_aborted_at_most_one_percent_of_the_time(figures, rate):
+    assert figures["rendered", rate]["healthy_abort_rate"] <= 0.01
+
+
+def test_a_ten_point_shift_is_aborted_within_the_rollout_when_traffic_allows(figures):
+    detected = {rate: figures["rendered", rate]["shifted_abort_rate"] for rate in (40, 100, 200)}
+    assert detected[200] >= 0.8
+    assert detected[40] < detected[100] < detected[200]
+    # even at 40 requests/min the check is far likelier to abort a shifted canary than a
+    # healthy one
+    assert detected[40] >= 10 * figures["rendered", 40]["healthy_abort_rate"]
+
+
+def test_mains_check_aborted_a_third_of_healthy_canaries_at_40_requests_per_minute(figures):
+    assert figures["main", 40]["healthy_abort_rate"] >= 0.25
+    assert figures["main", 200]["healthy_abort_rate"] < figures["main", 40]["healthy_abort_rate"]
+
+
+def test_the_simulation_is_seeded_and_bounded(rendered):
+    check, schedule = rendered_check(rendered["production"]), rendered_schedule(
+        rendered["production"])
+    assert abort_rate(check, schedule, 40, 0.1, 500, seed=3) == \
+        abort_rate(check, schedule, 40, 0.1, 500, seed=3)
+    with pytest.raises(ValueError, match="bounded"):
+        abort_rate(MAIN_CHECK, schedule, 40, 0.0, trials=10**7)
