@@ -201,7 +201,7 @@ def test_check_workflow_reports_file_and_step(tmp_path):
     path = tmp_path / "ci.yml"
     path.write_text(render(workflow))
     findings = check_workflow(path)
-    assert findings == [f"{path}: jobs.test.steps[4] (Lint): `pip install x && pytest` is not a "
+    assert findings == [f"{path}: jobs.test.steps[5] (Lint): `pip install x && pytest` is not a "
                         "make target or pipelines command"]
 
 
@@ -227,7 +227,7 @@ def test_ci_runs_tests_on_forks_without_secrets_or_write_access():
     assert ci["on"] == {"push": {"branches": ["main"]}, "pull_request": {}}
     assert "secrets." not in (ROOT / ".github/workflows/ci.yml").read_text()
     assert ci["jobs"]["test"]["permissions"] == {"contents": "read"}
-    assert run_commands(ci) == [".ci/run", "make lint"]
+    assert run_commands(ci) == ["make userns", ".ci/run", "make lint"]
 
 
 def test_retrain_runs_on_trusted_events_only_and_one_run_per_branch():

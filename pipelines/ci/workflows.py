@@ -129,6 +129,9 @@ def ci_workflow() -> dict[str, Any]:
         setup_python(),
         {"name": "Set up Node.js", "uses": uses("setup-node"),
          "with": {"node-version": NODE_VERSION}},
+        # Hosted runners (Ubuntu 24.04, non-root `runner`) forbid the unprivileged user
+        # namespaces bubblewrap needs; the target sets the sysctl with the runner's sudo.
+        step("Allow unprivileged user namespaces (pod-sandbox tests)", "make userns"),
         step("Test (clean clone: builds .venv and node_modules, runs make test)", ".ci/run"),
         step("Lint", "make lint"),
     ]
