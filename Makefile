@@ -14,7 +14,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv system-packages userns data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve review feedback review-screenshot
+.PHONY: venv system-packages userns data remote repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento serve loadtest bench-serve review feedback review-screenshot
 
 # The stamp is named after the content of the lock and pyproject.toml, not their mtimes, so a
 # fresh clone (every CI checkout) reuses a venv that already holds exactly these pins.
@@ -67,6 +67,12 @@ userns: system-packages  ## allow unprivileged user namespaces (bubblewrap pod t
 
 data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
 	python -m pipelines data pull
+
+# A plain `dvc push` after `dvc remote add -d -f` uploads only what the local cache holds: a fresh
+# clone's lacks the bundled production model, which then exists in no remote the workflows reach.
+remote: venv  ## URL=s3://bucket/path [ENDPOINT=https://...]: default DVC remote + upload data and production model
+	@test -n "$(URL)" || { echo "error: set URL=s3://<bucket>/<path> (ENDPOINT=... for an S3-compatible store)" >&2; exit 1; }
+	python -m pipelines retrain use-remote "$(URL)" $(if $(ENDPOINT),--endpoint-url "$(ENDPOINT)")
 
 production: venv  ## fetch the production model's weights named by models/production.dvc
 	test ! -f models/production.dvc || dvc pull --quiet models/production.dvc
