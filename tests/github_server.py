@@ -49,6 +49,7 @@ class FakeGitHub:
         self.variables: dict[str, str] = {}
         self.secrets: set[str] = set()
         self.statuses: list[dict[str, Any]] = []
+        self.dispatches: list[dict[str, Any]] = []  # workflow_dispatch runs started
         # A new repository's defaults: read-only token, Actions may not create or approve PRs.
         self.workflow_permissions = {"default_workflow_permissions": "read",
                                      "can_approve_pull_request_reviews": False}
@@ -278,6 +279,31 @@ class FakeGitHub:
         self.statuses.append(status)
         return 201, status
 
+    def dispatch_workflow(self, workflow: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST .../actions/workflows/{file}/dispatches: 204; with a git repository, 422 for an
+        unknown ref or a workflow without a `workflow_dispatch` trigger at that ref, as GitHub."""
+        ref = body.get("ref")
+        if not ref:
+            return 422, _invalid([{"resource": "Dispatch", "field": "ref",
+                                   "code": "missing_field"}])
+        sha = None
+        if self.git_dir is not None:
+            if ref not in self.branches:
+                return 422, {"message": f"No ref found for: {ref}", "documentation_url": DOCS}
+            shown = subprocess.run(["git", "-C", str(self.git_dir), "show",
+                                    f"{ref}:.github/workflows/{workflow}"],
+                                   capture_output=True, text=True, timeout=30)
+            if shown.returncode != 0:
+                return 404, {"message": "Not Found", "documentation_url": DOCS}
+            if "workflow_dispatch" not in shown.stdout:
+                return 422, {"message": "Workflow does not have 'workflow_dispatch' trigger",
+                             "documentation_url": DOCS}
+            sha = subprocess.run(["git", "-C", str(self.git_dir), "rev-parse", ref],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        self.dispatches.append({"workflow": workflow, "ref": ref, "sha": sha,
+                                "inputs": body.get("inputs") or {}})
+        return 204, None
+
     def route(self, method: str, path: str, query: dict[str, str], body: dict[str, Any],
               token: str = "") -> tuple[Any, ...]:
         """(status, payload) or (status, payload, extra headers)."""
@@ -322,6 +348,9 @@ class FakeGitHub:
             return self.comment(int(m.group(1)), body)
         if method == "POST" and (m := re.fullmatch(r"/statuses/([0-9a-f]{40})", rest)):
             return self.create_status(m.group(1), body)
+        if method == "POST" and (m := re.fullmatch(r"/actions/workflows/([\w.-]+)/dispatches",
+                                                   rest)):
+            return self.dispatch_workflow(m.group(1), body)
         return 404, {"message": "Not Found", "documentation_url": DOCS}
 
 

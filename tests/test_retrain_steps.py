@@ -49,7 +49,7 @@ def test_propose_without_github_settings_fails_before_changing_anything(fresh_re
     result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
                  GITHUB_REPOSITORY="", GITHUB_TOKEN="")
     assert result.returncode == 2  # a settings error, like every command's
-    assert "GITHUB_REPOSITORY, GITHUB_TOKEN not set" in result.stderr
+    assert "GITHUB_TOKEN not set (nor PROMOTION_TOKEN)" in result.stderr
     assert run(["git", "status", "--porcelain"], fresh_repo).stdout == ""
 
 
@@ -136,3 +136,19 @@ def test_the_image_name_follows_the_repository_owner_unless_configured(env, expe
     from pipelines.release.retrain import image_name
 
     assert image_name(env=env) == expected
+
+
+@pytest.mark.parametrize(("made", "expected", "said"), [
+    (decision(version="baseline-4d4a25b1-f67fb708"), "propose=false",
+     "plan: nothing to propose: production already runs baseline-4d4a25b1-f67fb708"),
+    (decision(verdict="reject", failed=("non_inferiority.macro_f1",)), "propose=false",
+     "plan: nothing to propose: the gate rejected"),
+    (decision(), "propose=true", "plan: propose transformer-abc-123"),
+], ids=["after-the-merge", "reject", "new-candidate"])
+def test_plan_tells_the_workflow_whether_the_propose_job_runs(fresh_repo, tmp_path, made,
+                                                              expected, said):
+    _write(fresh_repo, "reports/compare/decision.json", made)
+    out = tmp_path / "github_output"
+    result = run(PY + ["retrain", "plan", "--out", str(out)], fresh_repo)
+    assert out.read_text() == f"{expected}\n"
+    assert said in result.stdout

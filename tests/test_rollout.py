@@ -13,7 +13,7 @@ import yaml
 from pipelines.deploy.pins import read_pin, set_image
 from pipelines.deploy.rollout import (
     RolloutError,
-    changed_overlays,
+    all_overlays,
     cluster_access,
     rollout_state,
     watch,
@@ -46,10 +46,29 @@ def released(tmp_path):
     return repo, origin
 
 
-def test_the_overlays_a_commit_changed_are_the_ones_applied(released):
+def test_every_overlay_is_applied_so_a_cancelled_pending_run_loses_no_change(released):
+    """Merge B (production pin, the release) queues behind a running rollout; merge C (staging
+    only) replaces B's pending run (one pending run per concurrency group). C's run must still
+    apply production: a diff of HEAD^..HEAD would apply staging alone."""
     repo, _ = released
-    assert changed_overlays(root=repo) == ["production"]
-    assert changed_overlays("HEAD", "HEAD", root=repo) == []
+    overlay = repo / "k8s/overlays/staging/kustomization.yaml"
+    overlay.write_text(overlay.read_text() + "# staging-only change\n")
+    git(repo, "commit", "--quiet", "-am", "staging: a later merge")
+    assert all_overlays(repo) == ["production", "staging"]
+    result = run(PY + ["rollout", "apply"], repo, check=False,
+                 KUBE_CONFIG=base64.b64encode(_unanswering_kubeconfig().encode()).decode())
+    assert result.returncode == 1
+    assert "apply k8s/overlays/production" in result.stderr  # the change of the cancelled run
+
+
+def _unanswering_kubeconfig(server: str | None = None) -> str:
+    server = server or f"https://127.0.0.1:{free_port()}"
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "ci",
+        "clusters": [{"name": "ci", "cluster": {"server": server,
+                                                "insecure-skip-tls-verify": True}}],
+        "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "ci"}}],
+        "users": [{"name": "ci", "user": {"token": "t"}}]})
 
 
 def test_apply_without_cluster_settings_says_which_to_set(tmp_path):
@@ -69,12 +88,7 @@ def test_a_kube_config_that_is_not_base64_is_refused():
 def test_apply_renders_the_overlay_and_fails_clearly_when_the_cluster_does_not_answer(released):
     repo, _ = released
     server = f"https://127.0.0.1:{free_port()}"
-    kubeconfig = yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "ci",
-        "clusters": [{"name": "ci", "cluster": {"server": server,
-                                                "insecure-skip-tls-verify": True}}],
-        "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "ci"}}],
-        "users": [{"name": "ci", "user": {"token": "t"}}]})
+    kubeconfig = _unanswering_kubeconfig(server)
     result = run(PY + ["rollout", "apply"], repo, check=False,
                  KUBE_CONFIG=base64.b64encode(kubeconfig.encode()).decode())
     assert result.returncode == 1
@@ -126,8 +140,12 @@ def test_revert_pushes_a_branch_restoring_pins_and_pointer_and_opens_one_pr(rele
                "FAILED_SHA": failed}
         first = run(PY + ["rollout", "revert"], repo, **env)
         again = run(PY + ["rollout", "revert"], repo, **env)
-        pulls = gh.pulls()
+        pulls, dispatches = gh.pulls(), gh.dispatches
     branch = f"revert/{failed[:12]}"
+    # opened with GITHUB_TOKEN, the PR starts no workflow: ci is dispatched on its branch
+    assert [(d["workflow"], d["ref"]) for d in dispatches] == [("ci.yml", branch)] * 2
+    assert dispatches[-1]["sha"] == git(origin, "rev-parse", branch)  # the head the PR shows
+    assert f"dispatched ci.yml on {branch}" in first.stdout
     assert f"pushed {branch}; created pull request #1" in first.stdout
     assert "updated pull request #1" in again.stdout and len(pulls) == 1
     changed = git(origin, "diff", "--name-only", "main", branch).splitlines()
@@ -138,3 +156,15 @@ def test_revert_pushes_a_branch_restoring_pins_and_pointer_and_opens_one_pr(rele
     assert read_pin("production", repo).tag == "transformer-new-12345678"
     assert subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True,
                           text=True).stdout.count("\n") == 1
+
+
+def test_revert_with_promotion_token_opens_the_pr_with_it_and_dispatches_nothing(released):
+    repo, origin = released
+    failed = git(repo, "rev-parse", "HEAD")
+    with FakeGitHub(git_dir=origin, token="promotion-token") as gh:
+        result = run(PY + ["rollout", "revert"], repo, GITHUB_API_URL=gh.url,
+                     GITHUB_REPOSITORY=gh.repo, GITHUB_TOKEN="workflow-token",
+                     PROMOTION_TOKEN="promotion-token", FAILED_SHA=failed)
+        pulls, dispatches = gh.pulls(), gh.dispatches
+    assert len(pulls) == 1 and dispatches == []  # the fake accepts only the promotion token
+    assert "ci: runs on the pull request" in result.stdout

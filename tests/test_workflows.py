@@ -201,7 +201,7 @@ def test_check_workflow_reports_file_and_step(tmp_path):
     path = tmp_path / "ci.yml"
     path.write_text(render(workflow))
     findings = check_workflow(path)
-    assert findings == [f"{path}: jobs.test.steps[4] (Lint): `pip install x && pytest` is not a "
+    assert findings == [f"{path}: jobs.test.steps[5] (Lint): `pip install x && pytest` is not a "
                         "make target or pipelines command"]
 
 
@@ -224,10 +224,11 @@ def test_every_action_used_is_a_pinned_entry_of_the_action_table():
 
 def test_ci_runs_tests_on_forks_without_secrets_or_write_access():
     ci = load_workflow(ROOT / ".github/workflows/ci.yml")
-    assert ci["on"] == {"push": {"branches": ["main"]}, "pull_request": {}}
+    assert ci["on"] == {"push": {"branches": ["main"]}, "pull_request": {},
+                        "workflow_dispatch": {}}
     assert "secrets." not in (ROOT / ".github/workflows/ci.yml").read_text()
     assert ci["jobs"]["test"]["permissions"] == {"contents": "read"}
-    assert run_commands(ci) == [".ci/run", "make lint"]
+    assert run_commands(ci) == ["make userns", ".ci/run", "make lint"]
 
 
 def test_retrain_runs_on_trusted_events_only_and_one_run_per_branch():
@@ -248,13 +249,16 @@ def test_a_reject_fails_the_job_but_still_publishes_the_report_and_summary():
         "python -m pipelines retrain summary", "retrain-reports"]
     assert "reports/" in published[-1]["with"]["path"]
     gated = [s["run"] for s in after if "if" not in s]
-    assert gated == ["make loadtest", "python -m pipelines retrain push-outputs"]
+    assert gated == ["make loadtest", "python -m pipelines retrain push-outputs",
+                     "python -m pipelines retrain plan"]
 
 
 def test_only_the_propose_job_can_write_and_only_after_evaluation_passed():
     jobs = load_workflow(ROOT / ".github/workflows/retrain.yml")["jobs"]
     assert jobs["evaluate"]["permissions"] == {"contents": "read", "id-token": "write"}
-    assert jobs["propose"]["needs"] == "evaluate" and "if" not in jobs["propose"]
+    assert jobs["propose"]["needs"] == "evaluate"
+    # the job's `if` replaces the implicit success(): it also needs the evaluate job's plan
+    assert jobs["propose"]["if"] == "${{ needs.evaluate.outputs.propose == 'true' }}"
     assert run_commands({"jobs": {"p": jobs["propose"]}})[-1] == \
         "python -m pipelines retrain propose"
 
@@ -263,7 +267,8 @@ def test_rollout_applies_only_in_push_mode_and_reverts_on_failure():
     rollout = load_workflow(ROOT / ".github/workflows/rollout.yml")
     assert rollout["on"]["push"] == {"branches": ["main"], "paths": ["k8s/overlays/**"]}
     assert rollout["jobs"]["apply"]["if"].startswith("${{ vars.DEPLOY_MODE == 'push' && !(")
-    assert rollout["jobs"]["revert"]["if"] == "${{ failure() }}"
+    assert rollout["jobs"]["revert"]["if"] == \
+        "${{ failure() && needs.apply.outputs.canary == 'failure' }}"
     assert rollout["concurrency"]["cancel-in-progress"] is False
 
 
@@ -312,20 +317,29 @@ def _all_jobs():
             yield path.name, workflow, job_id, job
 
 
-def test_every_job_that_installs_gets_the_cpu_torch_index_and_the_pip_cache():
+def test_every_hosted_job_that_installs_gets_the_cpu_torch_index_and_the_pip_cache():
     for name, workflow, job_id, job in _all_jobs():
         if "make venv" not in run_commands({"jobs": {job_id: job}}):
             continue
-        assert workflow["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+        index = {**workflow.get("env", {}), **job.get("env", {})}["PIP_EXTRA_INDEX_URL"]
+        if (name, job_id) == ("retrain.yml", "evaluate"):
+            # the CPU index only while TRAIN_RUNNER (a GPU runner) is unset: CUDA torch there
+            assert index == "${{ vars.TRAIN_RUNNER == '' && " \
+                "'https://download.pytorch.org/whl/cpu' || '' }}"
+        else:
+            assert index == "https://download.pytorch.org/whl/cpu", (name, job_id)
         setup = next(s for s in job["steps"] if s.get("name") == "Set up Python")
         assert setup["with"]["cache"] == "pip", (name, job_id)
         assert setup["with"]["cache-dependency-path"] == "requirements.lock"
 
 
-def test_checkouts_are_shallow_except_where_a_parent_commit_is_read():
+def test_checkouts_are_shallow_except_where_history_is_read():
     depths = {(name, job_id): s["with"]["fetch-depth"] for name, _, job_id, job in _all_jobs()
               for s in job["steps"] if s.get("name") == "Check out"}
-    assert depths.pop(("rollout.yml", "apply")) == 2 and depths.pop(("rollout.yml", "revert")) == 2
+    assert depths.pop(("rollout.yml", "revert")) == 2  # the failed commit's parent
+    # the default branch, to find the workflow files a promotion branch changes
+    assert depths.pop(("retrain.yml", "evaluate")) == 0
+    assert depths.pop(("retrain.yml", "propose")) == 0
     assert set(depths.values()) == {1}
 
 
@@ -339,13 +353,45 @@ def test_no_job_runs_on_the_push_that_creates_a_repository_from_the_template():
 
 def test_the_training_job_runs_where_the_repository_variable_says():
     evaluate = load_workflow(ROOT / ".github/workflows/retrain.yml")["jobs"]["evaluate"]
-    assert evaluate["runs-on"] == "${{ vars.TRAIN_RUNNER || 'ubuntu-latest' }}"
+    assert evaluate["runs-on"] == "${{ vars.TRAIN_RUNNER || 'ubuntu-24.04' }}"
+
+
+def test_every_job_runs_on_the_one_pinned_image_unless_a_variable_moves_it():
+    runners = {(name, job_id): job["runs-on"] for name, _, job_id, job in _all_jobs()}
+    movable = {("retrain.yml", "evaluate"): "TRAIN_RUNNER", ("drift.yml", "drift"): "DRIFT_RUNNER"}
+    for key, runner in runners.items():
+        if key in movable:
+            assert runner == f"${{{{ vars.{movable[key]} || 'ubuntu-24.04' }}}}", key
+        else:
+            assert runner == "ubuntu-24.04", key
+    assert "ubuntu-latest" not in "".join(p.read_text() for p in WORKFLOWS)
+
+
+def test_cloud_credentials_last_as_long_as_their_job():
+    for name, _, job_id, job in _all_jobs():
+        for s in job["steps"]:
+            if "aws-actions" in s.get("uses", ""):
+                duration = s["with"]["role-duration-seconds"]
+                assert duration >= job["timeout-minutes"] * 60, (name, job_id)
+                assert duration >= 3600
+
+
+def test_the_jobs_that_pull_keep_the_dvc_cache():
+    for name, _, job_id, job in _all_jobs():
+        commands = run_commands({"jobs": {job_id: job}})
+        pulls = any(c in commands for c in ("make data", "make data production",
+                                            "python -m pipelines retrain restore"))
+        cached = [s for s in job["steps"] if "actions/cache@" in s.get("uses", "")]
+        assert bool(cached) == pulls, (name, job_id)
+        for s in cached:
+            assert s["with"]["path"] == ".dvc/cache"
+            assert "hashFiles('data.dvc', 'models/production.dvc', 'dvc.lock')" in s["with"]["key"]
 
 
 def test_the_promotion_uses_the_optional_token_and_the_configured_image_name():
     propose = load_workflow(ROOT / ".github/workflows/retrain.yml")["jobs"]["propose"]
     step = propose["steps"][-1]
-    assert step["env"]["GITHUB_TOKEN"] == \
-        "${{ secrets.PROMOTION_TOKEN || secrets.GITHUB_TOKEN }}"
+    assert step["env"]["GITHUB_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert step["env"]["PROMOTION_TOKEN"] == "${{ secrets.PROMOTION_TOKEN }}"
     assert step["env"]["IMAGE_NAME"] == "${{ vars.IMAGE_NAME }}"
     assert propose["permissions"]["statuses"] == "write"

@@ -19,12 +19,23 @@ from pipelines.ci.triggers import retrain_trigger_paths
 WORKFLOW_DIR = Path(".github/workflows")
 PYTHON_VERSION = "3.11"
 NODE_VERSION = "24"
+# Every hosted job runs on one pinned image (`ubuntu-latest` moves under a template's feet).
 RUNNER = "ubuntu-24.04"
 # The training job's runner: a self-hosted GPU runner's label through a repository variable.
-TRAIN_RUNNER = "${{ vars.TRAIN_RUNNER || 'ubuntu-latest' }}"
-# torch from PyPI alone resolves the CUDA build (~2.7 GB of wheels); CI runs on CPUs. The lock
-# keeps `torch==2.13.0`, which the CPU index's `2.13.0+cpu` satisfies and pip prefers.
-PIP_ENV = {"PIP_EXTRA_INDEX_URL": "https://download.pytorch.org/whl/cpu"}
+TRAIN_RUNNER = f"${{{{ vars.TRAIN_RUNNER || '{RUNNER}' }}}}"
+# The drift job's runner: one that reaches the production prediction log (a self-hosted runner in
+# the cluster's network); a hosted runner's address changes every run.
+DRIFT_RUNNER = f"${{{{ vars.DRIFT_RUNNER || '{RUNNER}' }}}}"
+# torch from PyPI alone resolves the CUDA build (~2.7 GB of wheels); hosted jobs run on CPUs. The
+# lock keeps `torch==2.13.0`, which the CPU index's `2.13.0+cpu` satisfies and pip prefers. Only
+# CPU jobs get the index: a TRAIN_RUNNER (GPU) installs PyPI's CUDA build.
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+PIP_ENV = {"PIP_EXTRA_INDEX_URL": CPU_TORCH_INDEX}
+TRAIN_PIP_ENV = {"PIP_EXTRA_INDEX_URL": f"${{{{ vars.TRAIN_RUNNER == '' && '{CPU_TORCH_INDEX}' "
+                                        "|| '' }}"}
+# The check `ci`'s one job reports: the one context branch protection requires (docs/workflows.md,
+# "Branch protection"). Promotion and revert PRs get it through a dispatch of ci.yml.
+CI_CHECK = "lint and test"
 # A repository created from the template starts with one push that creates its default branch,
 # while the placeholders are still in place: no job runs on it.
 TEMPLATE_PUSH = ("github.event_name == 'push' && github.event.created && "
@@ -49,6 +60,8 @@ ACTIONS = {
     "docker-login": ("docker/login-action", "4907a6ddec9925e35a0a9e82d7399ccc52663121", "v4.1.0"),
     "aws-credentials": ("aws-actions/configure-aws-credentials",
                         "e6de054238d6b7531b4efff3b6587d9aade6a06c", "v6.2.3"),
+    # v5 is the node24 major (v4 ran on Node 20); commit of v5.0.5 as public workflows pin it.
+    "cache": ("actions/cache", "27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"),
 }
 
 # Repository settings the workflows read: (kind, name, workflows, what it is for).
@@ -67,13 +80,18 @@ SETTINGS = (
     ("variable", "DRIFT_CHECK", "drift",
      "`enabled` turns on the daily drift check (needs MODERATION_DB_URL)"),
     ("variable", "TRAIN_RUNNER", "retrain",
-     "runner label of the training job (a self-hosted GPU runner); default ubuntu-latest"),
+     "runner label of the training job (a self-hosted GPU runner: it installs PyPI's CUDA "
+     "torch); default ubuntu-24.04 with CPU torch"),
+    ("variable", "DRIFT_RUNNER", "drift",
+     "runner label of the drift job: a self-hosted runner that reaches the prediction log "
+     "database (in the cluster's network); default ubuntu-24.04"),
     ("variable", "IMAGE_NAME", "retrain",
      "registry/name of the service image; default ghcr.io/<repository owner>/moderation-service"),
-    ("secret", "PROMOTION_TOKEN", "retrain",
-     "GitHub App installation token or fine-grained PAT (contents, pull requests: write) that "
-     "pushes the promotion branch and opens its PR, so that `ci` runs on it; without it the PR "
-     "carries the `moderation/gate` commit status instead"),
+    ("secret", "PROMOTION_TOKEN", "retrain, rollout",
+     "fine-grained PAT or GitHub App token (Contents, Pull requests, Commit statuses: write; "
+     "Workflows: write when a change touches .github/workflows/) that pushes the promotion and "
+     "revert branches and opens their PRs; without it GITHUB_TOKEN does, and `ci` is "
+     "dispatched on them"),
 )
 
 
@@ -87,7 +105,8 @@ def step(name: str, run: str, **extra: Any) -> dict[str, Any]:
 
 
 def checkout(fetch_depth: int = 1) -> dict[str, Any]:
-    """Checkout that leaves no token in .git/config (commands that push get it explicitly)."""
+    """Checkout that leaves no token in .git/config (commands that push get it explicitly).
+    fetch-depth 0 fetches every branch too (the retrain jobs compare with the default branch)."""
     return {"name": "Check out", "uses": uses("checkout"),
             "with": {"persist-credentials": False, "fetch-depth": fetch_depth}}
 
@@ -99,13 +118,26 @@ def setup_python() -> dict[str, Any]:
                      "cache-dependency-path": "requirements.lock"}}
 
 
-def cloud_credentials() -> dict[str, Any]:
-    """Short-lived cloud credentials through OIDC; skipped when the fork sets no role."""
+def cloud_credentials(timeout_minutes: int) -> dict[str, Any]:
+    """Short-lived cloud credentials through OIDC, valid for the whole job (its timeout): the
+    default hour would expire before the `dvc push` at the end of a long training. The role's
+    maximum session duration must allow it (docs/workflows.md). Skipped without a role."""
     return {"name": "Cloud credentials (OIDC, no stored keys)",
             "if": "${{ vars.AWS_ROLE_ARN != '' }}",
             "uses": uses("aws-credentials"),
             "with": {"role-to-assume": "${{ vars.AWS_ROLE_ARN }}",
-                     "aws-region": "${{ vars.AWS_REGION }}"}}
+                     "aws-region": "${{ vars.AWS_REGION }}",
+                     "role-duration-seconds": max(3600, timeout_minutes * 60)}}
+
+
+def dvc_cache() -> dict[str, Any]:
+    """The DVC cache across runs, keyed by the pointers and the lock: a rerun, and the run on main
+    after a merge, pull nothing they already had."""
+    return {"name": "DVC cache", "uses": uses("cache"),
+            "with": {"path": ".dvc/cache",
+                     "key": "dvc-${{ runner.os }}-${{ hashFiles('data.dvc', "
+                            "'models/production.dvc', 'dvc.lock') }}",
+                     "restore-keys": "dvc-${{ runner.os }}-"}}
 
 
 def upload(name: str, paths: list[str]) -> dict[str, Any]:
@@ -123,49 +155,68 @@ def job(name: str, permissions: dict[str, str], steps: list[dict[str, Any]],
 
 
 def ci_workflow() -> dict[str, Any]:
-    """Lint and the whole test suite on pull requests (forks included, no secrets) and on main."""
+    """Lint and the whole test suite on pull requests (forks included, no secrets), on main, and
+    when dispatched on a branch (how promotion and revert PRs opened with GITHUB_TOKEN get it)."""
     steps = [
         checkout(),
         setup_python(),
         {"name": "Set up Node.js", "uses": uses("setup-node"),
          "with": {"node-version": NODE_VERSION}},
+        # Hosted runners (Ubuntu 24.04, non-root `runner`) forbid the unprivileged user
+        # namespaces bubblewrap needs; the target sets the sysctl with the runner's sudo.
+        step("Allow unprivileged user namespaces (pod-sandbox tests)", "make userns"),
         step("Test (clean clone: builds .venv and node_modules, runs make test)", ".ci/run"),
         step("Lint", "make lint"),
     ]
     return {
         "name": "ci",
         # A same-repository PR branch runs once (pull_request), not twice.
-        "on": {"push": {"branches": ["main"]}, "pull_request": {}},
+        "on": {"push": {"branches": ["main"]}, "pull_request": {}, "workflow_dispatch": {}},
         "permissions": {},
         "env": PIP_ENV,
         "concurrency": {"group": "ci-${{ github.event.pull_request.number || github.ref }}",
                         "cancel-in-progress": True},
-        "jobs": {"test": job("lint and test", {"contents": "read"}, steps, timeout=60,
+        "jobs": {"test": job(CI_CHECK, {"contents": "read"}, steps, timeout=60,
                              **{"if": NOT_TEMPLATE_PUSH})},
     }
+
+
+# The token that pushes a branch and opens its PR: PROMOTION_TOKEN when set, else GITHUB_TOKEN
+# (pipelines/release/checks.py chooses, and dispatches `ci` for GITHUB_TOKEN's PRs).
+PR_TOKENS = {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}",
+             "PROMOTION_TOKEN": "${{ secrets.PROMOTION_TOKEN }}"}
+EVALUATE_TIMEOUT = 180
 
 
 def retrain_workflow(root: Path | str = ".") -> dict[str, Any]:
     """Data or config change → retrain, compare, load-test → image → one promotion PR per branch."""
     evaluate_steps = [
-        checkout(),
+        checkout(fetch_depth=0),
         setup_python(),
-        cloud_credentials(),
+        cloud_credentials(EVALUATE_TIMEOUT),
+        dvc_cache(),
         step("Install", "make venv"),
+        # Before 30-60 minutes of training: what would fail the run after it.
+        step("Preflight: DVC remote outside git and supported; workflow changes pushable",
+             "python -m pipelines retrain preflight",
+             env={"DEFAULT_BRANCH": "${{ github.event.repository.default_branch }}",
+                  "PROMOTION_TOKEN_SET": "${{ secrets.PROMOTION_TOKEN != '' }}"}),
         step("Pull the data version", "make data"),
         step("Retrain and evaluate (dvc repro)", "make repro"),
         step("Compare with production (fails on reject)", "make compare"),
         step("Load-test gate", "make loadtest"),
         step("Push pipeline outputs and run-cache to the DVC remote",
              "python -m pipelines retrain push-outputs"),
+        step("Decide whether there is anything to propose", "python -m pipelines retrain plan",
+             id="plan"),
         step("Job summary", "python -m pipelines retrain summary", **{"if": "${{ !cancelled() }}"}),
         upload("retrain-reports", ["reports/", "dvc.lock"]),
     ]
-    token = "${{ secrets.PROMOTION_TOKEN || secrets.GITHUB_TOKEN }}"
     propose_steps = [
-        checkout(),
+        checkout(fetch_depth=0),
         setup_python(),
-        cloud_credentials(),
+        cloud_credentials(60),
+        dvc_cache(),
         step("Install", "make venv"),
         {"name": "Download the evaluation record", "uses": uses("download-artifact"),
          "with": {"name": "retrain-reports", "path": "."}},
@@ -176,8 +227,9 @@ def retrain_workflow(root: Path | str = ".") -> dict[str, Any]:
                   "password": "${{ secrets.GITHUB_TOKEN }}"}},
         step("Containerise and push the image", "python -m pipelines retrain image",
              env={"IMAGE_NAME": "${{ vars.IMAGE_NAME }}"}),
-        step("Open or update the promotion pull request", "python -m pipelines retrain propose",
-             env={"GITHUB_TOKEN": token, "IMAGE_NAME": "${{ vars.IMAGE_NAME }}",
+        step("Open or update the promotion pull request; make ci run on it",
+             "python -m pipelines retrain propose",
+             env={**PR_TOKENS, "IMAGE_NAME": "${{ vars.IMAGE_NAME }}",
                   "SOURCE_BRANCH": "${{ github.ref_name }}"}),
     ]
     return {
@@ -188,41 +240,50 @@ def retrain_workflow(root: Path | str = ".") -> dict[str, Any]:
             "workflow_dispatch": {},
         },
         "permissions": {},
-        "env": PIP_ENV,
         # One retrain per branch at a time; a newer push supersedes the running one.
         "concurrency": {"group": "retrain-${{ github.ref }}", "cancel-in-progress": True},
         "jobs": {
             "evaluate": job("retrain, compare, load-test",
                             {"contents": "read", "id-token": "write"}, evaluate_steps,
-                            timeout=180, runner=TRAIN_RUNNER, **{"if": NOT_TEMPLATE_PUSH}),
+                            timeout=EVALUATE_TIMEOUT, runner=TRAIN_RUNNER, env=TRAIN_PIP_ENV,
+                            outputs={"propose": "${{ steps.plan.outputs.propose }}"},
+                            **{"if": NOT_TEMPLATE_PUSH}),
+            # Only when there is something to propose: a merged promotion retrains the same
+            # version on main, and that run ends with the evaluate job.
             "propose": job("image and promotion pull request",
                            {"contents": "write", "pull-requests": "write", "packages": "write",
-                            "statuses": "write", "id-token": "write"},
-                           propose_steps, timeout=60, needs="evaluate"),
+                            "statuses": "write", "actions": "write", "id-token": "write"},
+                           propose_steps, timeout=60, needs="evaluate", env=PIP_ENV,
+                           **{"if": "${{ needs.evaluate.outputs.propose == 'true' }}"}),
         },
     }
 
 
+ROLLOUT_TIMEOUT = 90
+
+
 def rollout_workflow() -> dict[str, Any]:
-    """Push-model deploy: apply the changed overlays, watch the canary, revert on failure."""
+    """Push-model deploy: apply the overlays, watch the canary, revert when the canary failed."""
     cluster_env = {"KUBE_CONFIG": "${{ secrets.KUBE_CONFIG }}",
                    "EKS_CLUSTER": "${{ vars.EKS_CLUSTER }}"}
     apply_steps = [
-        checkout(fetch_depth=2),
+        checkout(),
         setup_python(),
-        cloud_credentials(),
+        cloud_credentials(ROLLOUT_TIMEOUT),
         step("Install", "make venv"),
-        step("Apply the changed overlays", "python -m pipelines rollout apply", env=cluster_env),
+        # Every overlay, as Argo CD syncs them: a queued run that a newer merge cancelled never
+        # applied its change, so diffing only the last commit would lose it.
+        step("Apply the overlays", "python -m pipelines rollout apply", env=cluster_env),
         step("Watch the canary until it is promoted or aborted",
-             "python -m pipelines rollout watch", env=cluster_env),
+             "python -m pipelines rollout watch", env=cluster_env, id="watch"),
     ]
     revert_steps = [
         checkout(fetch_depth=2),
         setup_python(),
         step("Install", "make venv"),
-        step("Open the revert pull request", "python -m pipelines rollout revert",
-             env={"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}",
-                  "FAILED_SHA": "${{ github.sha }}"}),
+        step("Open the revert pull request; make ci run on it",
+             "python -m pipelines rollout revert",
+             env={**PR_TOKENS, "FAILED_SHA": "${{ github.sha }}"}),
     ]
     return {
         "name": "rollout",
@@ -230,15 +291,20 @@ def rollout_workflow() -> dict[str, Any]:
                "workflow_dispatch": {}},
         "permissions": {},
         "env": PIP_ENV,
-        # Never two applies at once, and never cancel one half-way.
+        # Never two applies at once, and never cancel one half-way. A newer merge still cancels
+        # the one pending run; the next run applies every overlay, so nothing is lost.
         "concurrency": {"group": "rollout", "cancel-in-progress": False},
         "jobs": {
             "apply": job("apply and watch", {"contents": "read", "id-token": "write"},
-                         apply_steps, timeout=90, environment="production",
+                         apply_steps, timeout=ROLLOUT_TIMEOUT, environment="production",
+                         outputs={"canary": "${{ steps.watch.outcome }}"},
                          **{"if": f"${{{{ vars.DEPLOY_MODE == 'push' && !({TEMPLATE_PUSH}) }}}}"}),
-            "revert": job("open the revert", {"contents": "write", "pull-requests": "write"},
+            # Only when the canary itself failed: a set-up failure (bad KUBE_CONFIG, pip, an
+            # apply the API server refused) rolled nothing out, so there is nothing to revert.
+            "revert": job("open the revert", {"contents": "write", "pull-requests": "write",
+                                              "actions": "write"},
                           revert_steps, timeout=15, needs="apply",
-                          **{"if": "${{ failure() }}"}),
+                          **{"if": "${{ failure() && needs.apply.outputs.canary == 'failure' }}"}),
         },
     }
 
@@ -249,7 +315,8 @@ def drift_workflow() -> dict[str, Any]:
     steps = [
         checkout(),
         setup_python(),
-        cloud_credentials(),
+        cloud_credentials(60),
+        dvc_cache(),
         step("Install", "make venv"),
         step("Sample the logged predictions", "python -m pipelines drift sample",
              env={"MODERATION_DB_URL": "${{ secrets.MODERATION_DB_URL }}"}),
@@ -270,8 +337,10 @@ def drift_workflow() -> dict[str, Any]:
         "env": PIP_ENV,
         "concurrency": {"group": "drift", "cancel-in-progress": False},
         # Opt-in: a new repository has no prediction log yet, and would get a red run a day.
+        # DRIFT_RUNNER: a runner in the network of the prediction log's database.
         "jobs": {"drift": job("drift check", {"contents": "read", "issues": "write",
                                                "id-token": "write"}, steps, timeout=60,
+                              runner=DRIFT_RUNNER,
                               **{"if": "${{ vars.DRIFT_CHECK == 'enabled' }}"})},
     }
 

@@ -20,7 +20,7 @@ TagOpt = Annotated[str | None, typer.Option("--tag", help="Image tag (the Bento 
 DigestOpt = Annotated[str | None, typer.Option("--digest", help="Image digest, sha256:...")]
 CommitOpt = Annotated[bool, typer.Option("--commit", help="Commit the change (only that file).")]
 EnvsOpt = Annotated[list[str] | None, typer.Option(
-    "--env", help="Overlay(s); default: those the last commit changed (HEAD^..HEAD).")]
+    "--env", help="Overlay(s); default: every overlay (unchanged ones apply as no-ops).")]
 
 
 @deploy_app.command("validate")
@@ -114,10 +114,9 @@ def deploy_rollback(env: str, tag: TagOpt = None, digest: DigestOpt = None,
 @rollout_app.command("apply")
 def rollout_apply(env: EnvsOpt = None) -> None:
     """kubectl apply the rendered overlays (cluster: KUBE_CONFIG or EKS_CLUSTER)."""
-    envs = env or rollout.changed_overlays()
+    envs = env or rollout.all_overlays()
     if not envs:
-        print("rollout: the last commit changed no overlay; nothing to apply")
-        return
+        raise PipelineError("no overlay under k8s/overlays/<env>/kustomization.yaml to apply")
     with rollout.cluster_access() as kubeconfig:
         print("\n".join(rollout.apply(envs, kubeconfig)))
 
@@ -129,7 +128,7 @@ def rollout_watch(env: EnvsOpt = None,
                   ) -> None:
     """Follow each applied overlay's canary until it is promoted (exit 0) or aborted (exit 1)."""
     with rollout.cluster_access() as kubeconfig:
-        for name in env or rollout.changed_overlays():
+        for name in env or rollout.all_overlays():
             rollout.watch(rollout.get_rollout(kubeconfig, name), timeout, interval)
             print(f"rollout: {name} is healthy on the new revision")
 

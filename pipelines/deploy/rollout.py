@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from pipelines.core.errors import PipelineError
-from pipelines.core.gitops import changed_files
 from pipelines.core.tools import run
 from pipelines.deploy.kustomize import render, venv_tool
 from pipelines.deploy.pins import K8S_DIR, overlay_dir
@@ -29,14 +28,12 @@ class RolloutError(PipelineError):
     """A rollout step failed; the message names the overlay, the cluster or the rollout."""
 
 
-def changed_overlays(base: str = "HEAD^", head: str = "HEAD", root: Path | str = ".") -> list[str]:
-    """Environments with a file under k8s/overlays/<env>/ changed between base and head."""
-
-
-    prefix = f"{K8S_DIR.as_posix()}/overlays/"
-    envs = {f[len(prefix):].split("/")[0] for f in changed_files(root, base, head)
-            if f.startswith(prefix) and f.count("/") >= 3}
-    return sorted(e for e in envs if (Path(root) / prefix / e / "kustomization.yaml").exists())
+def all_overlays(root: Path | str = ".") -> list[str]:
+    """Every environment with an overlay: what `rollout apply` applies by default. Applying all
+    of main's overlays (unchanged ones are no-ops, as in an Argo CD sync) loses nothing when the
+    rollout workflow's queue drops a pending run: a diff of the last commit alone would."""
+    base = Path(root) / K8S_DIR / "overlays"
+    return sorted(p.parent.name for p in base.glob("*/kustomization.yaml"))
 
 
 @contextlib.contextmanager

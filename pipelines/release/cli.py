@@ -3,7 +3,6 @@ and pull requests and issues through the GitHub API."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +35,39 @@ def retrain_summary(out: Annotated[Path | None, typer.Option(
         print(f"retrain: job summary appended to {target}")
 
 
+@retrain_app.command("preflight")
+def retrain_preflight(
+        default_branch: Annotated[str, typer.Option(
+            envvar="DEFAULT_BRANCH", help="The repository's default branch (env DEFAULT_BRANCH).")
+        ] = "main",
+        promotion_token: Annotated[bool, typer.Option(
+            envvar="PROMOTION_TOKEN_SET",
+            help="Whether PROMOTION_TOKEN is set (env PROMOTION_TOKEN_SET=true|false).")] = False,
+        remote: Annotated[str, typer.Option(help="Git remote of the default branch.")] = "origin"
+        ) -> None:
+    """Before training: refuse what would fail the run after it (an in-repo or unsupported DVC
+    remote; a workflow change that GITHUB_TOKEN may not push)."""
+    print(retrain.preflight(default_branch, promotion_token, remote))
+
+
+@retrain_app.command("use-remote")
+def retrain_use_remote(
+        url: Annotated[str, typer.Argument(help="s3://bucket/path of the object store.")],
+        endpoint_url: Annotated[str | None, typer.Option(
+            help="Endpoint of an S3-compatible store (MinIO, R2, ...).")] = None) -> None:
+    """Make URL the default DVC remote and upload the data version and the production model
+    that main's pointers name (`make remote URL=...`)."""
+    print(retrain.use_remote(url, endpoint_url))
+
+
+@retrain_app.command("plan")
+def retrain_plan(out: Annotated[Path | None, typer.Option(
+        help="File to append propose=true|false to (default: $GITHUB_OUTPUT).")] = None) -> None:
+    """Decide whether the propose job runs (false after a reject or when production already
+    runs the candidate)."""
+    retrain.plan(out)
+
+
 @retrain_app.command("push-outputs")
 def retrain_push_outputs() -> None:
     """`dvc push` the data, the production weights and the stages' outputs to the DVC remote."""
@@ -61,8 +93,9 @@ def retrain_propose(
         source_branch: Annotated[str, typer.Option(
             envvar="SOURCE_BRANCH", help="Branch that was retrained (env SOURCE_BRANCH).")],
         remote: Annotated[str, typer.Option(help="Git remote to push to.")] = "origin") -> None:
-    """Push promote/<branch> with the production pin + model pointer; open or update its PR."""
-    retrain.propose(source_branch, remote, os.environ.get("GITHUB_TOKEN"))
+    """Push promote/<branch> with the production pin + model pointer; open or update its PR
+    (PROMOTION_TOKEN when set, else GITHUB_TOKEN); dispatch `ci` on it when GITHUB_TOKEN."""
+    retrain.propose(source_branch, remote)
 
 
 def _read_body(body_file: Path) -> str:
@@ -143,8 +176,9 @@ def rollout_revert(
         failed_sha: Annotated[str, typer.Option(
             envvar="FAILED_SHA", help="Commit whose rollout failed (env FAILED_SHA).")],
         remote: Annotated[str, typer.Option(help="Git remote to push to.")] = "origin") -> None:
-    """Push revert/<sha> putting back the pins and model pointer, and open its pull request."""
-    revert(failed_sha, remote, os.environ.get("GITHUB_TOKEN"))
+    """Push revert/<sha> putting back the pins and model pointer, open its pull request
+    (PROMOTION_TOKEN when set, else GITHUB_TOKEN) and make `ci` run on it."""
+    revert(failed_sha, remote)
 
 
 def register(app: typer.Typer, rollout_app: typer.Typer) -> None:

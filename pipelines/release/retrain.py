@@ -17,10 +17,18 @@ from pipelines.core.metadata import read_metadata
 from pipelines.core.params import load_params
 from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_pointer
 from pipelines.core.tools import dvc
-from pipelines.core.versions import in_repo_remote
+from pipelines.core.versions import default_remote, in_repo_remote
 from pipelines.deploy.pins import K8S_DIR, diff_markdown, read_pin, set_image
 from pipelines.release import image
-from pipelines.release.github import GitHub, open_or_update_pr
+from pipelines.release.checks import (
+    PushToken,
+    client,
+    push_token,
+    refuse_workflow_push,
+    request_ci,
+    workflow_changes,
+)
+from pipelines.release.github import open_or_update_pr
 from service.bento import BENTO_NAME, bento_version, bentoml_home
 
 # The markdown reports a retrain produces, in the order a reviewer reads them.
@@ -90,11 +98,79 @@ def refuse_in_repo_remote(root: Path | str = ".") -> None:
                            f"a remote outside git: {IN_REPO_REMOTE_FIX}")
 
 
+# The remote kinds the workflows can reach: dvc-s3 is the only DVC plugin in the lock, and AWS
+# (OIDC) the only cloud the workflows authenticate. An S3-compatible store (MinIO, R2, GCS's XML
+# API) is an s3:// remote with an `endpointurl`.
+SUPPORTED_REMOTE_SCHEMES = ("s3",)
+
+
+def unsupported_remote(url: str | None) -> str | None:
+    """Why the workflows cannot use a remote with this URL, or None."""
+    if not url or "://" not in url:
+        return None  # a folder: the in-repo check decides
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in SUPPORTED_REMOTE_SCHEMES:
+        return None
+    return (f"the DVC remote {url} is a {scheme}:// remote; the workflows support s3:// only "
+            "(dvc-s3 is the one DVC plugin in requirements.lock, and AWS through OIDC the one "
+            "cloud they authenticate). Use an S3 bucket, or an S3-compatible store as an s3:// "
+            "remote with `dvc remote modify origin endpointurl https://...` "
+            "(docs/workflows.md, 'Use this template')")
+
+
+def refuse_unsupported_remote(root: Path | str = ".") -> None:
+    _, url = default_remote(root)
+    reason = unsupported_remote(url)
+    if reason:
+        raise RetrainError(reason)
+
+
+# What a fork's new remote must hold before the first retrain: the data version and the production
+# model that main's pointers name (the bundled ones are only in the in-repo demo remote).
+SEED_TARGETS = ("data.dvc", "models/production.dvc")
+
+
+def use_remote(url: str, endpoint_url: str | None = None, name: str = "origin",
+               root: Path | str = ".") -> str:
+    """Make `url` the default DVC remote and upload what main's pointers name to it. A plain
+    `dvc push` after `dvc remote add -d -f` uploads only what the local cache holds, and a fresh
+    clone's cache lacks the bundled production model: the next retrain's `make production`
+    would then find it nowhere."""
+    reason = unsupported_remote(url) or (None if "://" in url else
+                                         f"{url} is a folder, not an object store URL")
+    if reason:
+        raise RetrainError(reason)
+    targets = [t for t in SEED_TARGETS if (Path(root) / t).exists()]
+    # from the current default remote into the cache, then out to the new one
+    dvc("fetch", *targets, root=root, error=RetrainError)
+    dvc("remote", "add", "--default", "--force", name, url, root=root, error=RetrainError)
+    if endpoint_url:
+        dvc("remote", "modify", name, "endpointurl", endpoint_url, root=root, error=RetrainError)
+    dvc("push", "--remote", name, *targets, root=root, error=RetrainError)
+    return (f"retrain: {name} = {url} is the default DVC remote and holds {', '.join(targets)}; "
+            "commit .dvc/config")
+
+
+def preflight(default_branch: str, promotion_token: bool, remote: str = "origin",
+              root: Path | str = ".") -> str:
+    """What would fail the run after training, checked before it: the DVC remote (inside git,
+    or a kind the workflows cannot reach) and a workflow change only PROMOTION_TOKEN can push."""
+    refuse_in_repo_remote(root)
+    refuse_unsupported_remote(root)
+    changed = workflow_changes(f"{remote}/{default_branch}", root=root)
+    refuse_workflow_push(changed, "PROMOTION_TOKEN" if promotion_token else "GITHUB_TOKEN")
+    _, url = default_remote(root)
+    return (f"retrain: preflight passed (DVC remote {url}; "
+            + (f"workflow files changed: {', '.join(changed)}, pushed with PROMOTION_TOKEN)"
+               if changed else "no workflow file changed)"))
+
+
 def push_outputs() -> str:
     """`dvc push` everything the workspace tracks (data, production, the stages' outputs) and
     the run-cache, so that the run on main after the merge restores the stages instead of
     re-running them."""
     refuse_in_repo_remote()
+    refuse_unsupported_remote()
     out = dvc("push", "--run-cache", error=RetrainError)
     return f"{out.strip()}\nretrain: pipeline outputs and run-cache pushed to the DVC remote"
 
@@ -139,8 +215,22 @@ def nothing_to_propose(decision: dict[str, Any], production: dict[str, Any] | No
 
 
 def _skip_reason() -> str | None:
-
     return nothing_to_propose(read_decision(), read_pointer())
+
+
+def plan(output: Path | None = None) -> bool:
+    """Whether the propose job should run, decided in the evaluate job (which has the decision
+    and the pointer at hand), so that a run with nothing to propose starts no second job:
+    `propose=true|false` to GITHUB_OUTPUT."""
+    reason = _skip_reason()
+    target = output or (Path(os.environ["GITHUB_OUTPUT"]) if os.environ.get("GITHUB_OUTPUT")
+                        else None)
+    if target is not None:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(f"propose={'false' if reason else 'true'}\n")
+    print(f"plan: nothing to propose: {reason}" if reason else
+          f"plan: propose {read_decision()['candidate_version']}")
+    return reason is None
 
 
 def image_name(root: Path | str = ".", env: dict[str, str] | None = None) -> str:
@@ -285,7 +375,7 @@ def _run_url() -> str | None:
     return f"{parts[0]}/{parts[1]}/actions/runs/{parts[2]}" if all(parts) else None
 
 
-def propose(source_branch: str, remote: str = "origin", token: str | None = None,
+def propose(source_branch: str, remote: str = "origin", token: PushToken | None = None,
             gh=None, params_file: Path = Path("params.yaml")) -> dict[str, Any] | None:
     """Commit the production pin and model pointer on promote/<source_branch>, push it, and open
     or update its one pull request. None (and no branch) when there is nothing to propose.
@@ -297,8 +387,9 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
     if reason:
         print(f"propose: nothing to propose: {reason}")
         return None
+    token = token or push_token()
     if gh is None:  # before any change: a missing token or repository fails here
-        gh = GitHub.from_env()
+        gh = client(token)
     decision = read_decision()
     version = decision["candidate_version"]
     found = read_metadata(CANDIDATE)["version"]
@@ -308,11 +399,12 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
     _loadtest_passed(version)
     holdout_md5 = file_md5(load_params(params_file).data.holdout_file)
     source, tag = head(), bento_version(CANDIDATE)
+    refuse_workflow_push(workflow_changes(f"{remote}/{gh.default_branch()}", source), token.name)
     branch = f"{PROMOTION_PREFIX}{source_branch}"
     with detached_worktree(source) as tree:
         commit, changed, image, deployment_diff = _promotion_commit(
             tree, source, tag, decision, holdout_md5, source_branch)
-        push(tree, commit, branch, remote, token)
+        push(tree, commit, branch, remote, token.value)
     print(f"propose: pushed {branch} ({commit[:12]}): {', '.join(changed)}")
     action, pull = open_or_update_pr(gh, branch, gh.default_branch(),
                                      f"Promote {version} to production",
@@ -322,5 +414,6 @@ def propose(source_branch: str, remote: str = "origin", token: str | None = None
                   f"{decision['verdict'].upper()}: {version} passed the gate and the load test",
                   _run_url())
     print(f"propose: commit status {GATE_STATUS_CONTEXT}=success on {commit[:12]}")
+    print(f"propose: {request_ci(gh, branch, token)}")
     return {"branch": branch, "commit": commit, "action": action, "pull": pull,
             "image": image, "files": changed}

@@ -9,7 +9,8 @@ from pipelines.core.gitops import changed_files, commit_files, detached_worktree
 from pipelines.core.production import PROMOTION_FILES
 from pipelines.core.tools import succeeds
 from pipelines.deploy.pins import K8S_DIR
-from pipelines.release.github import GitHub, open_or_update_pr
+from pipelines.release.checks import PushToken, client, push_token, request_ci
+from pipelines.release.github import open_or_update_pr
 
 RELEASE_FILES = PROMOTION_FILES
 REVERT_PREFIX = "revert/"
@@ -23,16 +24,18 @@ def revert_files(failed: str, root: Path | str = ".") -> list[str]:
             or f in RELEASE_FILES]
 
 
-def revert(failed: str, remote: str = "origin", token: str | None = None, gh=None,
+def revert(failed: str, remote: str = "origin", token: PushToken | None = None, gh=None,
            root: Path | str = ".") -> dict[str, Any] | None:
-    """Push revert/<sha> restoring the pins and pointer to before `failed`, and open its PR.
+    """Push revert/<sha> restoring the pins and pointer to before `failed`, and open its PR
+    (with PROMOTION_TOKEN when set), then make `ci` run on it: branch protection requires it.
     Only the release files go back: data and code that came with the merge stay."""
     failed = git(root, "rev-parse", failed).strip()
     files = revert_files(failed, root)
     if not files:
         print(f"rollout: {failed[:12]} changed no overlay pin or model pointer; nothing to revert")
         return None
-    gh = gh or GitHub.from_env()
+    token = token or push_token()
+    gh = gh or client(token)
     base = head(root)
     short = failed[:12]
     with detached_worktree(base, root) as tree:
@@ -45,11 +48,12 @@ def revert(failed: str, remote: str = "origin", token: str | None = None, gh=Non
                    f"Restores {', '.join(files)} to {failed}^.\n\nDeploy-Action: rollback\n")
         commit = commit_files(tree, base, files, message)
         branch = f"{REVERT_PREFIX}{short}"
-        push(tree, commit, branch, remote, token)
+        push(tree, commit, branch, remote, token.value)
     body = (f"The rollout of {failed} failed (canary aborted, degraded or timed out), so this "
             f"puts back what ran before it:\n\n" + "\n".join(f"- `{f}`" for f in files)
             + "\n\nMerging it rolls production back; data and code from that merge stay.\n")
     action, pull = open_or_update_pr(gh, branch, gh.default_branch(),
                                      f"Revert the release of {short} (rollout failed)", body)
     print(f"rollout: pushed {branch}; {action} pull request #{pull['number']} {pull['html_url']}")
+    print(f"rollout: {request_ci(gh, branch, token)}")
     return {"branch": branch, "commit": commit, "files": files, "action": action, "pull": pull}

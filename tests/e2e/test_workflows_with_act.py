@@ -287,6 +287,9 @@ def test_one_pull_request_whose_diff_is_data_lineage_model_and_image(fork, promo
     statuses = [s for s in fork.github.statuses if s["sha"] == promoted["commit"]]
     assert [s["context"] for s in statuses] == ["moderation/gate"]
     assert statuses[0]["state"] == "success"
+    # opened with GITHUB_TOKEN: the required check comes from a dispatch of ci on the branch
+    dispatched = [(d["workflow"], d["ref"], d["sha"]) for d in fork.github.dispatches]
+    assert ("ci.yml", "promote/data/more-rows", promoted["commit"]) in dispatched
 
 
 def test_dvc_metrics_diff_against_main_works_in_the_promotion_branch(fork, promoted):
@@ -327,7 +330,9 @@ def test_after_the_merge_main_trains_nothing_and_proposes_nothing(fork, merged):
     assert merged.returncode == 0, merged.output[-6000:]
     assert "Running stage 'train'" not in merged.output
     assert "Running stage 'train-baseline'" not in merged.output
-    assert "nothing to propose: production already runs transformer-" in merged.output
+    assert "plan: nothing to propose: production already runs transformer-" in merged.output
+    # decided in evaluate: the propose job (venv, pull, Bento, login) never starts
+    assert merged.job_succeeded("evaluate") and not merged.ran("propose")
     assert "promote/main" not in fork.branches()
     assert len(fork.github.pulls("all")) == 1
 

@@ -12,6 +12,8 @@ started as `bentoml serve` of the service."""
 from __future__ import annotations
 
 import base64
+import fcntl
+import functools
 import json
 import os
 import subprocess
@@ -19,11 +21,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
+from pipelines.ci import userns
 from tests.k8s.system import require_tool
 
 BENTO_SRC = "/home/bentoml/bento/src"
+NS_GET_USERNS = 0xB701  # ioctl on a namespace file: a descriptor of the user namespace owning it
 # ENV of a `bentoml containerize` image (besides the bentofile's `envs`).
 IMAGE_ENV = {"BENTOML_HOME": "/home/bentoml/", "HOME": "/home/bentoml",
              "BENTO_PATH": "/home/bentoml/bento", "LANG": "C.UTF-8"}
@@ -38,19 +43,34 @@ class Sandbox:
     log: Path
     mounts: dict[str, Path]  # emptyDir mountPath -> its host folder
 
+    def _nsenter(self, *cmd: str, run=subprocess.run, **kwargs):
+        """Run cmd in the container's network namespace (a kubelet probe, a client beside the
+        pod). Joining a network namespace needs CAP_SYS_ADMIN in the user namespace that owns it,
+        which a non-root user (a hosted runner's) has only after joining that user namespace:
+        bwrap nests a second one for the uid, so the owner is asked of the kernel
+        (NS_GET_USERNS). Credentials stay the caller's."""
+        net = f"/proc/{self.child_pid}/ns/net"
+        net_fd = os.open(net, os.O_RDONLY)
+        try:
+            owner = fcntl.ioctl(net_fd, NS_GET_USERNS)
+        finally:
+            os.close(net_fd)
+        try:
+            return run([require_tool("nsenter"), f"--user=/proc/self/fd/{owner}", f"--net={net}",
+                        "--preserve-credentials", *cmd], pass_fds=(owner,), **kwargs)
+        finally:
+            os.close(owner)
+
     def http_status(self, port: int, path: str, timeout: float = 3) -> int:
         """GET inside the container's network namespace (what a kubelet probe does)."""
-        result = subprocess.run(
-            [require_tool("nsenter"), "-t", str(self.child_pid), "-n", "curl", "-s",
-             "-o", "/dev/null", "-w", "%{http_code}", "-m", str(timeout),
-             f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-            timeout=timeout + 5)
+        result = self._nsenter("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m",
+                               str(timeout), f"http://127.0.0.1:{port}{path}",
+                               capture_output=True, text=True, timeout=timeout + 5)
         return int(result.stdout or 0)
 
     def run_in_netns(self, *cmd: str, **kwargs) -> subprocess.Popen:
         """A process in the container's network namespace (a client beside the pod)."""
-        return subprocess.Popen([require_tool("nsenter"), "-t", str(self.child_pid), "-n",
-                                 *cmd], **kwargs)
+        return self._nsenter(*cmd, run=subprocess.Popen, **kwargs)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -93,10 +113,24 @@ def _data(doc: dict) -> dict[str, str]:
     return {k: str(v) for k, v in (doc.get("data") or {}).items()}
 
 
+@functools.cache
+def _user_namespace_problem() -> str | None:
+    return userns.problem()
+
+
+def require_user_namespaces() -> None:
+    """Fail (never skip) where bubblewrap cannot create its namespaces, naming the make target
+    that allows them (a hosted runner's AppArmor forbids them until `make userns` ran)."""
+    message = _user_namespace_problem()
+    if message:
+        pytest.fail(message, pytrace=False)
+
+
 def start(pod_spec: dict, container: dict, env: dict[str, str], repo: Path, work: Path,
           default_command: list[str]) -> Sandbox:
     """Start the container in bwrap; each emptyDir mount is a fresh host folder under `work`
     (an emptyDir is a node folder), everything else read-only."""
+    require_user_namespaces()
     sc = {**(pod_spec.get("securityContext") or {}), **(container.get("securityContext") or {})}
     assert sc.get("readOnlyRootFilesystem") is True, "the sandbox models a read-only root"
     emptydirs = {v["name"] for v in pod_spec.get("volumes", []) if "emptyDir" in v}
