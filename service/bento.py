@@ -16,10 +16,10 @@ from service.settings import REPO_ROOT
 BENTO_MODEL_NAME = "moderation-model"
 BENTO_NAME = "moderation"
 # The packages the running service imports; their pins come from requirements.lock.
-SERVICE_PACKAGES = ("bentoml", "itsdangerous", "joblib", "ml_dtypes", "numpy", "onnx",
-                    "onnxruntime", "pandas", "prometheus_client", "psycopg", "psycopg-binary",
-                    "pydantic", "pydantic-settings", "PyYAML", "safetensors", "scikit-learn",
-                    "tokenizers", "torch", "transformers")
+SERVICE_PACKAGES = ("alembic", "bentoml", "itsdangerous", "joblib", "Mako", "ml_dtypes", "numpy",
+                    "onnx", "onnxruntime", "pandas", "prometheus_client", "psycopg",
+                    "psycopg-binary", "pydantic", "pydantic-settings", "PyYAML", "safetensors",
+                    "scikit-learn", "SQLAlchemy", "tokenizers", "torch", "transformers")
 
 
 def bentoml_home() -> Path:
