@@ -23,7 +23,7 @@ UNBIASED_REASONS = ("all", "sampled")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"']+")
 _MENTION = re.compile(r"(?<![\w@])@\w{1,30}")
-_PHONE = re.compile(r"(?<![\w+])\+?\d[\d ().-]{5,}\d(?!\w)")
+_PHONE = re.compile(r"(?<![\w+(])[+(]?\d[\d ().-]{5,}\d(?!\w)")
 MIN_PHONE_DIGITS = 7
 
 
