@@ -365,8 +365,10 @@ class PredictionLog:
                              "%d rows lost", lost)
                 self.on_dropped(lost)
                 break
-            # Woken early by close(), so a shutdown retries at once instead of after the sleep.
-            self._stopping.wait(backoff)
+            if self._stopping.is_set():  # shutting down: keep trying until the deadline
+                time.sleep(min(backoff, 0.5, max(0.0, self._deadline - time.monotonic())))
+            else:  # woken early by close(), which then retries at once
+                self._stopping.wait(backoff)
             backoff = min(backoff * 2, self.retry_max_s)
 
     def _try_write(self, items: list[Any]) -> bool:
