@@ -92,7 +92,6 @@ predictions = sa.Table(
     sa.Index("predictions_created", "created_at"),
     sqlite_autoincrement=True,
 )
-PREDICTION_COLUMNS = tuple(c.name for c in predictions.columns if c.name != "id")
 
 
 class DatabaseURLError(PipelineError):
