@@ -14,7 +14,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv system-packages userns data remote repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento image serve loadtest bench-serve review feedback review-screenshot
+.PHONY: venv system-packages userns data remote repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento image serve loadtest bench-serve review feedback migrate review-screenshot
 
 # The stamp is named after the content of the lock and pyproject.toml, not their mtimes, so a
 # fresh clone (every CI checkout) reuses a venv that already holds exactly these pins.
@@ -140,6 +140,9 @@ review: venv  ## the review UI over the prediction log (needs MODERATION_REVIEW_
 
 feedback: data  ## reviewed predictions -> train.csv -> validate -> data.dvc commit on a new branch
 	python -m pipelines feedback $(if $(DB_URL),--db-url $(DB_URL))
+
+migrate: venv  ## apply the prediction-log migrations (python -m service.logdb; DB_URL=... optional)
+	python -m service.logdb $(if $(DB_URL),--db-url $(DB_URL)) migrate
 
 review-screenshot: venv  ## docs/img/review-ui.png from a demo log (headless chromium)
 	python -m service.review.screenshot docs/img/review-ui.png

@@ -16,10 +16,10 @@ from service.settings import REPO_ROOT
 BENTO_MODEL_NAME = "moderation-model"
 BENTO_NAME = "moderation"
 # The packages the running service imports; their pins come from requirements.lock.
-SERVICE_PACKAGES = ("bentoml", "httptools", "itsdangerous", "joblib", "ml_dtypes", "numpy",
-                    "onnx", "onnxruntime", "pandas", "prometheus_client", "psycopg",
-                    "psycopg-binary", "pydantic", "pydantic-settings", "PyYAML", "scikit-learn",
-                    "tokenizers", "uvicorn")
+SERVICE_PACKAGES = ("alembic", "bentoml", "httptools", "itsdangerous", "joblib", "Mako",
+                    "ml_dtypes", "numpy", "onnx", "onnxruntime", "pandas", "prometheus_client",
+                    "psycopg", "psycopg-binary", "pydantic", "pydantic-settings", "PyYAML",
+                    "scikit-learn", "SQLAlchemy", "tokenizers", "uvicorn")
 # Imported only on the torch paths (accel none/bf16/int8, exporting an ONNX graph at start). The
 # image serves the INT8 graph the Bento carries (MODERATION_ACCEL in bentofile.yaml), so it goes
 # without them: about 1 GB smaller, and no PyTorch package index needed to build it.

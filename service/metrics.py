@@ -27,13 +27,14 @@ class ServiceMetrics:
     shadow_dropped: Any
     log_dropped: Any
     log_written: Any
+    log_database_up: Any
 
 
 @cache
 def service_metrics() -> ServiceMetrics:
     """Create the metrics once per process, after BentoML has set up multiprocess collection."""
     # Imported here, not at module import: prometheus_client picks its multiprocess mode on import.
-    from prometheus_client import Counter, Histogram
+    from prometheus_client import Counter, Gauge, Histogram
 
     return ServiceMetrics(
         requests=Counter("moderation_requests_total", "HTTP requests by route and status code",
@@ -54,4 +55,9 @@ def service_metrics() -> ServiceMetrics:
         log_dropped=Counter("moderation_log_dropped_total",
                             "Prediction-log rows dropped (queue full or database error)"),
         log_written=Counter("moderation_log_written_total", "Prediction-log rows written"),
+        # The log's health is a metric, not readiness: a database blip must not take every pod
+        # out of the Service. "livemin": 0 when any live worker cannot write.
+        log_database_up=Gauge("moderation_log_database_up",
+                              "1 while the prediction-log database takes writes, 0 while rows "
+                              "wait in the buffer for it", multiprocess_mode="livemin"),
     )

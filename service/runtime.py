@@ -11,8 +11,9 @@ from typing import Any
 from pipelines.core.params import ServeParams
 from service.batcher import GreedyBatcher
 from service.inference import classify
+from service.kept_text import TextPolicy
 from service.metrics import service_metrics
-from service.predlog import PredictionLog, prediction_rows
+from service.predlog import PredictionLog, new_log_id, prediction_rows
 from service.shadow import ShadowEvaluator, local_scorer, remote_scorer
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Runtime:
     log: PredictionLog
     shadow: ShadowEvaluator | None
     batcher: GreedyBatcher | None = None
+    text_policy: TextPolicy | None = None
 
     @property
     def model_version(self) -> str:
@@ -43,18 +45,25 @@ class Runtime:
 
     def after_response(self, request_id: str, texts: list[str], predictions: list[dict],
                        latency_ms: float) -> None:
-        """Log the request's predictions and hand a copy to the shadow (both non-blocking)."""
-        self.log.record(prediction_rows(request_id, texts, predictions, latency_ms,
-                                        self.settings.log_text))
-        if self.shadow is not None:
-            self.shadow.submit(request_id, texts, [p["label"] for p in predictions])
+        """Log the request's predictions and hand a copy to the shadow (both non-blocking).
 
-    def record_shadow(self, request_id: str, primary: list[str], shadow: list[str],
+        The rows are keyed by a fresh server id; the caller's `request_id` is stored beside it,
+        so a repeated X-Request-Id neither merges requests nor lets a shadow result land on
+        another request's rows."""
+        log_id = new_log_id()
+        policy = self.text_policy or TextPolicy(self.settings.log_text)
+        self.log.record(prediction_rows(log_id, texts, predictions, latency_ms, policy,
+                                        client_request_id=request_id,
+                                        positive=self.classifier.labels[-1]))
+        if self.shadow is not None:
+            self.shadow.submit(log_id, texts, [p["label"] for p in predictions])
+
+    def record_shadow(self, log_id: str, primary: list[str], shadow: list[str],
                       version: str) -> None:
         metrics = service_metrics()
         for a, b in zip(primary, shadow, strict=False):
             metrics.shadow_predictions.labels(agree=str(a == b).lower()).inc()
-        self.log.record_shadow(request_id, shadow, version)
+        self.log.record_shadow(log_id, shadow, version)
 
     def close(self) -> None:
         """Graceful shutdown: finish shadow work, then flush every queued log row."""
@@ -85,8 +94,11 @@ def start_runtime(settings: ServeParams, classifier: Any) -> Runtime:
         # A relative SQLite path is relative to where the service was started.
         db_url = "sqlite:///" + str(Path(os.getcwd()) / db_url[10:])
     log = PredictionLog(db_url, settings.log_queue, on_written=metrics.log_written.inc,
-                        on_dropped=metrics.log_dropped.inc).start()
-    runtime = Runtime(settings, classifier, log, None)
+                        on_dropped=metrics.log_dropped.inc,
+                        on_health=lambda up: metrics.log_database_up.set(int(up)),
+                        retention_days=settings.log_text_retention_days).start()
+    policy = TextPolicy(settings.log_text, settings.log_text_share, settings.log_text_uncertain)
+    runtime = Runtime(settings, classifier, log, None, text_policy=policy)
     runtime.shadow = build_shadow(settings, runtime)
     if settings.batching == "greedy":
         runtime.batcher = GreedyBatcher(runtime.predict_batch, settings.max_batch_size,

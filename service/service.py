@@ -62,8 +62,9 @@ class Moderation:
         """One forward pass over the texts of every request BentoML's batcher gathered."""
         return self.runtime.predict_batch(texts)
 
-    def __is_ready__(self) -> bool:
-        return self.runtime.log.ping()
+    # No __is_ready__: ready once the model is loaded. The prediction log buffers while its
+    # database is away and reports that as moderation_log_database_up, so a database blip
+    # cannot take every pod out of the Service at once.
 
     @bentoml.on_shutdown
     def flush_prediction_log(self) -> None:

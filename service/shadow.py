@@ -14,7 +14,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# (request_id, primary labels, shadow labels, shadow model version)
+# (log id, primary labels, shadow labels, shadow model version)
 ShadowResult = Callable[[str, list[str], list[str], str], None]
 # texts -> (labels, model version)
 Scorer = Callable[[list[str]], tuple[list[str], str]]

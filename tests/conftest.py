@@ -109,32 +109,74 @@ def _pg_bin() -> Path:
     return found[-1].parent
 
 
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 that a test may stop and start again (same
+    port, same data), as a database outage would."""
+
+    def __init__(self) -> None:
+        self.bin_dir = _pg_bin()
+        # Outside pytest's private (0700) temp tree, so the postgres user can reach it when root.
+        self.base = Path(tempfile.mkdtemp(prefix="moderation-pg-"))
+        self.data, self.sock = self.base / "data", self.base / "sock"
+        self.sock.mkdir()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self.base, "postgres")
+            shutil.chown(self.sock, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}"
+        self._pg([str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres",
+                  "--auth=trust", "-E", "UTF8"])
+
+    def _pg(self, cmd: list[str]) -> None:
+        result = subprocess.run([*self.as_user, *cmd], capture_output=True, text=True)
+        assert result.returncode == 0, f"{cmd[0]} failed: {result.stdout}{result.stderr}"
+
+    def start(self) -> None:
+        self._pg([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l",
+                  str(self.base / "server.log"), "-w", "-t", "30", "-o",
+                  f"-h 127.0.0.1 -p {self.port} -k {self.sock}", "start"])
+
+    def stop(self) -> None:
+        self._pg([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                  "stop"])
+
+    def remove(self) -> None:
+        subprocess.run([*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data),
+                        "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def new_database(self) -> str:
+        """A fresh, empty database on this cluster, as a postgresql:// URL."""
+        import psycopg
+
+        name = "t_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(f"{self.url}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"{self.url}/{name}"
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields its base URL (no database name)."""
-    bin_dir = _pg_bin()
-    # Outside pytest's private (0700) temp tree, so the postgres user can reach it when root.
-    base = Path(tempfile.mkdtemp(prefix="moderation-pg-"))
-    data, sock = base / "data", base / "sock"
-    sock.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(base, "postgres")
-        shutil.chown(sock, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    for cmd in ([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                 "-E", "UTF8"],
-                [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w",
-                 "-t", "30", "-o", f"-h 127.0.0.1 -p {port} -k {sock}", "start"]):
-        result = subprocess.run([*as_user, *cmd], capture_output=True, text=True)
-        assert result.returncode == 0, f"{cmd[0]} failed: {result.stdout}{result.stderr}"
+    cluster = PostgresCluster()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        cluster.start()
+        yield cluster.url
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast",
-                        "-w", "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.remove()
+
+
+@pytest.fixture
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A running cluster of this test's own, which it may stop and start (an outage)."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 @pytest.fixture

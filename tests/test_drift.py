@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from service.kept_text import TextPolicy
 from service.predlog import (
-    PREDICTION_COLUMNS,
     connect,
     create_schema,
-    placeholders,
+    make_engine,
     prediction_rows,
+    predictions,
 )
 from tests.conftest import run, wait_until
 from tests.github_server import FakeGitHub
@@ -28,7 +29,8 @@ PY = [sys.executable, "-m", "pipelines"]
 ROWS = 300
 
 
-def log_predictions(url: str, texts: list[str], labels: list[str], log_text: str = "text"):
+def log_predictions(url: str, texts: list[str], labels: list[str],
+                    log_text: str | TextPolicy = "text"):
     """Rows as the service writes them, one request per text."""
     create_schema(url)
     rows = []
@@ -36,15 +38,14 @@ def log_predictions(url: str, texts: list[str], labels: list[str], log_text: str
         score = 0.9 if label == "offensive" else 0.1
         prediction = {"label": label, "model_version": "prod-v1",
                       "scores": {"not-offensive": 1 - score, "offensive": score}}
-        rows += prediction_rows(f"r{i}", [text], [prediction], 5.0, log_text)
-    conn = connect(url)
+        rows += prediction_rows(f"r{i}", [text], [prediction], 5.0, log_text,
+                                positive="offensive")
+    engine = make_engine(url)
     try:
-        sql = (f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
-               f"VALUES ({placeholders(url, len(PREDICTION_COLUMNS))})")
-        conn.cursor().executemany(sql, rows)
-        conn.commit()
+        with engine.begin() as conn:
+            conn.execute(predictions.insert(), rows)
     finally:
-        conn.close()
+        engine.dispose()
 
 
 @pytest.fixture
@@ -58,9 +59,11 @@ def repo(fresh_repo):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/predictions.db"
-    return request.getfixturevalue("postgres_url")
+    """A migrated, empty log (as the migrate Job leaves it) on SQLite, then PostgreSQL."""
+    url = (f"sqlite:///{tmp_path}/predictions.db" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    create_schema(url)
+    return url
 
 
 def test_sample_takes_the_newest_predictions_with_their_text(repo, db_url):
@@ -77,7 +80,38 @@ def test_a_log_that_keeps_only_hashes_cannot_be_sampled(repo, tmp_path):
     log_predictions(url, ["hello"], ["not-offensive"], log_text="hash")
     result = run(PY + ["drift", "sample", "--db-url", url], repo, check=False)
     assert result.returncode == 1
-    assert "no predictions with their text (serve.log_text: hash" in result.stderr
+    assert "no predictions with their text kept as a random sample (serve.log_text: hash" \
+        in result.stderr
+
+
+def test_a_sampled_log_gives_drift_only_its_unbiased_random_share(repo, db_url):
+    """With log_text: sample, flagged texts are all kept but only the random share is a fair
+    picture of traffic: the drift sample takes those rows alone."""
+    import random
+
+    policy = TextPolicy("sample", share=0.2, uncertain=0.15, rng=random.Random(7))
+    n = 1000
+    labels = ["offensive" if i % 3 == 0 else "not-offensive" for i in range(n)]
+    log_predictions(db_url, [f"text {i} mail me at a.b@example.com" for i in range(n)], labels,
+                    log_text=policy)
+    kept = dict(connect_rows(db_url, "SELECT text_kept, COUNT(*) FROM predictions "
+                                     "WHERE text IS NOT NULL GROUP BY text_kept"))
+    run(PY + ["drift", "sample", "--db-url", db_url], repo)
+    sample = pd.read_csv(repo / "reports/drift/current.csv")
+    assert len(sample) == min(ROWS, kept["sampled"])
+    # The flagged rows outside the random share are kept (for review) but not sampled: the
+    # sample's offensive share stays near traffic's third, not the kept rows' majority.
+    assert kept["flagged"] > 0
+    assert abs((sample.label == "offensive").mean() - 1 / 3) < 0.1
+    assert sample.text.str.contains("EMAIL").all() and not sample.text.str.contains("@").any()
+
+
+def connect_rows(url: str, sql: str) -> list[tuple]:
+    conn = connect(url)
+    try:
+        return list(conn.execute(sql).fetchall())
+    finally:
+        conn.close()
 
 
 def test_a_bad_database_url_is_named(repo):

@@ -171,7 +171,10 @@ class ServeParams(_Strict):
     max_latency_ms: int = Field(gt=0)
     accel: Literal["auto", "none", "bf16", "int8", "onnx", "onnx-int8"]
     torch_threads: int = Field(gt=0)
-    log_text: Literal["text", "hash"]
+    log_text: Literal["text", "hash", "sample"]
+    log_text_share: float = Field(default=0.05, ge=0, le=1)
+    log_text_uncertain: float = Field(default=0.15, ge=0, le=0.5)
+    log_text_retention_days: float = Field(default=30, gt=0)
     db_url: str
     log_queue: int = Field(gt=0)
     shadow_url: str = ""

@@ -48,7 +48,7 @@ CONTRACT_METRICS = frozenset({
     "moderation_requests_total", "moderation_request_duration_seconds", "moderation_batch_size",
     "moderation_predictions_total", "moderation_score", "moderation_errors_total",
     "moderation_shadow_predictions_total", "moderation_shadow_dropped_total",
-    "moderation_log_dropped_total", "moderation_log_written_total",
+    "moderation_log_dropped_total", "moderation_log_written_total", "moderation_log_database_up",
 })
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # The three canary signals: success rate, p95 latency, label-share shift.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from pipelines.core.classifier import load_classifier, predict
 from pipelines.core.data import read_split
@@ -19,7 +20,8 @@ from pipelines.core.production import read_pointer
 from pipelines.release.github import open_or_comment_issue
 from pipelines.stages.compare import production_training_frame
 from pipelines.stages.drift_measures import HeldOutVocabulary
-from service.predlog import backend_of, connect, create_schema
+from service.kept_text import UNBIASED_REASONS
+from service.predlog import backend_of, make_engine, predictions, prepare_database
 
 OUT_DIR = Path("reports/drift")
 SAMPLE = "current.csv"
@@ -45,21 +47,26 @@ def _positive_score(scores: Any, positive: str, row: int) -> float:
 
 
 def sample_predictions(db_url: str, rows: int, positive: str, out: Path) -> Path:
-    """The newest `rows` logged predictions that kept their text, as text,label,score (the label
-    the serving model predicted and its score for `positive`),model_version,created_at."""
+    """The newest `rows` logged predictions that kept their text as an unbiased sample of traffic
+    (`log_text: text`, or the random share of `sample`: flagged and uncertain texts would skew
+    it), as text,label,score (the serving model's label and its score for
+    `positive`),model_version,created_at."""
     backend_of(db_url)  # a bad URL fails here, naming it
-    create_schema(db_url)  # an empty log reads as empty rather than failing on a missing table
-    conn = connect(db_url)
+    prepare_database(db_url)  # an empty SQLite log reads as empty; PostgreSQL must be migrated
+    p = predictions.c
+    query = (sa.select(p.id, p.text, p.label, p.scores, p.model_version, p.created_at)
+             .where(p.text.is_not(None), p.text_kept.in_(UNBIASED_REASONS))
+             .order_by(p.id.desc()).limit(int(rows)))
+    engine = make_engine(db_url)
     try:
-        cursor = conn.execute(
-            "SELECT id, text, label, scores, model_version, created_at FROM predictions "
-            f"WHERE text IS NOT NULL ORDER BY id DESC LIMIT {int(rows)}")
-        records = cursor.fetchall()
+        with engine.connect() as conn:
+            records = conn.execute(query).all()
     finally:
-        conn.close()
+        engine.dispose()
     if not records:
-        raise DriftError("the prediction log has no predictions with their text (serve.log_text: "
-                         "hash keeps only digests, which a drift report cannot read)")
+        raise DriftError("the prediction log has no predictions with their text kept as a "
+                         "random sample (serve.log_text: hash keeps only digests, which a drift "
+                         "report cannot read; `sample` keeps a share: log_text_share > 0)")
     frame = pd.DataFrame([(text, label, _positive_score(scores, positive, row_id), version,
                            str(created)) for row_id, text, label, scores, version, created
                           in records], columns=list(SAMPLE_COLUMNS))

@@ -12,65 +12,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from service.predlog import backend_of, connect, create_schema, placeholder
+from service.predlog import backend_of, connect, placeholder, prepare_database
 
 REVIEW_STATUSES = ("all", "unreviewed", "reviewed", "confirmed", "fixed")
 SORTS = ("uncertainty", "newest", "oldest")
 MAX_PAGE = 500
 MAX_BATCH = 500
 
-_CORRECTIONS_SCHEMA = {
-    "sqlite": """
-CREATE TABLE IF NOT EXISTS corrections (
-    prediction_id INTEGER PRIMARY KEY REFERENCES predictions (id),
-    label TEXT NOT NULL,
-    action TEXT NOT NULL,
-    reviewer TEXT NOT NULL,
-    reviewed_at TEXT NOT NULL
-)""",
-    "postgresql": """
-CREATE TABLE IF NOT EXISTS corrections (
-    prediction_id BIGINT PRIMARY KEY REFERENCES predictions (id),
-    label TEXT NOT NULL,
-    action TEXT NOT NULL,
-    reviewer TEXT NOT NULL,
-    reviewed_at TIMESTAMPTZ NOT NULL
-)""",
-}
-
-
-# Reviewers' decisions on training rows the validate stage's label_noise rule found suspicious
-# (reports/validation.json): the row is named by its id and the text the report showed, so the
-# export relabels that row only while it still holds that text and that label.
-_LABEL_REVIEWS_SCHEMA = {
-    "sqlite": """
-CREATE TABLE IF NOT EXISTS label_reviews (
-    row_id TEXT PRIMARY KEY,
-    text TEXT NOT NULL,
-    given_label TEXT NOT NULL,
-    label TEXT NOT NULL,
-    action TEXT NOT NULL,
-    reviewer TEXT NOT NULL,
-    reviewed_at TEXT NOT NULL
-)""",
-    "postgresql": """
-CREATE TABLE IF NOT EXISTS label_reviews (
-    row_id TEXT PRIMARY KEY,
-    text TEXT NOT NULL,
-    given_label TEXT NOT NULL,
-    label TEXT NOT NULL,
-    action TEXT NOT NULL,
-    reviewer TEXT NOT NULL,
-    reviewed_at TIMESTAMPTZ NOT NULL
-)""",
-}
-
-# Sessions ended by logout, until they would have expired anyway.
-_REVOKED_SESSIONS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS revoked_sessions (
-    session_id TEXT PRIMARY KEY,
-    expires_at BIGINT NOT NULL
-)"""
+# The tables (corrections, label_reviews, revoked_sessions) are created by the migrations in
+# service/migrations, like the predictions table.
 MAX_DB_INT = 2**63 - 1  # both backends store ids and offsets as signed 64-bit integers
 MAX_OFFSET = 10**9
 
@@ -84,16 +34,9 @@ class ReviewInputError(ValueError):
 
 
 def create_review_schema(url: str) -> None:
-    """Create the predictions table (via predlog) and the corrections table, if missing."""
-    create_schema(url)
-    conn = connect(url)
-    try:
-        conn.execute(_CORRECTIONS_SCHEMA[backend_of(url)])
-        conn.execute(_LABEL_REVIEWS_SCHEMA[backend_of(url)])
-        conn.execute(_REVOKED_SESSIONS_SCHEMA)
-        conn.commit()
-    finally:
-        conn.close()
+    """Make the log usable by the review UI and the export: a SQLite log is migrated, a
+    PostgreSQL one must already be (predlog.prepare_database)."""
+    prepare_database(url)
 
 
 @dataclass(frozen=True)

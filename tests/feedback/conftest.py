@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.serving import running_server
-from service.predlog import PredictionLog, prediction_rows
+from service.predlog import PredictionLog, create_schema, prediction_rows
 from tests.conftest import ROOT, free_port, repo_env
 
 TOKEN = "review-token-for-tests"
@@ -19,10 +19,14 @@ LABELS = ["not-offensive", "offensive"]
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> str:
-    """An empty prediction log on SQLite, then on a throwaway PostgreSQL database."""
+    """An empty prediction log on SQLite, then on a throwaway PostgreSQL database, migrated as
+    the migrate Job leaves it (`python -m service.logdb migrate`)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/predictions.db"
-    return request.getfixturevalue("postgres_url")
+        url = f"sqlite:///{tmp_path}/predictions.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    create_schema(url)
+    return url
 
 
 def prediction(score: float, version: str = "model-a") -> dict:

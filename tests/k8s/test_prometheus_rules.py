@@ -41,7 +41,7 @@ def test_rendered_rules_pass_promtool_check(rendered, tmp_path):
     rules = write_rule_file(rendered, tmp_path)
     result = promtool("check", "rules", str(rules), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_every_alert_has_a_unit_test():

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlparse
 
-from service.predlog import connect
+from service.predlog import connect, create_schema
 from tests.service.server import running_service
 
 
@@ -41,6 +41,7 @@ def test_sigterm_under_load_keeps_every_acknowledged_prediction(smoke_repo, post
                 "batching": "bentoml"}
     acknowledged: dict[str, int] = {}
     stop = threading.Event()
+    create_schema(postgres_url)  # the migrate Job's step; the service never runs DDL on PostgreSQL
     with running_service(smoke_repo, settings, tmp_path / "server.log") as (base, proc):
         threads = [threading.Thread(target=load_until_stopped, args=(base, stop, acknowledged, w))
                    for w in range(4)]
@@ -56,8 +57,9 @@ def test_sigterm_under_load_keeps_every_acknowledged_prediction(smoke_repo, post
     assert len(acknowledged) > 10, "the load generator got too few answers to prove anything"
     conn = connect(postgres_url)
     try:
-        logged = dict(conn.execute("SELECT request_id, COUNT(*) FROM predictions "
-                                   "GROUP BY request_id").fetchall())
+        # The answer's X-Request-Id is the caller's id, stored beside the server's log key.
+        logged = dict(conn.execute("SELECT client_request_id, COUNT(*) FROM predictions "
+                                   "GROUP BY client_request_id").fetchall())
     finally:
         conn.close()
     missing = {rid: n for rid, n in acknowledged.items() if logged.get(rid) != n}
