@@ -87,6 +87,10 @@ SETTINGS = (
      "database (in the cluster's network); default ubuntu-24.04"),
     ("variable", "IMAGE_NAME", "retrain",
      "registry/name of the service image; default ghcr.io/<repository owner>/moderation-service"),
+    ("secret", "MODERATION_PROVENANCE_KEY", "retrain",
+     "key that signs the review records `make feedback` commits (data.provenance.jsonl); without "
+     "it validate scores every `source: feedback` row like a new one (the same key as reviewers "
+     "use locally, see docs/feedback.md)"),
     ("secret", "PROMOTION_TOKEN", "retrain, rollout",
      "fine-grained PAT or GitHub App token (Contents, Pull requests, Commit statuses: write; "
      "Workflows: write when a change touches .github/workflows/) that pushes the promotion and "
@@ -202,7 +206,9 @@ def retrain_workflow(root: Path | str = ".") -> dict[str, Any]:
              env={"DEFAULT_BRANCH": "${{ github.event.repository.default_branch }}",
                   "PROMOTION_TOKEN_SET": "${{ secrets.PROMOTION_TOKEN != '' }}"}),
         step("Pull the data version", "make data"),
-        step("Retrain and evaluate (dvc repro)", "make repro"),
+        # validate trusts `source: feedback` rows only with a review record signed under this key.
+        step("Retrain and evaluate (dvc repro)", "make repro",
+             env={"MODERATION_PROVENANCE_KEY": "${{ secrets.MODERATION_PROVENANCE_KEY }}"}),
         step("Compare with production (fails on reject)", "make compare"),
         step("Load-test gate", "make loadtest"),
         step("Push pipeline outputs and run-cache to the DVC remote",
