@@ -44,16 +44,18 @@ def deploy_simulate_shift(
         env: Annotated[str, typer.Option(help="Overlay whose analysis is simulated.")]
         = "production") -> None:
     """Abort rates of the label-share check for healthy and 10-point-shifted canaries at 40,
-    100 and 200 requests/min (the rendered check and main's former one)."""
+    100 and 200 requests/min (the rendered check with and without its final hold, and main's
+    former one)."""
     from pipelines.deploy.kustomize import parse, render
     from pipelines.deploy.shift_simulation import report
 
     rows = report(parse(render(pins.overlay_dir(env))), trials=trials, seed=seed)
-    print("| check | requests/min | healthy canaries aborted | 10-point shift aborted |")
-    print("|---|---|---|---|")
+    print("| check | requests/min | minutes to 100 % | healthy canaries aborted | "
+          "10-point shift aborted |")
+    print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['check']} | {r['requests_per_min']} | {r['healthy_abort_rate']:.2%} | "
-              f"{r['shifted_abort_rate']:.1%} |")
+        print(f"| {r['check']} | {r['requests_per_min']} | {r['canary_min']} | "
+              f"{r['healthy_abort_rate']:.2%} | {r['shifted_abort_rate']:.1%} |")
 
 
 @deploy_app.command("pin")

@@ -80,6 +80,11 @@ DURATION = re.compile(r"^\d+(s|m|h)$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
+def _seconds(duration: str) -> int:
+    """Seconds of a duration like 5m (DURATION)."""
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
 @dataclass(frozen=True)
 class Finding:
     """One policy or schema violation: where (overlay), which resource, what is wrong."""
@@ -383,7 +388,8 @@ def ascending(values: list) -> bool:
 
 def step_problems(steps: list[dict]) -> Iterator[str]:
     """Canary steps: weights ascend and end at 100, each weight below 100 is held by a pause,
-    and every pause has the same duration (it comes from one place, the canary policy)."""
+    and every pause but the last has the same duration; the last one (the hold that gives the
+    label-share check its sample) is no shorter. Both come from one place, the canary policy."""
     weights = [s["setWeight"] for s in steps if "setWeight" in s]
     if not weights or weights[-1] != 100 or not ascending(weights):
         yield f"canary weights {weights} must ascend and end at 100"
@@ -399,8 +405,12 @@ def step_problems(steps: list[dict]) -> Iterator[str]:
             after = steps[i + 1] if i + 1 < len(steps) else {}
             if "pause" not in after and "analysis" not in after:
                 yield f"step {i}: weight {step['setWeight']} is not followed by a pause"
-    if len(set(durations)) > 1:
+    if len(set(durations[:-1])) > 1:
         yield f"pause durations differ {durations}: set them once in components/canary-policy"
+    elif len(durations) > 1 and all(DURATION.match(d) for d in durations) and \
+            _seconds(durations[-1]) < _seconds(durations[0]):
+        yield (f"the last pause {durations[-1]} is shorter than the others {durations[0]}: "
+               "components/canary-policy's finalPause holds the last weight at least as long")
 
 
 def _analysis_problems(canary: dict, m: Manifests) -> Iterator[str]:
