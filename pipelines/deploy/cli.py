@@ -85,8 +85,9 @@ def deploy_diff(env: str, against: Annotated[str, typer.Option(help="Git ref to 
         print(text, end="")
 
 
-def _pin_change(env: str, action: str, tag, digest, commit: bool) -> None:
-    change = pins.change_pin(env, action, tag, digest, commit)
+def _pin_change(env: str, action: str, tag, digest, commit: bool,
+                new_name: str | None = None) -> None:
+    change = pins.change_pin(env, action, tag, digest, commit, new_name=new_name)
     print(change.message.rstrip())
     print(f"committed {change.commit}" if change.commit
           else f"k8s/overlays/{env}/kustomization.yaml changed (not committed)")
@@ -94,9 +95,18 @@ def _pin_change(env: str, action: str, tag, digest, commit: bool) -> None:
 
 @deploy_app.command("promote")
 def deploy_promote(env: str, tag: TagOpt = None, digest: DigestOpt = None,
-                   commit: CommitOpt = False) -> None:
-    """Pin a new image: once merged, the canary 10/20/30/100 starts."""
-    _pin_change(env, "promote", tag, digest, commit)
+                   commit: CommitOpt = False,
+                   image_facts: Annotated[Path | None, typer.Option(
+                       "--image-facts", help="facts.json of the image step "
+                       "(reports/image/facts.json): pin its image by the digest it recorded.")]
+                   = None) -> None:
+    """Pin a new image (production: by digest): once merged, the canary starts."""
+    new_name = None
+    if image_facts is not None:
+        if tag or digest:
+            raise pins.PinError("give --image-facts or --tag/--digest, not both")
+        new_name, digest = pins.digest_from_facts(image_facts)
+    _pin_change(env, "promote", tag, digest, commit, new_name)
 
 
 @deploy_app.command("abort")

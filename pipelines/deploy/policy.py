@@ -211,6 +211,33 @@ def image_problem(image: str) -> str | None:
     return None
 
 
+# Environments whose pin must name the image by digest. A tag can be pushed again with other
+# bytes, and with imagePullPolicy IfNotPresent each node keeps whatever it pulled first, so a
+# rollback by tag can run a different image on every node. Staging may use tags.
+DIGEST_PINNED = frozenset({"production"})
+# The production pin the template ships: an image of the example owner that no one can push to,
+# so there is no real digest to pin until the first promotion (`python -m pipelines retrain
+# propose` pins the digest `retrain image` recorded). Tolerated only until a digest has been
+# pinned; afterwards a return to it would run no image at all.
+INITIAL_PLACEHOLDER_PIN = "ghcr.io/example-org/moderation-service:transformer-4d4a25b1-0219b906"
+
+
+def pin_problem(env: str, reference: str, digest_pinned_before: bool) -> str | None:
+    """Why an environment's image pin breaks the digest rule, or None. `reference` is the pin
+    (name:tag or name@digest); `digest_pinned_before`: the overlay's git history holds a digest
+    pin."""
+    if env not in DIGEST_PINNED or "@" in reference:
+        return None
+    fix = ("pin the digest the image step recorded: `python -m pipelines deploy promote "
+           f"{env} --image-facts reports/image/facts.json` or `--digest sha256:...`")
+    if reference == INITIAL_PLACEHOLDER_PIN and not digest_pinned_before:
+        return None
+    if reference == INITIAL_PLACEHOLDER_PIN:
+        return (f"pin {reference} is the template's placeholder, but this overlay has been "
+                f"pinned by digest before: {fix}")
+    return f"pin {reference} is a tag; {env} is pinned by digest: {fix}"
+
+
 def check_custom_kinds(m: Manifests) -> Iterator[tuple[str, str]]:
     for doc in m.docs:
         if not is_builtin(doc) and (api_group(doc), doc.get("kind")) not in CUSTOM_KINDS:
