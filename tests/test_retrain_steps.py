@@ -152,3 +152,42 @@ def test_plan_tells_the_workflow_whether_the_propose_job_runs(fresh_repo, tmp_pa
     result = run(PY + ["retrain", "plan", "--out", str(out)], fresh_repo)
     assert out.read_text() == f"{expected}\n"
     assert said in result.stdout
+
+
+def _candidate_ready_to_propose(repo, version="baseline-4d4a25b1-f67fb70x"):
+    """A candidate of a version production does not run, judged and load-tested."""
+    run(["cp", "-r", "models/production", "models/candidate"], repo)
+    meta = repo / "models/candidate/metadata.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "version": version}))
+    _write(repo, "reports/compare/decision.json", decision(version=version))
+    _write(repo, "reports/loadtest/summary.json",
+           {"model_version": version, "verdict": {"passed": True}})
+
+
+def test_propose_refuses_without_the_digest_the_image_step_recorded(fresh_repo):
+    _candidate_ready_to_propose(fresh_repo)
+    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
+                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+    assert result.returncode == 1
+    assert ("reports/image/facts.json not found: the image step writes it after its push "
+            "(`python -m pipelines retrain image`") in result.stderr
+    assert "pinned by the pushed image's digest" in result.stderr
+    assert "promote/b" not in run(["git", "branch", "--list"], fresh_repo).stdout
+
+
+def test_the_promotion_pins_the_digest_of_the_candidates_pushed_image(tmp_path):
+    from pipelines.release.retrain import RetrainError, pushed_image
+
+    facts = tmp_path / "facts.json"
+    digest = "sha256:" + "cd" * 32
+    facts.write_text(json.dumps({"reference": "ghcr.io/acme/moderation-service:v1-abc",
+                                 "digest": digest, "bento": "moderation:v1-abc"}))
+    assert pushed_image("v1-abc", facts) == ("ghcr.io/acme/moderation-service", digest)
+    with pytest.raises(RetrainError, match="describes moderation:v1-abc, not the candidate's "
+                                           "moderation:v2-abc"):
+        pushed_image("v2-abc", facts)
+    facts.write_text(json.dumps({"reference": "ghcr.io/acme/moderation-service:v1-abc",
+                                 "digest": "", "bento": "moderation:v1-abc"}))
+    with pytest.raises(RetrainError, match="digest '' is not sha256:<64 hex characters> "
+                                           r"\(was the image pushed\?"):
+        pushed_image("v1-abc", facts)

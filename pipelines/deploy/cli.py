@@ -44,16 +44,18 @@ def deploy_simulate_shift(
         env: Annotated[str, typer.Option(help="Overlay whose analysis is simulated.")]
         = "production") -> None:
     """Abort rates of the label-share check for healthy and 10-point-shifted canaries at 40,
-    100 and 200 requests/min (the rendered check and main's former one)."""
+    100 and 200 requests/min (the rendered check with and without its final hold, and main's
+    former one)."""
     from pipelines.deploy.kustomize import parse, render
     from pipelines.deploy.shift_simulation import report
 
     rows = report(parse(render(pins.overlay_dir(env))), trials=trials, seed=seed)
-    print("| check | requests/min | healthy canaries aborted | 10-point shift aborted |")
-    print("|---|---|---|---|")
+    print("| check | requests/min | minutes to 100 % | healthy canaries aborted | "
+          "10-point shift aborted |")
+    print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['check']} | {r['requests_per_min']} | {r['healthy_abort_rate']:.2%} | "
-              f"{r['shifted_abort_rate']:.1%} |")
+        print(f"| {r['check']} | {r['requests_per_min']} | {r['canary_min']} | "
+              f"{r['healthy_abort_rate']:.2%} | {r['shifted_abort_rate']:.1%} |")
 
 
 @deploy_app.command("pin")
@@ -83,8 +85,9 @@ def deploy_diff(env: str, against: Annotated[str, typer.Option(help="Git ref to 
         print(text, end="")
 
 
-def _pin_change(env: str, action: str, tag, digest, commit: bool) -> None:
-    change = pins.change_pin(env, action, tag, digest, commit)
+def _pin_change(env: str, action: str, tag, digest, commit: bool,
+                new_name: str | None = None) -> None:
+    change = pins.change_pin(env, action, tag, digest, commit, new_name=new_name)
     print(change.message.rstrip())
     print(f"committed {change.commit}" if change.commit
           else f"k8s/overlays/{env}/kustomization.yaml changed (not committed)")
@@ -92,9 +95,18 @@ def _pin_change(env: str, action: str, tag, digest, commit: bool) -> None:
 
 @deploy_app.command("promote")
 def deploy_promote(env: str, tag: TagOpt = None, digest: DigestOpt = None,
-                   commit: CommitOpt = False) -> None:
-    """Pin a new image: once merged, the canary 10/20/30/100 starts."""
-    _pin_change(env, "promote", tag, digest, commit)
+                   commit: CommitOpt = False,
+                   image_facts: Annotated[Path | None, typer.Option(
+                       "--image-facts", help="facts.json of the image step "
+                       "(reports/image/facts.json): pin its image by the digest it recorded.")]
+                   = None) -> None:
+    """Pin a new image (production: by digest): once merged, the canary starts."""
+    new_name = None
+    if image_facts is not None:
+        if tag or digest:
+            raise pins.PinError("give --image-facts or --tag/--digest, not both")
+        new_name, digest = pins.digest_from_facts(image_facts)
+    _pin_change(env, "promote", tag, digest, commit, new_name)
 
 
 @deploy_app.command("abort")

@@ -28,7 +28,9 @@ from pipelines.deploy.platform import (
 from pipelines.deploy.policy import (
     CRD_VALIDATED,
     DIGEST,
+    DIGEST_PINNED,
     Finding,
+    pin_problem,
     policy_findings,
     schema_findings,
 )
@@ -242,8 +244,10 @@ def _commit(root: Path, env: str, message: str) -> str:
 
 
 def change_pin(env: str, action: str, tag: str | None = None, digest: str | None = None,
-               commit: bool = False, root: Path = Path(".")) -> PinChange:
-    """Promote to a new pin, or abort / roll back to the previous one, as one git change."""
+               commit: bool = False, root: Path = Path("."),
+               new_name: str | None = None) -> PinChange:
+    """Promote to a new pin, or abort / roll back to the previous one, as one git change
+    (new_name: the image's registry/name when it moved, e.g. from image facts)."""
     if action not in ("promote", "abort", "rollback"):
         raise PinError(f"unknown action {action!r}")
     if action == "promote" and not (tag or digest):
@@ -251,11 +255,16 @@ def change_pin(env: str, action: str, tag: str | None = None, digest: str | None
     if action != "promote" and not (tag or digest):
         target = previous_pin(env, root)
         tag, digest = target.tag, target.digest
+        new_name = new_name or target.new_name
     current = read_pin(env, root)
     check_pin_value(tag, digest)
     if (tag or digest) in (current.tag, current.digest):
         raise PinError(f"overlay {env!r} is already pinned to {current.reference}")
-    before, after = set_image(env, tag, digest, root)
+    if env in DIGEST_PINNED and not digest:
+        raise PinError(f"overlay {env!r} is pinned by digest, not by tag {tag!r}: pass --digest "
+                       "sha256:... or --image-facts reports/image/facts.json (the digest the "
+                       "image step recorded after its push)")
+    before, after = set_image(env, tag, digest, root, new_name=new_name)
     subject = {
         "promote": f"deploy({env}): promote {after.reference}",
         "abort": f"deploy({env}): abort the canary of {before.reference}",
@@ -267,6 +276,27 @@ def change_pin(env: str, action: str, tag: str | None = None, digest: str | None
     if commit:
         change.commit = _commit(root, env, message)
     return change
+
+
+def digest_from_facts(path: Path) -> tuple[str, str]:
+    """(registry/name, digest) of the image the image step pushed, from its facts.json."""
+    import json
+
+    if not Path(path).is_file():
+        raise PinError(f"{path} not found: the image step writes it after its push "
+                       "(`python -m pipelines retrain image`; `make image` locally)")
+    try:
+        facts = json.loads(Path(path).read_text(encoding="utf-8"))
+        reference, digest = facts["reference"], facts["digest"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise PinError(f"{path}: not the image step's facts (needs reference and digest): "
+                       f"{e}") from None
+    if not DIGEST.match(str(digest)):
+        raise PinError(f"{path}: digest {digest!r} is not sha256:<64 hex characters> (was the "
+                       "image pushed? the registry's digest is recorded after the push)")
+    last = reference.rsplit("/", 1)[-1]
+    name = reference.rpartition(":")[0] if ":" in last else reference.partition("@")[0]
+    return name, digest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,13 +402,26 @@ def application_findings(root: Path = Path(".")) -> list[Finding]:
     return findings
 
 
+def digest_pinned_before(env: str, root: Path = Path(".")) -> bool:
+    """Whether the overlay's git history holds a digest pin (False outside a git checkout)."""
+    try:
+        return any(pin.digest for _sha, pin in pin_history(env, root))
+    except PinError:
+        return False
+
+
 def pin_findings(root: Path = Path(".")) -> list[Finding]:
     findings = []
     for env in overlays(root):
         try:
-            read_pin(env, root)
+            pin = read_pin(env, root)
         except PinError as e:
             findings.append(Finding(env, "kustomization.yaml images", str(e)))
+            continue
+        problem = pin_problem(env, pin.reference,
+                              env in DIGEST_PINNED and digest_pinned_before(env, root))
+        if problem:
+            findings.append(Finding(env, "kustomization.yaml images", problem))
     return findings
 
 

@@ -80,6 +80,11 @@ DURATION = re.compile(r"^\d+(s|m|h)$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
+def _seconds(duration: str) -> int:
+    """Seconds of a duration like 5m (DURATION)."""
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
 @dataclass(frozen=True)
 class Finding:
     """One policy or schema violation: where (overlay), which resource, what is wrong."""
@@ -204,6 +209,33 @@ def image_problem(image: str) -> str | None:
     if last.rsplit(":", 1)[1] == "latest":
         return f"image {image} uses the tag latest (pin a concrete tag or digest)"
     return None
+
+
+# Environments whose pin must name the image by digest. A tag can be pushed again with other
+# bytes, and with imagePullPolicy IfNotPresent each node keeps whatever it pulled first, so a
+# rollback by tag can run a different image on every node. Staging may use tags.
+DIGEST_PINNED = frozenset({"production"})
+# The production pin the template ships: an image of the example owner that no one can push to,
+# so there is no real digest to pin until the first promotion (`python -m pipelines retrain
+# propose` pins the digest `retrain image` recorded). Tolerated only until a digest has been
+# pinned; afterwards a return to it would run no image at all.
+INITIAL_PLACEHOLDER_PIN = "ghcr.io/example-org/moderation-service:transformer-4d4a25b1-0219b906"
+
+
+def pin_problem(env: str, reference: str, digest_pinned_before: bool) -> str | None:
+    """Why an environment's image pin breaks the digest rule, or None. `reference` is the pin
+    (name:tag or name@digest); `digest_pinned_before`: the overlay's git history holds a digest
+    pin."""
+    if env not in DIGEST_PINNED or "@" in reference:
+        return None
+    fix = ("pin the digest the image step recorded: `python -m pipelines deploy promote "
+           f"{env} --image-facts reports/image/facts.json` or `--digest sha256:...`")
+    if reference == INITIAL_PLACEHOLDER_PIN and not digest_pinned_before:
+        return None
+    if reference == INITIAL_PLACEHOLDER_PIN:
+        return (f"pin {reference} is the template's placeholder, but this overlay has been "
+                f"pinned by digest before: {fix}")
+    return f"pin {reference} is a tag; {env} is pinned by digest: {fix}"
 
 
 def check_custom_kinds(m: Manifests) -> Iterator[tuple[str, str]]:
@@ -383,7 +415,8 @@ def ascending(values: list) -> bool:
 
 def step_problems(steps: list[dict]) -> Iterator[str]:
     """Canary steps: weights ascend and end at 100, each weight below 100 is held by a pause,
-    and every pause has the same duration (it comes from one place, the canary policy)."""
+    and every pause but the last has the same duration; the last one (the hold that gives the
+    label-share check its sample) is no shorter. Both come from one place, the canary policy."""
     weights = [s["setWeight"] for s in steps if "setWeight" in s]
     if not weights or weights[-1] != 100 or not ascending(weights):
         yield f"canary weights {weights} must ascend and end at 100"
@@ -399,8 +432,12 @@ def step_problems(steps: list[dict]) -> Iterator[str]:
             after = steps[i + 1] if i + 1 < len(steps) else {}
             if "pause" not in after and "analysis" not in after:
                 yield f"step {i}: weight {step['setWeight']} is not followed by a pause"
-    if len(set(durations)) > 1:
+    if len(set(durations[:-1])) > 1:
         yield f"pause durations differ {durations}: set them once in components/canary-policy"
+    elif len(durations) > 1 and all(DURATION.match(d) for d in durations) and \
+            _seconds(durations[-1]) < _seconds(durations[0]):
+        yield (f"the last pause {durations[-1]} is shorter than the others {durations[0]}: "
+               "components/canary-policy's finalPause holds the last weight at least as long")
 
 
 def _analysis_problems(canary: dict, m: Manifests) -> Iterator[str]:

@@ -18,7 +18,14 @@ from pipelines.core.params import load_params
 from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_pointer
 from pipelines.core.tools import dvc
 from pipelines.core.versions import default_remote, in_repo_remote
-from pipelines.deploy.pins import K8S_DIR, diff_markdown, read_pin, set_image
+from pipelines.deploy.pins import (
+    K8S_DIR,
+    PinError,
+    diff_markdown,
+    digest_from_facts,
+    read_pin,
+    set_image,
+)
 from pipelines.release import image
 from pipelines.release.checks import (
     PushToken,
@@ -343,18 +350,33 @@ def _copy_lineage(tree: Path) -> list[str]:
     return paths
 
 
-def _promotion_commit(tree: Path, source: str, tag: str, decision: dict[str, Any],
-                      holdout_md5: str, source_branch: str) -> tuple[str, list[str], str, str]:
-    """In tree (a checkout of source): move the production pin, promote the candidate, add the
-    evaluation's dvc.lock, metrics and plots, commit exactly those files.
+def pushed_image(tag: str, facts_file: Path = IMAGE_FACTS / "facts.json") -> tuple[str, str]:
+    """(registry/name, digest) of the candidate's image as `retrain image` pushed it: production
+    is pinned by that digest, never by the tag."""
+    try:
+        name, digest = digest_from_facts(facts_file)
+    except PinError as e:
+        raise RetrainError(f"{e}; production is pinned by the pushed image's digest") from None
+    facts = json.loads(facts_file.read_text(encoding="utf-8"))
+    if facts.get("bento") != f"{BENTO_NAME}:{tag}":
+        raise RetrainError(f"{facts_file} describes {facts.get('bento')}, not the candidate's "
+                           f"{BENTO_NAME}:{tag}: run `python -m pipelines retrain image` again")
+    return name, digest
+
+
+def _promotion_commit(tree: Path, source: str, tag: str, image: tuple[str, str],
+                      decision: dict[str, Any], holdout_md5: str,
+                      source_branch: str) -> tuple[str, list[str], str, str]:
+    """In tree (a checkout of source): pin production to the pushed image's digest, promote the
+    candidate, add the evaluation's dvc.lock, metrics and plots, commit exactly those files.
     Returns (commit, files changed, image reference, deployment diff)."""
     candidate, metrics = CANDIDATE.resolve(), CANDIDATE_METRICS.resolve()
     version = decision["candidate_version"]
-    name = image_name()
+    name, digest = image
     lineage = _copy_lineage(tree)
     with contextlib.chdir(tree):
         refuse_in_repo_remote(".")
-        _, pin = set_image(ENVIRONMENT, tag=tag, new_name=name)
+        _, pin = set_image(ENVIRONMENT, digest=digest, new_name=name)
         promote(candidate, metrics, holdout_md5, bento_tag=f"{BENTO_NAME}:{tag}",
                 image=pin.reference, push=True)
         paths = [(K8S_DIR / "overlays" / ENVIRONMENT / "kustomization.yaml").as_posix(),
@@ -399,11 +421,12 @@ def propose(source_branch: str, remote: str = "origin", token: PushToken | None 
     _loadtest_passed(version)
     holdout_md5 = file_md5(load_params(params_file).data.holdout_file)
     source, tag = head(), bento_version(CANDIDATE)
+    pushed = pushed_image(tag)  # local facts first: no API call for a job that cannot pin
     refuse_workflow_push(workflow_changes(f"{remote}/{gh.default_branch()}", source), token.name)
     branch = f"{PROMOTION_PREFIX}{source_branch}"
     with detached_worktree(source) as tree:
         commit, changed, image, deployment_diff = _promotion_commit(
-            tree, source, tag, decision, holdout_md5, source_branch)
+            tree, source, tag, pushed, decision, holdout_md5, source_branch)
         push(tree, commit, branch, remote, token.value)
     print(f"propose: pushed {branch} ({commit[:12]}): {', '.join(changed)}")
     action, pull = open_or_update_pr(gh, branch, gh.default_branch(),

@@ -283,7 +283,9 @@ def test_one_pull_request_whose_diff_is_data_lineage_model_and_image(fork, promo
                                  "k8s/overlays/production/kustomization.yaml"))
     image = overlay["images"][0]
     assert image["newName"] == "ghcr.io/acme/moderation-service"
-    assert f"push {image['newName']}:{image['newTag']}" in promoted["docker"]
+    # production is pinned by the digest the image step recorded after its push, not the tag
+    assert image["digest"].startswith("sha256:") and "newTag" not in image
+    assert any(c.startswith(f"push {image['newName']}:") for c in promoted["docker"])
     statuses = [s for s in fork.github.statuses if s["sha"] == promoted["commit"]]
     assert [s["context"] for s in statuses] == ["moderation/gate"]
     assert statuses[0]["state"] == "success"

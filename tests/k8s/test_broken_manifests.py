@@ -102,6 +102,14 @@ def test_pause_without_canary_policy_is_refused(k8s_copy):
                   r"'from-canary-policy' is not a duration")
 
 
+def test_final_hold_shorter_than_the_other_pauses_is_refused(k8s_copy):
+    edit(k8s_copy, "components/canary-policy/canary-policy.yaml", "finalPause: 45m",
+         "finalPause: 2m")
+    assert_caught(problems(k8s_copy),
+                  r"^production: Rollout/moderation: the last pause 2m is shorter than the "
+                  r"others 5m: components/canary-policy's finalPause")
+
+
 def test_pdb_that_blocks_evictions_is_refused(k8s_copy):
     edit(k8s_copy, "base/pdb.yaml", "maxUnavailable: 1", "maxUnavailable: 0")
     assert_caught(problems(k8s_copy), r"^staging: PodDisruptionBudget/moderation: "

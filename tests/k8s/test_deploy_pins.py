@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pipelines.deploy.pins import (
     change_pin,
     diff_markdown,
     overlay_dir,
+    pin_findings,
     read_pin,
     set_image,
 )
@@ -101,23 +103,23 @@ def test_diff_without_changes_says_so(k8s_repo):
 
 
 def test_promote_commits_only_the_overlay(k8s_repo):
-    change = change_pin("production", "promote", tag=NEW, commit=True, root=k8s_repo)
+    change = change_pin("production", "promote", digest=DIGEST, commit=True, root=k8s_repo)
     assert git(k8s_repo, "rev-parse", "HEAD").strip() == change.commit
     assert git(k8s_repo, "show", "--name-only", "--format=", "HEAD").split() == [
         "k8s/overlays/production/kustomization.yaml"]
     message = git(k8s_repo, "log", "-1", "--format=%B")
     assert message.startswith(f"deploy(production): promote "
-                              f"ghcr.io/example-org/moderation-service:{NEW}")
+                              f"ghcr.io/example-org/moderation-service@{DIGEST}")
     assert "Deploy-Action: promote" in message
 
 
 def test_rollback_reverts_the_pin_and_the_rendered_manifests(k8s_repo):
-    before = render(overlay_dir("production", k8s_repo))
-    change_pin("production", "promote", tag=NEW, commit=True, root=k8s_repo)
-    assert render(overlay_dir("production", k8s_repo)) != before
-    change = change_pin("production", "rollback", commit=True, root=k8s_repo)
+    before = render(overlay_dir("staging", k8s_repo))
+    change_pin("staging", "promote", tag=NEW, commit=True, root=k8s_repo)
+    assert render(overlay_dir("staging", k8s_repo)) != before
+    change = change_pin("staging", "rollback", commit=True, root=k8s_repo)
     assert (change.before.tag, change.after.tag) == (NEW, OLD)
-    assert render(overlay_dir("production", k8s_repo)) == before
+    assert render(overlay_dir("staging", k8s_repo)) == before
     assert "Deploy-Action: rollback" in git(k8s_repo, "log", "-1", "--format=%B")
 
 
@@ -146,18 +148,81 @@ def run_cli(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_promote_then_rollback(k8s_repo, git_env):
-    proc = run_cli(k8s_repo, git_env, "promote", "production", "--tag", NEW, "--commit")
+    proc = run_cli(k8s_repo, git_env, "promote", "staging", "--tag", NEW, "--commit")
     assert proc.returncode == 0, proc.stderr
     assert "committed" in proc.stdout
-    assert run_cli(k8s_repo, git_env, "pin", "production").stdout.strip().endswith(NEW)
-    proc = run_cli(k8s_repo, git_env, "diff", "production", "--against", "HEAD~1",
+    assert run_cli(k8s_repo, git_env, "pin", "staging").stdout.strip().endswith(NEW)
+    proc = run_cli(k8s_repo, git_env, "diff", "staging", "--against", "HEAD~1",
                    "--out", "reports/deploy-diff.md")
     assert proc.returncode == 0, proc.stderr
     assert f"+        image: ghcr.io/example-org/moderation-service:{NEW}" in (
         k8s_repo / "reports/deploy-diff.md").read_text()
-    proc = run_cli(k8s_repo, git_env, "rollback", "production", "--commit")
+    proc = run_cli(k8s_repo, git_env, "rollback", "staging", "--commit")
     assert proc.returncode == 0, proc.stderr
-    assert read_pin("production", k8s_repo).tag == OLD
+    assert read_pin("staging", k8s_repo).tag == OLD
+
+
+# ---------------------------------------------------------------------------------------------
+# Production is pinned by digest
+
+
+def test_production_promote_by_tag_is_refused_and_names_the_digest_to_use(k8s_repo):
+    path = kustomization(k8s_repo, "production")
+    before = path.read_text()
+    with pytest.raises(PinError, match=r"overlay 'production' is pinned by digest, not by tag "
+                                       r"'transformer-9a8b.*--image-facts reports/image/facts"):
+        change_pin("production", "promote", tag=NEW, root=k8s_repo)
+    assert path.read_text() == before
+
+
+def test_cli_promotes_production_to_the_digest_the_image_step_recorded(k8s_repo, git_env):
+    facts = k8s_repo / "reports/image/facts.json"
+    facts.parent.mkdir(parents=True)
+    facts.write_text(json.dumps({"reference": f"ghcr.io/acme/moderation-service:{NEW}",
+                                 "digest": DIGEST, "bento": f"moderation:{NEW}"}))
+    proc = run_cli(k8s_repo, git_env, "promote", "production", "--image-facts",
+                   "reports/image/facts.json", "--commit")
+    assert proc.returncode == 0, proc.stderr
+    assert read_pin("production", k8s_repo).reference == \
+        f"ghcr.io/acme/moderation-service@{DIGEST}"
+    assert f"image: ghcr.io/acme/moderation-service@{DIGEST}" in render(
+        overlay_dir("production", k8s_repo))
+    # back to the template's placeholder tag: refused, there is no digest to return to
+    proc = run_cli(k8s_repo, git_env, "rollback", "production")
+    assert proc.returncode == 1
+    assert "overlay 'production' is pinned by digest, not by tag 'transformer-4d4a" in proc.stderr
+
+
+def test_cli_promote_without_recorded_facts_names_the_image_step(k8s_repo, git_env):
+    proc = run_cli(k8s_repo, git_env, "promote", "production", "--image-facts", "missing.json")
+    assert proc.returncode == 1
+    assert "missing.json not found: the image step writes it after its push" in proc.stderr
+
+
+def pin_errors(root: Path) -> list[str]:
+    return [str(f) for f in pin_findings(root)]
+
+
+def test_validation_accepts_the_template_placeholder_until_a_digest_was_pinned(k8s_repo):
+    assert pin_errors(k8s_repo) == []
+    change_pin("production", "promote", digest=DIGEST, commit=True, root=k8s_repo)
+    assert pin_errors(k8s_repo) == []
+    set_image("production", tag=OLD, root=k8s_repo)  # the placeholder again, by hand
+    assert pin_errors(k8s_repo) == [
+        f"production: kustomization.yaml images: pin ghcr.io/example-org/moderation-service:{OLD}"
+        " is the template's placeholder, but this overlay has been pinned by digest before: pin"
+        " the digest the image step recorded: `python -m pipelines deploy promote production "
+        "--image-facts reports/image/facts.json` or `--digest sha256:...`"]
+
+
+def test_validation_refuses_a_production_tag_pin_but_not_a_staging_one(k8s_copy):
+    set_image("production", tag=NEW, root=k8s_copy)
+    set_image("staging", tag=NEW, root=k8s_copy)
+    errors = pin_errors(k8s_copy)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"production: kustomization.yaml images: pin "
+                                f"ghcr.io/example-org/moderation-service:{NEW} is a tag; "
+                                "production is pinned by digest")
 
 
 def test_cli_refuses_latest_with_a_named_error(k8s_repo, git_env):

@@ -29,9 +29,13 @@ TARGETS = [*overlays(REPO), *VARIANTS]
 ARGO_TARGETS = [t for t in TARGETS if t != "production-flagger"]
 
 
-def canary_pause() -> str:
+def canary_policy() -> dict:
     path = REPO / "k8s/components/canary-policy/canary-policy.yaml"
-    return yaml.safe_load(path.read_text())["spec"]["pause"]
+    return yaml.safe_load(path.read_text())["spec"]
+
+
+def canary_pause() -> str:
+    return canary_policy()["pause"]
 
 
 def one(rendered, target, kind, name):
@@ -58,10 +62,11 @@ def test_delivery_policy_holds(rendered, target):
 
 
 @pytest.mark.parametrize("target", ARGO_TARGETS)
-def test_rollout_shifts_10_20_30_100_with_the_one_pause_from_canary_policy(rendered, target):
+def test_rollout_shifts_10_20_30_100_with_the_pauses_from_canary_policy(rendered, target):
     steps = one(rendered, target, "Rollout", "moderation")["spec"]["strategy"]["canary"]["steps"]
     assert [s["setWeight"] for s in steps if "setWeight" in s] == [10, 20, 30, 100]
-    assert [s["pause"]["duration"] for s in steps if "pause" in s] == [canary_pause()] * 3
+    assert [s["pause"]["duration"] for s in steps if "pause" in s] == [
+        canary_pause(), canary_pause(), canary_policy()["finalPause"]]
 
 
 def test_pause_duration_is_written_once_in_the_components(rendered):
