@@ -90,11 +90,12 @@ def test_promotion_diff_shows_exactly_the_image_change(k8s_repo):
     text = diff_markdown("production", "HEAD", k8s_repo)
     assert (f"Image pin: `ghcr.io/example-org/moderation-service:{OLD}` → "
             f"`ghcr.io/example-org/moderation-service:{NEW}`") in text
-    assert "Changed resources: `Deployment/moderation`" in text
+    # The one pin covers the serving pods and the migration Job that runs before them.
+    assert "Changed resources: `Deployment/moderation`, `Job/moderation-migrate`" in text
     diff = text.split("```diff\n")[1].split("```")[0].splitlines()
     edits = [line for line in diff if line[:1] in "+-" and line[:3] not in ("---", "+++")]
-    assert edits == [f"-        image: ghcr.io/example-org/moderation-service:{OLD}",
-                     f"+        image: ghcr.io/example-org/moderation-service:{NEW}"]
+    assert edits == 2 * [f"-        image: ghcr.io/example-org/moderation-service:{OLD}",
+                         f"+        image: ghcr.io/example-org/moderation-service:{NEW}"]
 
 
 def test_diff_without_changes_says_so(k8s_repo):
