@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class Runtime:
     settings: ServeParams
     classifier: Any
-    log: PredictionLog
+    log: PredictionLog | None  # None: db_url "" (the shadow pod keeps no log nobody reads)
     shadow: ShadowEvaluator | None
     batcher: GreedyBatcher | None = None
     text_policy: TextPolicy | None = None
@@ -52,9 +52,10 @@ class Runtime:
         another request's rows."""
         log_id = new_log_id()
         policy = self.text_policy or TextPolicy(self.settings.log_text)
-        self.log.record(prediction_rows(log_id, texts, predictions, latency_ms, policy,
-                                        client_request_id=request_id,
-                                        positive=self.classifier.labels[-1]))
+        if self.log is not None:
+            self.log.record(prediction_rows(log_id, texts, predictions, latency_ms, policy,
+                                            client_request_id=request_id,
+                                            positive=self.classifier.labels[-1]))
         if self.shadow is not None:
             self.shadow.submit(log_id, texts, [p["label"] for p in predictions])
 
@@ -63,14 +64,16 @@ class Runtime:
         metrics = service_metrics()
         for a, b in zip(primary, shadow, strict=False):
             metrics.shadow_predictions.labels(agree=str(a == b).lower()).inc()
-        self.log.record_shadow(log_id, shadow, version)
+        if self.log is not None:
+            self.log.record_shadow(log_id, shadow, version)
 
     def close(self) -> None:
         """Graceful shutdown: finish shadow work, then flush every queued log row."""
         if self.shadow is not None:
             self.shadow.close()
-        self.log.close()
-        logger.info("prediction log flushed and closed")
+        if self.log is not None:
+            self.log.close()
+            logger.info("prediction log flushed and closed")
 
 
 def build_shadow(settings: ServeParams, runtime: Runtime) -> ShadowEvaluator | None:
@@ -88,15 +91,7 @@ def build_shadow(settings: ServeParams, runtime: Runtime) -> ShadowEvaluator | N
 
 def start_runtime(settings: ServeParams, classifier: Any) -> Runtime:
     """Open the prediction log and the shadow evaluator around a loaded classifier."""
-    metrics = service_metrics()
-    db_url = settings.db_url
-    if db_url.startswith("sqlite:///") and not Path(db_url[10:]).is_absolute():
-        # A relative SQLite path is relative to where the service was started.
-        db_url = "sqlite:///" + str(Path(os.getcwd()) / db_url[10:])
-    log = PredictionLog(db_url, settings.log_queue, on_written=metrics.log_written.inc,
-                        on_dropped=metrics.log_dropped.inc,
-                        on_health=lambda up: metrics.log_database_up.set(int(up)),
-                        retention_days=settings.log_text_retention_days).start()
+    log = open_log(settings.db_url, settings) if settings.db_url else None
     policy = TextPolicy(settings.log_text, settings.log_text_share, settings.log_text_uncertain)
     runtime = Runtime(settings, classifier, log, None, text_policy=policy)
     runtime.shadow = build_shadow(settings, runtime)
@@ -104,6 +99,19 @@ def start_runtime(settings: ServeParams, classifier: Any) -> Runtime:
         runtime.batcher = GreedyBatcher(runtime.predict_batch, settings.max_batch_size,
                                         max_queue_s=settings.max_queue_ms / 1000)
     return runtime
+
+
+def open_log(db_url: str, settings: ServeParams) -> PredictionLog:
+    """Start the background writer of the prediction log at db_url."""
+    metrics = service_metrics()
+    if db_url.startswith("sqlite:///") and not Path(db_url[10:]).is_absolute():
+        # A relative SQLite path is relative to where the service was started.
+        db_url = "sqlite:///" + str(Path(os.getcwd()) / db_url[10:])
+    log = PredictionLog(db_url, settings.log_queue, on_written=metrics.log_written.inc,
+                        on_dropped=metrics.log_dropped.inc,
+                        on_health=lambda up: metrics.log_database_up.set(int(up)),
+                        retention_days=settings.log_text_retention_days).start()
+    return log
 
 
 _current: Runtime | None = None

@@ -42,3 +42,9 @@ def test_deployed_settings_keep_sampled_redacted_texts_with_a_retention(rendered
     settings = load_settings(REPO / "params.yaml", config["data"])
     assert settings.log_text == "sample"
     assert 0 < settings.log_text_share <= 0.2 and settings.log_text_retention_days <= 90
+
+
+def test_the_shadow_pod_keeps_no_prediction_log(rendered):
+    shadow = Manifests(rendered["production+shadow"]).get("Deployment", "moderation-shadow")
+    container = shadow["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in container["env"]}["MODERATION_DB_URL"] == ""

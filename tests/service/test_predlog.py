@@ -350,3 +350,21 @@ def test_readiness_and_every_answer_survive_a_database_outage(smoke_repo, postgr
         assert wait_until(lambda: fetch(url, "SELECT COUNT(*) FROM predictions") == [(26,)],
                           timeout=30), (tmp_path / "server.log").read_text()[-3000:]
         assert metric(base, "moderation_log_dropped_total") in (None, 0.0)
+
+
+def test_an_empty_db_url_serves_without_a_prediction_log(tmp_path, monkeypatch):
+    """The shadow pod's setting: nothing is opened or written, and shutdown has nothing to flush."""
+    from types import SimpleNamespace
+
+    from service.runtime import start_runtime
+    from service.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={"MODERATION_DB_URL": ""})
+    runtime = start_runtime(settings, SimpleNamespace(labels=["not-offensive", "offensive"],
+                                                      version="m1"))
+    assert runtime.log is None
+    runtime.after_response("caller-1", ["you idiot", "hello"], PREDS, latency_ms=3.0)
+    runtime.record_shadow("log-1", ["offensive"], ["offensive"], "m0")
+    runtime.close()
+    assert list(tmp_path.iterdir()) == []
