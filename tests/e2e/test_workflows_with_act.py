@@ -72,14 +72,31 @@ def bare_path() -> str:
 
 
 def recording_docker(bin_dir: Path, log: Path) -> None:
-    """A `docker` that records each call and answers like an engine that accepts everything."""
+    """A `docker` that records each call and answers like an engine that builds and pushes every
+    image: `image inspect` knows only the images built (and, once pushed, their registry
+    digest), `run` of the image's SBOM tool prints an empty CycloneDX document."""
     bin_dir.mkdir(parents=True, exist_ok=True)
+    images = bin_dir / "images"
+    images.mkdir(exist_ok=True)
     script = bin_dir / "docker"
     script.write_text(f"""#!/bin/sh
 printf '%s\\n' "$*" >> '{log}'
+key() {{ printf '%s' "$1" | sha256sum | cut -c1-64; }}
 case "$1" in
   version) echo '"27.3.1"' ;;
   login) cat > /dev/null; echo "Login Succeeded" ;;
+  build) shift; while [ $# -gt 0 ] && [ "$1" != "--tag" ]; do shift; done; touch '{images}'/"$(key "$2")" ;;
+  push) [ -f '{images}'/"$(key "$2")" ] || exit 1; echo pushed > '{images}'/"$(key "$2")" ;;
+  image)
+    ref="$3"; state='{images}'/"$(key "$ref")"
+    case "$2" in
+      inspect) [ -f "$state" ] || {{ echo "Error: No such image: $ref" >&2; exit 1; }}
+        digests="[]"
+        [ -s "$state" ] && digests="[\\"${{ref%:*}}@sha256:$(key "pushed $ref")\\"]"
+        echo "[{{\\"Id\\": \\"sha256:$(key "$ref")\\", \\"Size\\": 1000000, \\"RepoDigests\\": $digests}}]" ;;
+      untag|rm) rm -f "$state" ;;
+    esac ;;
+  run) echo '{{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}}' ;;
 esac
 exit 0
 """)
