@@ -85,7 +85,8 @@ key() {{ printf '%s' "$1" | sha256sum | cut -c1-64; }}
 case "$1" in
   version) echo '"27.3.1"' ;;
   login) cat > /dev/null; echo "Login Succeeded" ;;
-  build) shift; while [ $# -gt 0 ] && [ "$1" != "--tag" ]; do shift; done; touch '{images}'/"$(key "$2")" ;;
+  build) shift; while [ $# -gt 0 ] && [ "$1" != "--tag" ]; do shift; done
+    touch '{images}'/"$(key "$2")" ;;
   push) [ -f '{images}'/"$(key "$2")" ] || exit 1; echo pushed > '{images}'/"$(key "$2")" ;;
   image)
     ref="$3"; state='{images}'/"$(key "$ref")"
@@ -93,7 +94,8 @@ case "$1" in
       inspect) [ -f "$state" ] || {{ echo "Error: No such image: $ref" >&2; exit 1; }}
         digests="[]"
         [ -s "$state" ] && digests="[\\"${{ref%:*}}@sha256:$(key "pushed $ref")\\"]"
-        echo "[{{\\"Id\\": \\"sha256:$(key "$ref")\\", \\"Size\\": 1000000, \\"RepoDigests\\": $digests}}]" ;;
+        id="sha256:$(key "$ref")"
+        echo "[{{\\"Id\\": \\"$id\\", \\"Size\\": 1000000, \\"RepoDigests\\": $digests}}]" ;;
       untag|rm) rm -f "$state" ;;
     esac ;;
   run) echo '{{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}}' ;;
