@@ -205,7 +205,7 @@ def test_image_serves_as_the_pod_runs_it_and_drains_its_log_into_the_mount(
     db_path = Path(db_url.removeprefix("sqlite:///"))
     mount = next(m for m in pod.mounts if db_path.is_relative_to(m))
     with sqlite3.connect(pod.mounts[mount] / db_path.relative_to(mount)) as conn:
-        logged = conn.execute("SELECT COUNT(*) FROM predictions WHERE request_id = ?",
+        logged = conn.execute("SELECT COUNT(*) FROM predictions WHERE client_request_id = ?",
                               (answer["request_id"],)).fetchone()[0]
     assert logged == 2
     # nothing was written outside the mounts (the read-only root refuses it; this shows it),

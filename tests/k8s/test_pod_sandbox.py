@@ -158,8 +158,8 @@ def test_termination_keeps_serving_through_prestop_and_loses_no_acknowledged_pre
     assert len(acknowledged) > 10
     db = sandbox.mounts["/tmp"] / "predictions.db"
     with sqlite3.connect(db) as conn:
-        logged = dict(conn.execute("SELECT request_id, COUNT(*) FROM predictions "
-                                   "GROUP BY request_id").fetchall())
+        logged = dict(conn.execute("SELECT client_request_id, COUNT(*) FROM predictions "
+                                   "GROUP BY client_request_id").fetchall())
     missing = {rid: n for rid, n in acknowledged.items() if logged.get(rid) != int(n)}
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged requests not logged"
 

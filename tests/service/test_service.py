@@ -67,7 +67,7 @@ def test_callers_request_id_is_echoed_and_logged_with_each_prediction(server):
     def rows():
         with sqlite3.connect(server["db"]) as conn:
             return conn.execute("SELECT position, text, label, model_version, latency_ms FROM "
-                                "predictions WHERE request_id = 'caller-abc-123' "
+                                "predictions WHERE client_request_id = 'caller-abc-123' "
                                 "ORDER BY position").fetchall()
 
     logged = wait_until(lambda: len(rows()) == 3 and rows(), timeout=10)
@@ -82,7 +82,7 @@ def test_shadow_model_scores_each_request_and_agreement_is_exported(server):
     def shadow_rows():
         with sqlite3.connect(server["db"]) as conn:
             return conn.execute("SELECT shadow_label, shadow_model_version FROM predictions "
-                                "WHERE request_id = 'shadow-1' AND shadow_label IS NOT NULL"
+                                "WHERE client_request_id = 'shadow-1' AND shadow_label IS NOT NULL"
                                 ).fetchall()
 
     rows = wait_until(lambda: len(shadow_rows()) == 2 and shadow_rows(), timeout=15)

@@ -144,8 +144,8 @@ def test_a_client_connecting_after_sigterm_gets_a_503_json_not_a_reset(smoke_rep
     assert drain_s <= stopped_after < drain_s + 25, stopped_after
     conn = connect(f"sqlite:///{db}")
     try:
-        logged = dict(conn.execute("SELECT request_id, COUNT(*) FROM predictions "
-                                   "GROUP BY request_id").fetchall())
+        logged = dict(conn.execute("SELECT client_request_id, COUNT(*) FROM predictions "
+                                   "GROUP BY client_request_id").fetchall())
     finally:
         conn.close()
     assert {rid: logged.get(rid) for rid in acknowledged} == acknowledged
