@@ -91,11 +91,14 @@ def test_baseline_training_learns_from_canonical_texts(tmp_path):
     disguised = [EVASIONS["fullwidth"](t) for t in _texts(INSULTS, 40, 4)]
     rows = [(f"t{i}", text, "offensive") for i, text in enumerate(disguised)]
     rows += [(f"c{i}", text, "not-offensive") for i, text in enumerate(_texts(CALM, 40, 5))]
-    train_file = tmp_path / "train.csv"
+    train_file, holdout_file = tmp_path / "train.csv", tmp_path / "holdout.csv"
     pd.DataFrame(rows, columns=["id", "text", "label"]).to_csv(train_file, index=False)
+    # metadata records the holdout's hash: a file of its own, not the repository's data/
+    pd.DataFrame(rows[:2], columns=["id", "text", "label"]).to_csv(holdout_file, index=False)
     params = load_params("params.yaml")
     params = params.model_copy(update={
-        "data": params.data.model_copy(update={"train_file": str(train_file)}),
+        "data": params.data.model_copy(update={"train_file": str(train_file),
+                                               "holdout_file": str(holdout_file)}),
         "baseline": params.baseline.model_copy(update={"max_features": 2000})})
     train_baseline(params, tmp_path / "model")
     features = joblib.load(tmp_path / "model/model.joblib").named_steps["features"]
