@@ -82,12 +82,22 @@ def bento_version(model_dir: Path, root: Path = REPO_ROOT) -> str:
 
 
 def build_bento(model_dir: Path, root: Path = REPO_ROOT) -> str:
-    """Import the model and run `bentoml build`; returns the Bento tag (version = model version)."""
-    import_model(model_dir)
+    """Import the model and run `bentoml build`; returns the Bento tag (version = model version).
+
+    Both run in child processes: BentoML fixes its store at first use in a process, so an
+    in-process import could land in another store than the one BENTOML_HOME names now.
+    """
     version = bento_version(model_dir, root)
     requirements = root / "service" / "requirements.txt"
     requirements.write_text(service_requirements(root / "requirements.lock"), encoding="utf-8")
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home()), "BENTOML_DO_NOT_TRACK": "True"}
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from service.bento import import_model; import_model(Path(sys.argv[1]))",
+         str(Path(model_dir).resolve())], cwd=root, env=env, capture_output=True, text=True)
+    if imported.returncode != 0:
+        raise RuntimeError(f"importing {model_dir} into the BentoML store failed:\n"
+                           f"{imported.stderr}")
     # Rebuilding the same model and commit replaces the Bento instead of failing.
     subprocess.run([sys.executable, "-m", "bentoml", "delete", "-y", f"{BENTO_NAME}:{version}"],
                    cwd=root, env=env, capture_output=True)
