@@ -99,6 +99,22 @@ SETTINGS = (
 )
 
 
+class Grant(str):
+    """A `write` permission with the reason the job needs it: render() writes the reason as the
+    line's comment (zizmor's undocumented-permissions audit asks for one on every write)."""
+
+    why: str
+
+    def __new__(cls, why: str) -> Grant:
+        grant = super().__new__(cls, "write")
+        grant.why = why
+        return grant
+
+
+# The OIDC token the cloud_credentials step exchanges for the AWS role.
+OIDC = Grant("OIDC token for the AWS role (cloud credentials step)")
+
+
 def uses(action: str) -> str:
     repo, sha, _ = ACTIONS[action]
     return f"{repo}@{sha}"
@@ -250,15 +266,19 @@ def retrain_workflow(root: Path | str = ".") -> dict[str, Any]:
         "concurrency": {"group": "retrain-${{ github.ref }}", "cancel-in-progress": True},
         "jobs": {
             "evaluate": job("retrain, compare, load-test",
-                            {"contents": "read", "id-token": "write"}, evaluate_steps,
+                            {"contents": "read", "id-token": OIDC}, evaluate_steps,
                             timeout=EVALUATE_TIMEOUT, runner=TRAIN_RUNNER, env=TRAIN_PIP_ENV,
                             outputs={"propose": "${{ steps.plan.outputs.propose }}"},
                             **{"if": NOT_TEMPLATE_PUSH}),
             # Only when there is something to propose: a merged promotion retrains the same
             # version on main, and that run ends with the evaluate job.
             "propose": job("image and promotion pull request",
-                           {"contents": "write", "pull-requests": "write", "packages": "write",
-                            "statuses": "write", "actions": "write", "id-token": "write"},
+                           {"contents": Grant("pushes the promotion branch"),
+                            "pull-requests": Grant("opens or updates the promotion PR"),
+                            "packages": Grant("pushes the service image to GHCR"),
+                            "statuses": Grant("posts the moderation/gate commit status"),
+                            "actions": Grant("dispatches ci on the promotion branch"),
+                            "id-token": OIDC},
                            propose_steps, timeout=60, needs="evaluate", env=PIP_ENV,
                            **{"if": "${{ needs.evaluate.outputs.propose == 'true' }}"}),
         },
@@ -301,14 +321,16 @@ def rollout_workflow() -> dict[str, Any]:
         # the one pending run; the next run applies every overlay, so nothing is lost.
         "concurrency": {"group": "rollout", "cancel-in-progress": False},
         "jobs": {
-            "apply": job("apply and watch", {"contents": "read", "id-token": "write"},
+            "apply": job("apply and watch", {"contents": "read", "id-token": OIDC},
                          apply_steps, timeout=ROLLOUT_TIMEOUT, environment="production",
                          outputs={"canary": "${{ steps.watch.outcome }}"},
                          **{"if": f"${{{{ vars.DEPLOY_MODE == 'push' && !({TEMPLATE_PUSH}) }}}}"}),
             # Only when the canary itself failed: a set-up failure (bad KUBE_CONFIG, pip, an
             # apply the API server refused) rolled nothing out, so there is nothing to revert.
-            "revert": job("open the revert", {"contents": "write", "pull-requests": "write",
-                                              "actions": "write"},
+            "revert": job("open the revert",
+                          {"contents": Grant("pushes the revert branch"),
+                           "pull-requests": Grant("opens the revert PR"),
+                           "actions": Grant("dispatches ci on the revert branch")},
                           revert_steps, timeout=15, needs="apply",
                           **{"if": "${{ failure() && needs.apply.outputs.canary == 'failure' }}"}),
         },
@@ -344,8 +366,9 @@ def drift_workflow() -> dict[str, Any]:
         "concurrency": {"group": "drift", "cancel-in-progress": False},
         # Opt-in: a new repository has no prediction log yet, and would get a red run a day.
         # DRIFT_RUNNER: a runner in the network of the prediction log's database.
-        "jobs": {"drift": job("drift check", {"contents": "read", "issues": "write",
-                                               "id-token": "write"}, steps, timeout=60,
+        "jobs": {"drift": job("drift check",
+                              {"contents": "read", "issues": Grant("opens the drift issue"),
+                               "id-token": OIDC}, steps, timeout=60,
                               runner=DRIFT_RUNNER,
                               **{"if": "${{ vars.DRIFT_CHECK == 'enabled' }}"})},
     }
@@ -373,16 +396,39 @@ def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
 
 
 _Dumper.add_representer(str, _str_representer)
+_Dumper.add_representer(Grant, _str_representer)
 _SHA_TAGS = {sha: tag for _, sha, tag in ACTIONS.values()}
+_JOB = re.compile(r"^  ([\w-]+):$")
+_PERMISSION = re.compile(r"^      ([\w-]+): write$")
+
+
+def _document_grants(body: str, workflow: dict[str, Any]) -> str:
+    """Each job's `write` permission line gets its Grant's reason as a comment."""
+    reasons = {(job_id, name): level.why for job_id, job in (workflow.get("jobs") or {}).items()
+               for name, level in (job.get("permissions") or {}).items()
+               if isinstance(level, Grant)}
+    lines, job_id, in_jobs, in_permissions = [], None, False, False
+    for line in body.splitlines():
+        if not line.startswith(" "):
+            in_jobs = line == "jobs:"
+        elif in_jobs and (m := _JOB.match(line)):
+            job_id = m.group(1)
+        if in_jobs and line.startswith("    ") and not line.startswith("      "):
+            in_permissions = line == "    permissions:"
+        elif in_permissions and (m := _PERMISSION.match(line)) and (job_id, m.group(1)) in reasons:
+            line += f"  # {reasons[job_id, m.group(1)]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def render(workflow: dict[str, Any]) -> str:
-    """The YAML text of one workflow, with each pinned action's release tag as a comment."""
+    """The YAML text of one workflow, with each pinned action's release tag and each write
+    permission's reason as comments."""
     body = yaml.dump(workflow, Dumper=_Dumper, sort_keys=False, width=100,
                      default_flow_style=False, allow_unicode=True)
     body = re.sub(r"(uses: \S+@([0-9a-f]{40}))$",
                   lambda m: f"{m.group(1)}  # {_SHA_TAGS[m.group(2)]}", body, flags=re.M)
-    return HEADER + body
+    return HEADER + _document_grants(body, workflow)
 
 
 def write_workflows(root: Path | str = ".") -> list[Path]:
