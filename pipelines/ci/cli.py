@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from pipelines.ci.doctor import diagnose, format_checks
-from pipelines.ci.rules import check_workflow
+from pipelines.ci.rules import ZIZMOR_PERSONA, check_workflow, zizmor_findings
 from pipelines.ci.triggers import classify_dep, dvc_pointers, resolve_stages, retrain_trigger_paths
 from pipelines.ci.workflows import WORKFLOW_DIR, all_workflows, out_of_sync, write_workflows
 from pipelines.core.cli import new_app
@@ -45,16 +45,18 @@ def workflows_triggers(root: Path = Path(".")) -> None:
 
 @workflows_app.command("check")
 def workflows_check(root: Path = Path(".")) -> None:
-    """Fail when a workflow differs from the generator or breaks a security rule."""
+    """Fail when a workflow differs from the generator, has a zizmor finding or breaks a
+    project rule."""
     problems = out_of_sync(root)
-    for name in all_workflows(root):
-        path = root / WORKFLOW_DIR / name
-        if path.exists():
-            problems.extend(check_workflow(path))
+    paths = [p for name in all_workflows(root) if (p := root / WORKFLOW_DIR / name).exists()]
+    for path in paths:
+        problems.extend(check_workflow(path))
+    problems.extend(zizmor_findings(paths))
     if problems:
         print("\n".join(problems), file=sys.stderr)
         raise PipelineError(f"{len(problems)} workflow problem(s)")
-    print(f"workflows: {len(all_workflows(root))} files in sync and within the rules")
+    print(f"workflows: {len(all_workflows(root))} files in sync, no zizmor finding "
+          f"({ZIZMOR_PERSONA}), within the project rules")
 
 
 def doctor(root: Path = Path("."),
