@@ -19,6 +19,7 @@ from pipelines.ci import rules as rules
 from pipelines.ci.rules import RULES, check_workflow, load_workflow, run_commands, zizmor_findings
 from pipelines.ci.workflows import ACTIONS, WORKFLOW_DIR, all_workflows, out_of_sync, render
 from pipelines.cli import app
+from pipelines.core.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / WORKFLOW_DIR).glob("*.yml"))
@@ -228,6 +229,19 @@ def test_the_workflow_lint_fails_on_a_zizmor_finding_and_names_it(tmp_path):
     assert failed.exit_code == 1
     assert f"{ci}:" in failed.output
     assert "zizmor template-injection (high)" in failed.output
+
+
+def test_a_workflow_zizmor_cannot_parse_fails_the_lint_instead_of_being_skipped(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("name: broken\non: push\njobs:\n  test: [\n")
+    with pytest.raises(PipelineError, match=r"zizmor.*broken\.yml(.|\n)*invalid YAML syntax"):
+        zizmor_findings([*WORKFLOWS, broken])
+
+
+def test_the_lint_without_the_venvs_zizmor_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin/python"))
+    with pytest.raises(PipelineError, match=r"no zizmor at .*bin/zizmor: .*`make venv`"):
+        zizmor_findings(WORKFLOWS)
 
 
 def test_zizmor_honours_an_inline_ignore_with_its_reason(tmp_path):

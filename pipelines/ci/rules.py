@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.core.errors import PipelineError
 from pipelines.core.tools import run
 
 # pedantic: also flags a missing top-level `permissions:`, a workflow without `concurrency`, any
@@ -156,10 +157,14 @@ def zizmor_findings(paths: Sequence[Path]) -> list[Finding]:
         return []
     # The zizmor installed beside this interpreter: the venv's, at the version of the lock.
     binary = Path(sys.executable).parent / "zizmor"
+    if not binary.exists():
+        raise PipelineError(f"workflow lint: no zizmor at {binary}: run it with the project's "
+                            "venv (`make venv` installs the version requirements.lock pins)")
     # --no-exit-codes: findings exit 0 and come back as JSON; a non-zero exit is zizmor failing.
+    # --strict-collection: a file zizmor cannot parse fails the lint instead of being skipped.
     out = run([binary, "--offline", f"--persona={ZIZMOR_PERSONA}", "--format=json",
-               "--no-exit-codes", "--no-progress", "--color=never", *paths],
-              "workflow lint (zizmor)", timeout=120)
+               "--no-exit-codes", "--strict-collection", "--no-progress", "--color=never",
+               *paths], "workflow lint (zizmor)", timeout=120)
     findings = []
     for finding in json.loads(out):
         primary = next((loc for loc in finding["locations"]
