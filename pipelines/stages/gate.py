@@ -80,8 +80,8 @@ def non_inferiority_reasons(comparison: Comparison, gate: GateParams
 
 
 def behaviour_reasons(comparison: Comparison, gate: GateParams) -> list[dict[str, Any]]:
-    """Invariance and evasion flip rates may not worsen by more than behaviour_margin against
-    production.
+    """Flip rates of the declared checks (invariance, evasion, term swap) may not worsen by
+    more than behaviour_margin against production.
 
     Directional checks are judged on their floor alone: a bag-of-words production model passes
     them by construction (every insult word adds weight), so a relative margin there would
