@@ -405,3 +405,26 @@ def test_unreadable_runners_make_the_train_runner_check_a_warning(fork, tmp_path
         server.non_admin_tokens = {"read-only"}
         check = _diagnose(fork, server, GITHUB_TOKEN="read-only")["TRAIN_RUNNER runner"]
     assert check.status == "warn" and "repository runners unreadable" in check.detail
+
+
+def _set_params(root: Path, edit) -> None:
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_new_labels_with_the_templates_behavioural_checks_are_a_warning(fork):
+    assert _by_name(diagnose(fork, env={}, reach=False))["behavioural checks"].status == "ok"
+    _set_params(fork, lambda p: p["data"].update(labels=["not-hate", "hate"]))
+    check = _by_name(diagnose(fork, env={}, reach=False))["behavioural checks"]
+    assert check.status == "warn"
+    assert "were written for ['not-offensive', 'offensive']" in check.detail
+    assert "evaluate.behaviour.checks" in check.detail and "docs/tasks.md" in check.detail
+
+
+def test_a_behavioural_check_without_a_floor_is_missing_in_doctor(fork):
+    _set_params(fork, lambda p: p["gate"]["floors"]["behaviour"].pop("directional_insult"))
+    check = _by_name(diagnose(fork, env={}, reach=False))["behavioural checks"]
+    assert check.status == "missing"
+    assert "gate.floors.behaviour.directional_insult: missing" in check.detail

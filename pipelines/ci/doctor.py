@@ -18,6 +18,7 @@ from dvc.repo import Repo
 
 from pipelines.ci.workflows import ACTIONS, SETTINGS, WORKFLOW_DIR, all_workflows, out_of_sync
 from pipelines.core.gitops import GitError, git
+from pipelines.core.params import PARAMS_FILE, ParamsError, load_params
 from pipelines.core.versions import in_repo_remote
 from pipelines.release.github import DEFAULT_API_URL, PR_CREATION_FIX, GitHub, GitHubError
 from pipelines.release.retrain import IN_REPO_REMOTE_FIX
@@ -439,6 +440,28 @@ def _runner_labels(gh: GitHub) -> tuple[set[str], str]:
     return labels, unread
 
 
+TASK_GUIDE = "docs/tasks.md"
+
+
+def check_behaviour_task(root: Path) -> Check:
+    """The behavioural checks are declared for the task the data has: their lexicons and floors
+    are part of the task's definition (an insult alone is offensive, not hateful)."""
+    name = "behavioural checks"
+    try:
+        params = load_params(root / PARAMS_FILE)
+    except ParamsError as e:
+        return Check(name, "missing", f"{e}")
+    behaviour = params.evaluate.behaviour
+    checks = ", ".join(behaviour.checks) or "none"
+    if list(behaviour.written_for) != list(params.data.labels):
+        return Check(name, "warn", f"data.labels are {params.data.labels} but the behavioural "
+                     f"checks ({checks}) were written for {behaviour.written_for} "
+                     "(evaluate.behaviour.written_for): declare your task's checks in "
+                     "evaluate.behaviour.checks and their floors in gate.floors.behaviour, then "
+                     f"set written_for to your labels ({TASK_GUIDE})")
+    return Check(name, "ok", f"written for {behaviour.written_for}: {checks}")
+
+
 def check_workflows(root: Path) -> Check:
     stale = out_of_sync(root)
     if stale:
@@ -467,6 +490,7 @@ def diagnose(root: Path | str = ".", env: dict[str, str] | None = None,
         lambda: check_promotion_token(repo, settings, env),
         lambda: check_train_runner(gh, settings),
         lambda: check_workflows(root),
+        lambda: check_behaviour_task(root),
     ]
     checks: list[Check] = []
     for run in steps:

@@ -23,6 +23,24 @@ class DataError(PipelineError):
     """The data pointer or a data file is missing, unresolvable or malformed."""
 
 
+# Control characters other than tab and line breaks: invisible in review, and ESC sequences
+# rewrite a terminal when a row is printed. validate rejects them; the importer removes them.
+_ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+
+
+def _forbidden_control(c: str) -> bool:
+    return unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS
+
+
+def control_characters(text: str) -> list[str]:
+    """The control characters a text may not contain, as U+XXXX, sorted."""
+    return sorted({f"U+{ord(c):04X}" for c in text if _forbidden_control(c)})
+
+
+def without_control_characters(text: str) -> str:
+    return "".join(c for c in text if not _forbidden_control(c))
+
+
 def normalise(text: str) -> str:
     """Case, accents, punctuation and spacing folded away: what makes two texts 'the same'."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
@@ -84,8 +102,9 @@ def dataset_hash(pointer: Path | str = DATA_POINTER) -> str:
 def import_tweeteval(source_dir: Path | str, out_dir: Path | str) -> dict[str, int]:
     """Convert TweetEval's line-per-text files into the tidy CSVs, cleaning what validate forbids.
 
-    The validation split becomes the frozen holdout. Training rows whose (normalised) text appears
-    in the holdout, texts carrying conflicting labels and duplicates are dropped.
+    The validation split becomes the frozen holdout. Control characters are removed from texts;
+    training rows whose (normalised) text appears in the holdout, texts carrying conflicting
+    labels and duplicates are dropped.
     """
     source_dir, out_dir = Path(source_dir), Path(out_dir)
     names = (source_dir / "mapping.txt").read_text(encoding="utf-8").split("\n")
@@ -96,7 +115,8 @@ def import_tweeteval(source_dir: Path | str, out_dir: Path | str) -> dict[str, i
     def load(split: str) -> pd.DataFrame:
         texts = (source_dir / f"{split}_text.txt").read_text(encoding="utf-8").split("\n")
         labels = (source_dir / f"{split}_labels.txt").read_text(encoding="utf-8").split()
-        texts = [t.strip() for t in texts[: len(labels)]]
+        # TweetEval hate carries stray C1 controls (U+0081, U+009D: mis-decoded bytes).
+        texts = [without_control_characters(t).strip() for t in texts[: len(labels)]]
         frame = pd.DataFrame({"text": texts, "label": [label_names[x] for x in labels]})
         frame["source"] = "tweeteval"
         return frame

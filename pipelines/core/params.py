@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -13,6 +14,9 @@ from pipelines.core.errors import UsageError
 
 PARAMS_FILE = Path("params.yaml")
 Severity = Literal["error", "warn", "off"]
+# Behavioural check kinds whose results are flip rates (a floor is a maximum); the others give
+# pass rates (a floor is a minimum).
+FLIP_RATE_KINDS = ("invariance", "evasion", "term_swap")
 
 
 class ParamsError(UsageError):
@@ -109,9 +113,91 @@ class BaselineParams(_Strict):
     seed: int
 
 
+class InvarianceCheck(_Strict):
+    """Label-preserving edits (pipelines/stages/behaviour.py INVARIANCES) should not flip the
+    label: one result `<check>_<perturbation>` each, a flip rate."""
+
+    kind: Literal["invariance"]
+    perturbations: list[str] = Field(min_length=1)
+
+
+class EvasionCheck(_Strict):
+    """Disguised positives the model catches should stay caught (behaviour.py EVASIONS): one
+    result `<check>_<disguise>` each, a flip rate."""
+
+    kind: Literal["evasion"]
+    disguises: list[str] = Field(min_length=1)
+
+
+class TermSwapCheck(_Strict):
+    """Texts naming one of `terms` (whole word, any case) get the next term of the list
+    instead; the label should not flip: one result `<check>`, a flip rate."""
+
+    kind: Literal["term_swap"]
+    terms: list[str] = Field(min_length=2)
+
+
+class DirectionalCheck(_Strict):
+    """Each template (`{text}`: a text the model does not flag; `{term}`: each of `terms`)
+    should raise the positive score: one result `<check>`, a pass rate."""
+
+    kind: Literal["directional"]
+    templates: list[str] = Field(min_length=1)
+    terms: list[str] = []
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> DirectionalCheck:
+        _check_templates(self.templates, self.terms, need_text=True)
+        return self
+
+
+class TemplateCheck(_Strict):
+    """Texts written from templates (`{term}`: each of `terms`) should get the label `expect`:
+    one result `<check>`, a pass rate (a minimum-functionality test)."""
+
+    kind: Literal["template"]
+    templates: list[str] = Field(min_length=1)
+    terms: list[str] = []
+    expect: str
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> TemplateCheck:
+        _check_templates(self.templates, self.terms, need_text=False)
+        return self
+
+
+def _check_templates(templates: list[str], terms: list[str], need_text: bool) -> None:
+    for template in templates:
+        if need_text and "{text}" not in template:
+            raise ValueError(f"template {template!r} has no {{text}} placeholder")
+        if "{term}" in template and not terms:
+            raise ValueError(f"template {template!r} uses {{term}} but `terms` is empty")
+
+
+BehaviourCheck = Annotated[InvarianceCheck | EvasionCheck | TermSwapCheck | DirectionalCheck
+                           | TemplateCheck, Field(discriminator="kind")]
+
+
 class BehaviourParams(_Strict):
+    """The task's behavioural checks: which run and their lexicons (their floors are
+    gate.floors.behaviour). Part of the task definition: docs/tasks.md."""
+
+    written_for: list[str] = Field(min_length=2)
     sample_size: int = Field(gt=0)
-    insults: list[str] = Field(min_length=1)
+    checks: dict[str, BehaviourCheck]
+
+    @model_validator(mode="after")
+    def _names(self) -> BehaviourParams:
+        for name in self.checks:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"check name {name!r}: use lower-case letters, digits and _")
+        # Results are named <check> or <check>_<item>: no name may be another's prefix.
+        for a in self.checks:
+            for b in self.checks:
+                if a != b and b.startswith(a + "_"):
+                    raise ValueError(f"check names {a!r} and {b!r}: results of {a!r} are named "
+                                     f"{a}_<item>, so {b!r} would be read as one; rename it")
+        return self
 
 
 class EvaluateParams(_Strict):
@@ -135,9 +221,9 @@ class CompareParams(_Strict):
 class FloorParams(_Strict):
     macro_f1: float = Field(ge=0, le=1)
     roc_auc: float = Field(ge=0, le=1)
-    max_invariance_flip_rate: float = Field(ge=0, le=1)
-    max_evasion_flip_rate: float = Field(ge=0, le=1)
-    min_insult_pass_rate: float = Field(ge=0, le=1)
+    # Per check of evaluate.behaviour.checks: the highest flip rate or the lowest pass rate
+    # (which one follows from the check's kind).
+    behaviour: dict[str, Annotated[float, Field(ge=0, le=1)]]
 
 
 class GateParams(_Strict):
@@ -229,6 +315,25 @@ class Params(_Strict):
             raise ValueError(f"gate.protected_slices {unknown} are not in evaluate.slices")
         return self
 
+    @model_validator(mode="after")
+    def _behaviour_floors_match_checks(self) -> Params:
+        checks, floors = self.evaluate.behaviour.checks, self.gate.floors.behaviour
+        problems = [f"gate.floors.behaviour.{name}: missing: the check "
+                    f"evaluate.behaviour.checks.{name} has no floor; add `{name}: <"
+                    + ("max flip rate" if check.kind in FLIP_RATE_KINDS else "min pass rate")
+                    + ">` (or remove the check)"
+                    for name, check in checks.items() if name not in floors]
+        problems += [f"gate.floors.behaviour.{name}: no check evaluate.behaviour.checks.{name} "
+                     "is declared; remove the floor (or declare the check)"
+                     for name in floors if name not in checks]
+        problems += [f"evaluate.behaviour.checks.{name}.expect: {check.expect!r} is not one of "
+                     f"data.labels {self.data.labels}"
+                     for name, check in checks.items()
+                     if isinstance(check, TemplateCheck) and check.expect not in self.data.labels]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     @property
     def positive_label(self) -> str:
         return self.data.labels[-1]
@@ -242,6 +347,10 @@ def _format_error(err: ValidationError, source: Path) -> str:
             lines.append(f"  {key}: unknown key (check the spelling against params.yaml)")
         elif e["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
+        elif not e["loc"]:
+            # A rule across sections: its message names each key (the input is everything).
+            message = e["msg"].removeprefix("Value error, ")
+            lines += [f"  {problem}" for problem in message.split("\n")]
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

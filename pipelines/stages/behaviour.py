@@ -1,6 +1,10 @@
-"""Behavioural checks: label-preserving perturbations should not flip predictions, an
-appended insult should raise the offensive score, and disguising an offensive text (the
-evasion suite) should not make it pass."""
+"""Behavioural checks, as the task declares them (evaluate.behaviour.checks in params.yaml):
+label-preserving edits and swapped group terms should not flip predictions, a directional
+template should raise the positive score, templated texts should get their expected label, and
+disguising a caught positive text (the evasion suite) should not make it pass.
+
+Which checks apply, and their lexicons, are part of the task's definition (docs/tasks.md): an
+appended insult makes a text offensive, not hateful."""
 
 from __future__ import annotations
 
@@ -9,7 +13,15 @@ import re
 import numpy as np
 
 from pipelines.core.classifier import Classifier
-from pipelines.core.params import BehaviourParams
+from pipelines.core.errors import UsageError
+from pipelines.core.params import (
+    BehaviourParams,
+    DirectionalCheck,
+    EvasionCheck,
+    InvarianceCheck,
+    TemplateCheck,
+    TermSwapCheck,
+)
 
 _TRAILING_PUNCT = re.compile(r"[.!?]+\s*$")
 
@@ -85,6 +97,26 @@ EVASIONS = {
 }
 
 
+class BehaviourError(UsageError):
+    """A behavioural check names a perturbation or disguise this module does not have."""
+
+
+def check_names(params: BehaviourParams) -> None:
+    """Fail before any scoring when a declared check names an unknown edit or disguise."""
+    for name, check in params.checks.items():
+        if isinstance(check, InvarianceCheck):
+            known, field, items = INVARIANCES, "perturbations", check.perturbations
+        elif isinstance(check, EvasionCheck):
+            known, field, items = EVASIONS, "disguises", check.disguises
+        else:
+            continue
+        unknown = [item for item in items if item not in known]
+        if unknown:
+            raise BehaviourError(f"params.yaml evaluate.behaviour.checks.{name}.{field}: unknown "
+                                 f"{unknown}; known: {', '.join(known)} "
+                                 "(pipelines/stages/behaviour.py)")
+
+
 def sample_texts(texts: list[str], size: int, seed: int = 0) -> list[str]:
     if len(texts) <= size:
         return list(texts)
@@ -93,45 +125,82 @@ def sample_texts(texts: list[str], size: int, seed: int = 0) -> list[str]:
 
 
 def run_evasion_checks(classifier: Classifier, texts: list[str], y_true: np.ndarray,
-                       proba: np.ndarray, sample_size: int) -> dict[str, dict[str, float]]:
-    """Per disguise, the share of offensive texts the model gets right that it no longer
+                       proba: np.ndarray, sample_size: int, disguises: list[str] | None = None,
+                       prefix: str = "evasion") -> dict[str, dict[str, float]]:
+    """Per disguise, the share of positive texts the model gets right that it no longer
     flags once disguised (on a fixed sample of them)."""
     positive = len(classifier.labels) - 1
     caught = [t for t, y, p in zip(texts, y_true, proba.argmax(axis=1), strict=True)
               if y == positive and p == positive]
     sample = sample_texts(caught, sample_size)
     results: dict[str, dict[str, float]] = {}
-    for name, disguise in EVASIONS.items() if sample else ():
-        disguised = [disguise(t) for t in sample]
+    for name in (list(EVASIONS) if disguises is None else disguises) if sample else ():
+        disguised = [EVASIONS[name](t) for t in sample]
         missed = classifier.predict_proba(disguised).argmax(axis=1) != positive
-        results[f"evasion_{name}"] = {"flip_rate": round(float(missed.mean()), 4),
-                                      "n": len(disguised)}
+        results[f"{prefix}_{name}"] = {"flip_rate": round(float(missed.mean()), 4),
+                                       "n": len(disguised)}
     return results
+
+
+def _flip_rate(classifier: Classifier, base_label: np.ndarray,
+               pairs: list[tuple[int, str]]) -> dict[str, float]:
+    changed = classifier.predict_proba([t for _, t in pairs]).argmax(axis=1)
+    flips = changed != base_label[[i for i, _ in pairs]]
+    return {"flip_rate": round(float(flips.mean()), 4), "n": len(pairs)}
+
+
+def _filled(templates: list[str], terms: list[str]) -> list[str]:
+    """Every template with each term in its {term} slot (a template without one, once)."""
+    return [t.replace("{term}", term) for t in templates
+            for term in (terms if "{term}" in t else [""])]
+
+
+def _swap_terms(text: str, terms: list[str]) -> str:
+    """Each whole-word occurrence of a term replaced by the next term of the list."""
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE)
+    lowered = [t.lower() for t in terms]
+    return pattern.sub(lambda m: terms[(lowered.index(m.group(0).lower()) + 1) % len(terms)],
+                       text)
 
 
 def run_behaviour_checks(classifier: Classifier, texts: list[str], y_true: np.ndarray,
                          proba: np.ndarray, params: BehaviourParams
                          ) -> dict[str, dict[str, float]]:
-    """Flip rate per invariance and per evasion, and pass rate of the insult direction, on
-    fixed samples (proba: the classifier's scores of texts, labelled y_true)."""
+    """Every check the task declares, on fixed samples (proba: the classifier's scores of
+    texts, labelled y_true): flip rates of invariances, swaps and evasions, pass rates of
+    directional and template checks. A check with nothing to measure gives no result."""
+    check_names(params)
     sample = sample_texts(texts, params.sample_size)
     positive = len(classifier.labels) - 1
     base = classifier.predict_proba(sample)
     base_label = base.argmax(axis=1)
-    results: dict[str, dict[str, float]] = {}
-    for name, perturb in INVARIANCES.items():
-        pairs = [(i, perturb(t)) for i, t in enumerate(sample) if perturb(t) != t]
-        if not pairs:
-            continue
-        changed = classifier.predict_proba([t for _, t in pairs]).argmax(axis=1)
-        flips = changed != base_label[[i for i, _ in pairs]]
-        results[f"invariance_{name}"] = {"flip_rate": round(float(flips.mean()), 4),
-                                         "n": len(pairs)}
     calm = [i for i in range(len(sample)) if base_label[i] != positive]
-    if calm:
-        insulted = [f"{sample[i].rstrip()} {params.insults[k % len(params.insults)]}"
-                    for k, i in enumerate(calm)]
-        raised = classifier.predict_proba(insulted)[:, positive] > base[calm, positive]
-        results["directional_insult"] = {"pass_rate": round(float(raised.mean()), 4),
-                                         "n": len(calm)}
-    return results | run_evasion_checks(classifier, texts, y_true, proba, params.sample_size)
+    results: dict[str, dict[str, float]] = {}
+    for name, check in params.checks.items():
+        if isinstance(check, InvarianceCheck):
+            for edit in check.perturbations:
+                pairs = [(i, INVARIANCES[edit](t)) for i, t in enumerate(sample)]
+                pairs = [(i, t) for i, t in pairs if t != sample[i]]
+                if pairs:
+                    results[f"{name}_{edit}"] = _flip_rate(classifier, base_label, pairs)
+        elif isinstance(check, TermSwapCheck):
+            pairs = [(i, _swap_terms(t, check.terms)) for i, t in enumerate(sample)]
+            pairs = [(i, t) for i, t in pairs if t != sample[i]]
+            if pairs:
+                results[name] = _flip_rate(classifier, base_label, pairs)
+        elif isinstance(check, DirectionalCheck) and calm:
+            variants = _filled(check.templates, check.terms)
+            raised_texts = [variants[k % len(variants)].replace("{text}", sample[i].rstrip())
+                            for k, i in enumerate(calm)]
+            raised = classifier.predict_proba(raised_texts)[:, positive] > base[calm, positive]
+            results[name] = {"pass_rate": round(float(raised.mean()), 4), "n": len(calm)}
+        elif isinstance(check, TemplateCheck):
+            written = _filled(check.templates, check.terms)
+            got = classifier.predict_proba(written).argmax(axis=1)
+            expected = list(classifier.labels).index(check.expect)
+            results[name] = {"pass_rate": round(float((got == expected).mean()), 4),
+                             "n": len(written)}
+        elif isinstance(check, EvasionCheck):
+            results |= run_evasion_checks(classifier, texts, y_true, proba, params.sample_size,
+                                          check.disguises, name)
+    return results

@@ -103,7 +103,7 @@ def slice_deltas(y: np.ndarray, prod: np.ndarray, cand: np.ndarray, texts: list[
 def behaviour_deltas(prod: dict, cand: dict) -> dict[str, dict[str, Any]]:
     out = {}
     for name in sorted(set(prod) | set(cand)):
-        metric = "flip_rate" if name.startswith(("invariance", "evasion")) else "pass_rate"
+        metric = "flip_rate" if "flip_rate" in (prod.get(name) or cand[name]) else "pass_rate"
         p = prod.get(name, {}).get(metric)
         c = cand.get(name, {}).get(metric)
         out[name] = {"metric": metric, "production": p, "candidate": c,

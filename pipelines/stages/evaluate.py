@@ -13,7 +13,7 @@ from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
 from pipelines.core.errors import MissingFileError
 from pipelines.core.params import PARAMS_FILE, Params, load_params
-from pipelines.stages.behaviour import run_behaviour_checks
+from pipelines.stages.behaviour import check_names, run_behaviour_checks
 from pipelines.stages.metrics import (
     classification_metrics,
     pr_curve_points,
@@ -65,6 +65,7 @@ def write_plots(name: str, frame: pd.DataFrame, y_true: np.ndarray, proba: np.nd
 def evaluate(params: Params, name: str, model_dir: Path | str, metrics_path: Path | str,
              plots_dir: Path | str) -> dict:
     """Score model_dir on the holdout; write metrics JSON, predictions, PR curve and images."""
+    check_names(params.evaluate.behaviour)  # a misspelt check fails before the model loads
     classifier = load_classifier(model_dir, batch_size=params.evaluate.batch_size)
     frame, y_true = load_holdout(params)
     proba = classifier.predict_proba(list(frame.text))

@@ -14,8 +14,18 @@ def _reason(check: str, passed: bool, message: str) -> dict[str, Any]:
     return {"check": check, "passed": passed, "message": message}
 
 
+def behaviour_floor(result: str, floors: dict[str, float]) -> tuple[str, float] | None:
+    """The declared check a behavioural result belongs to (`<check>` or `<check>_<item>`) and
+    its floor; None for a result of a check the task does not declare (never gating)."""
+    for check, floor in floors.items():
+        if result == check or result.startswith(check + "_"):
+            return check, floor
+    return None
+
+
 def floor_reasons(candidate: dict[str, Any], gate: GateParams) -> list[dict[str, Any]]:
-    """Absolute floors on the candidate alone: macro-F1, ROC-AUC and behavioural rates."""
+    """Absolute floors on the candidate alone: macro-F1, ROC-AUC and each declared behavioural
+    check's rate (gate.floors.behaviour)."""
     floors = gate.floors
     out = []
     for key, floor in (("macro_f1", floors.macro_f1), ("roc_auc", floors.roc_auc)):
@@ -24,18 +34,20 @@ def floor_reasons(candidate: dict[str, Any], gate: GateParams) -> list[dict[str,
         out.append(_reason(f"floor.{key}", passed, f"candidate {key} {value} "
                            f"{'>=' if passed else '<'} floor {floor}"))
     for name, check in candidate.get("behaviour", {}).items():
+        declared = behaviour_floor(name, floors.behaviour)
+        if declared is None:
+            continue
+        key, floor = declared
         if "flip_rate" in check:
-            floor = (floors.max_evasion_flip_rate if name.startswith("evasion_")
-                     else floors.max_invariance_flip_rate)
             passed = check["flip_rate"] <= floor
             out.append(_reason(f"floor.behaviour.{name}", passed,
                                f"flip rate {check['flip_rate']} {'<=' if passed else '>'} "
-                               f"{floor}"))
+                               f"{floor} (gate.floors.behaviour.{key})"))
         elif "pass_rate" in check:
-            passed = check["pass_rate"] >= floors.min_insult_pass_rate
+            passed = check["pass_rate"] >= floor
             out.append(_reason(f"floor.behaviour.{name}", passed,
                                f"pass rate {check['pass_rate']} {'>=' if passed else '<'} "
-                               f"{floors.min_insult_pass_rate}"))
+                               f"{floor} (gate.floors.behaviour.{key})"))
     return out
 
 
@@ -68,8 +80,8 @@ def non_inferiority_reasons(comparison: Comparison, gate: GateParams
 
 
 def behaviour_reasons(comparison: Comparison, gate: GateParams) -> list[dict[str, Any]]:
-    """Invariance and evasion flip rates may not worsen by more than behaviour_margin against
-    production.
+    """Flip rates of the declared checks (invariance, evasion, term swap) may not worsen by
+    more than behaviour_margin against production.
 
     Directional checks are judged on their floor alone: a bag-of-words production model passes
     them by construction (every insult word adds weight), so a relative margin there would
@@ -78,6 +90,8 @@ def behaviour_reasons(comparison: Comparison, gate: GateParams) -> list[dict[str
     out = []
     for name, d in comparison.behaviour.items():
         if d.get("production") is None or d.get("candidate") is None:
+            continue
+        if behaviour_floor(name, gate.floors.behaviour) is None:
             continue
         if d["metric"] != "flip_rate":
             continue

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,13 @@ import typer
 import yaml
 
 from pipelines.core.cli import ParamsOpt, run_as_script
-from pipelines.core.data import DataError, dataset_hash, file_md5, normalise
+from pipelines.core.data import (
+    DataError,
+    control_characters,
+    dataset_hash,
+    file_md5,
+    normalise,
+)
 from pipelines.core.params import PARAMS_FILE, Params, load_params
 from pipelines.core.production import POINTER as PRODUCTION_POINTER
 from pipelines.core.provenance import Proofs, signing_key
@@ -64,9 +69,6 @@ class UnreadableFile(Exception):
 
 BOM = b"\xef\xbb\xbf"
 CHUNK_ROWS = 20_000  # rows held at once while streaming a split
-# Control characters other than tab and line breaks: invisible in review, and ESC sequences
-# rewrite a terminal when a row is printed.
-_ALLOWED_CONTROLS = {"\t", "\n", "\r"}
 
 
 def _is_blank(path: Path) -> bool:
@@ -186,11 +188,6 @@ class SplitScan:
                                           index=[lines[i] for i in picked], dtype=str))
             seen += len(rows)
         return pd.concat(parts) if parts else pd.DataFrame(columns=self.columns, dtype=str)
-
-
-def control_characters(text: str) -> list[str]:
-    return sorted({f"U+{ord(c):04X}" for c in text
-                   if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS})
 
 
 def scan_split(path: str, labels: list[str], max_chars: int, out: _Collector,

@@ -151,8 +151,9 @@ def _with_evasion(comparison: Comparison, production: float, candidate: float) -
 
 def test_evasion_flip_rates_have_their_own_floor():
     # Below the invariance floor, above the evasion floor: only the evasion floor catches it.
-    rate = (GATE.floors.max_evasion_flip_rate + GATE.floors.max_invariance_flip_rate) / 2
-    assert GATE.floors.max_evasion_flip_rate < rate < GATE.floors.max_invariance_flip_rate
+    floors = GATE.floors.behaviour
+    rate = (floors["evasion"] + floors["invariance"]) / 2
+    assert floors["evasion"] < rate < floors["invariance"]
     decision = decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), rate, rate), GATE)
     assert decision["failed"] == ["floor.behaviour.evasion_fullwidth"]
     assert decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), 0.0, 0.0),
@@ -161,7 +162,7 @@ def test_evasion_flip_rates_have_their_own_floor():
 
 def test_gate_rejects_an_evasion_regression_against_production():
     gate = GATE.model_copy(update={"floors": GATE.floors.model_copy(
-        update={"max_evasion_flip_rate": 1.0})})
+        update={"behaviour": GATE.floors.behaviour | {"evasion": 1.0}})})
     decision = decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), 0.0,
                                     gate.behaviour_margin + 0.01), gate)
     assert decision["failed"] == ["behaviour.evasion_fullwidth"]

@@ -117,3 +117,17 @@ def test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_out(fresh_re
     run(["dvc", "add", "-q", "data"], fresh_repo)  # way out 2: make it the new version
     assert "resolved to version" in run([sys.executable, "-m", "pipelines", "data", "pull"],
                                         fresh_repo).stdout
+
+
+def test_import_removes_control_characters_validate_would_reject(tmp_path):
+    # TweetEval hate carries U+009D and U+0081 (mis-decoded bytes) in train and validation texts.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "mapping.txt").write_text("0\tnot-hate\n1\thate\n")
+    (src / "train_text.txt").write_text("so \u009dtrue\nplain\n", encoding="utf-8")
+    (src / "train_labels.txt").write_text("0\n1\n")
+    (src / "val_text.txt").write_text("tab\tand \u0081this\n", encoding="utf-8")
+    (src / "val_labels.txt").write_text("1\n")
+    import_tweeteval(src, tmp_path / "out")
+    assert list(read_split(tmp_path / "out/train.csv").text) == ["so true", "plain"]
+    assert list(read_split(tmp_path / "out/holdout.csv").text) == ["tab\tand this"]
