@@ -2,8 +2,9 @@
 
 Runs on the CPU, one GPU, or several GPUs unchanged: `torchrun --nproc_per_node N -m pipelines
 train` or `accelerate launch -m pipelines train` (the Trainer picks the devices up). bf16 mixed
-precision where the hardware has bf16 instructions: AMX or AVX-512 BF16 on the CPU, or a GPU
-(train.precision). A dev split carved from the training data picks the best epoch, stops early,
+precision where a probe of one batch finds it faster than fp32 on this CPU, or on a GPU with
+bf16 (train.precision: auto); the intra-op threads follow the cores other processes leave free
+(train_speed.py). A dev split carved from the training data picks the best epoch, stops early,
 and sets the decision: the weight of a blend with the TF-IDF model (fitted here on the same rows,
 with the baseline stage's settings) and the threshold; the holdout is never read here.
 """
@@ -19,13 +20,18 @@ import numpy as np
 from pipelines.core.canonical import canonical_texts
 from pipelines.core.classifier import TFIDF_FILE, TransformerClassifier, blend
 from pipelines.core.cli import ParamsOpt, run_as_script
-from pipelines.core.cpu import cpu_has_bf16
 from pipelines.core.data import read_split
 from pipelines.core.metadata import build_metadata, partial_dir, save_model_dir
 from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
 from pipelines.stages.backbone import load_backbone
 from pipelines.stages.baseline import build_pipeline
 from pipelines.stages.metrics import macro_f1
+from pipelines.stages.train_speed import (
+    ThreadGovernor,
+    probe_batch,
+    resolve_precision,
+    thread_governor_callback,
+)
 
 # TF-IDF shares tried for the blend on dev; 0 keeps the transformer alone.
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -76,17 +82,6 @@ def dev_split(label_ids: list[int], fraction: float, seed: int) -> tuple[np.ndar
         dev.extend(rows[: int(round(fraction * len(rows)))])
     dev_rows = np.sort(np.asarray(dev, dtype=int))
     return np.setdiff1d(np.arange(len(labels)), dev_rows), dev_rows
-
-
-def use_bf16(precision: str) -> bool:
-    """bf16 mixed precision: asked for, or `auto` on a bf16-capable GPU or CPU."""
-    if precision != "auto":
-        return precision == "bf16"
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
 
 
 def best_threshold(y_true: np.ndarray, positive_proba: np.ndarray, n_labels: int) -> float:
@@ -151,7 +146,12 @@ def train(params: Params, out_dir: Path | str) -> dict:
         return _Encoded({k: [v[i] for i in rows] for k, v in encodings.items()},
                         [label_ids[i] for i in rows])
 
-    bf16 = use_bf16(tp.precision)
+    bf16, precision_choice = resolve_precision(
+        tp.precision, model, probe_batch(tokenizer, [texts[i] for i in train_rows],
+                                         [label_ids[i] for i in train_rows], tp.batch_size,
+                                         tp.max_length, tp.seed))
+    print(f"train: precision {precision_choice}", flush=True)
+    governor = ThreadGovernor()
     args = training_args(tp, partial_dir(out_dir), bf16, with_dev=len(dev_rows) > 0)
     train_labels = [label_ids[i] for i in train_rows]
     loss = (_weighted_loss(class_weights(train_labels, len(labels)))
@@ -163,6 +163,7 @@ def train(params: Params, out_dir: Path | str) -> dict:
 
     callbacks = ([EarlyStoppingCallback(tp.early_stopping_patience)]
                  if len(dev_rows) and tp.early_stopping_patience else [])
+    callbacks.append(thread_governor_callback(governor))
     trainer = Trainer(model=model, args=args, train_dataset=subset(train_rows),
                       eval_dataset=subset(dev_rows) if len(dev_rows) else None,
                       data_collator=DataCollatorWithPadding(tokenizer),
@@ -180,6 +181,8 @@ def train(params: Params, out_dir: Path | str) -> dict:
     metadata = build_metadata("transformer", params, tp.model_dump(), frame, started)
     metadata["device"] = str(args.device)
     metadata["precision"] = "bf16" if bf16 else "fp32"
+    metadata["precision_choice"] = precision_choice
+    metadata["thread_changes"] = governor.changes
     metadata["dev"] = dev
     metadata["decision"] = decision
     if decision["tfidf_weight"]:
