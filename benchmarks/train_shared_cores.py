@@ -3,13 +3,13 @@
 
     .venv/bin/python benchmarks/train_shared_cores.py --seconds 15
 
-For each neighbour (none; one busy-loop process unpinned; the same pinned to the last usable
-core) and each thread setting (torch's default of one thread per core; the same with
+For each thread setting (torch's default of one thread per core; the same with
 OMP_WAIT_POLICY=PASSIVE; one thread; the train stage's ThreadGovernor, which follows the free
-cores), a fresh process trains the configured backbone on one real batch (forward, backward,
-AdamW step, the stage's precision) for --seconds and reports steps/s. Every neighbour is
-killed before the next run. Prints a table of steps/s and each setting's ratio to its own
-idle figure, with the load average, and writes it as JSON.
+cores), a fresh process loads the configured backbone once and trains it on one real batch
+(forward, backward, AdamW step, the stage's precision) for --seconds per neighbour phase: none,
+one busy-loop process unpinned, the same pinned to the last usable core. The process starts
+each neighbour itself and kills it at the phase's end. Prints a table of steps/s and each
+setting's ratio to its own figure without a neighbour, with the load average, and writes JSON.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def neighbour(kind: str):
     if kind == "none":
         yield None
         return
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # Busy until killed, or until its parent is gone (a killed benchmark leaves no spinner).
+    spin = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    proc = subprocess.Popen([sys.executable, "-c", spin])
     try:
         if kind == "pinned":
             os.sched_setaffinity(proc.pid, {max(os.sched_getaffinity(0))})
@@ -50,19 +52,20 @@ def neighbour(kind: str):
         proc.wait(timeout=30)
 
 
-def measure(params: Path, setting: str, seconds: float) -> dict:
-    """Steps/s of one child process under one thread setting."""
+def measure(params: Path, setting: str, neighbours: list[str], seconds: float) -> dict:
+    """Steps/s per neighbour phase of one child process under one thread setting."""
     env_extra, threads = SETTINGS[setting]
     result = subprocess.run(
         [sys.executable, __file__, "--child", "--params", str(params), "--threads", threads,
-         "--seconds", str(seconds)],
+         "--neighbours", ",".join(neighbours), "--seconds", str(seconds)],
         env={**os.environ, **env_extra}, capture_output=True, text=True,
-        timeout=seconds * 20 + 300, check=True)
+        timeout=len(neighbours) * seconds * 10 + 600, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def child(params_file: Path, threads: str, seconds: float) -> None:
-    """Train on one batch for `seconds` (after two warm-up steps) and print steps/s as JSON."""
+def child(params_file: Path, threads: str, neighbours: list[str], seconds: float) -> None:
+    """Per neighbour phase: a warm-up step, then train on one batch for `seconds`; print
+    steps/s per phase as JSON."""
     import torch
 
     from pipelines.core.canonical import canonical_texts
@@ -73,7 +76,7 @@ def child(params_file: Path, threads: str, seconds: float) -> None:
 
     params = load_params(params_file)
     tp, labels = params.train, list(params.data.labels)
-    frame = read_split(params.data.train_file, params.data.max_train_rows)
+    frame = read_split(params.data.train_file, 20 * tp.batch_size)  # a batch is drawn from these
     tokenizer, model = load_backbone(tp, labels)
     batch = probe_batch(tokenizer, canonical_texts(frame.text),
                         [labels.index(label) for label in frame.label], tp.batch_size,
@@ -92,19 +95,21 @@ def child(params_file: Path, threads: str, seconds: float) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(2):
-        step()
-    steps, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        if governor is not None:
-            governor.update()
-        step()
-        steps += 1
-    elapsed = time.perf_counter() - started
-    print(json.dumps({"steps": steps, "seconds": round(elapsed, 2),
-                      "steps_per_s": round(steps / elapsed, 3),
-                      "precision": "bf16" if bf16 else "fp32",
-                      "threads_at_end": torch.get_num_threads(),
+    phases = {}
+    for kind in neighbours:
+        with neighbour(kind):
+            step()  # warm-up, and the neighbour gets going
+            steps, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                if governor is not None:
+                    governor.update()
+                step()
+                steps += 1
+            elapsed = time.perf_counter() - started
+        phases[kind] = {"steps": steps, "seconds": round(elapsed, 2),
+                        "steps_per_s": round(steps / elapsed, 3),
+                        "threads_at_end": torch.get_num_threads()}
+    print(json.dumps({"precision": "bf16" if bf16 else "fp32", "phases": phases,
                       "governor_changes": governor.changes if governor else []}))
 
 
@@ -120,7 +125,7 @@ def main() -> None:
     parser.add_argument("--threads", default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.params, args.threads, args.seconds)
+        child(args.params, args.threads, args.neighbours.split(","), args.seconds)
         return
     settings, neighbours = args.settings.split(","), args.neighbours.split(",")
     load_before = os.getloadavg()
@@ -128,14 +133,15 @@ def main() -> None:
           f"{args.seconds} s per run; load average {' '.join(f'{x:.2f}' for x in load_before)}",
           flush=True)
     runs: dict[str, dict[str, dict]] = {}
-    for kind in neighbours:
-        for setting in settings:
-            with neighbour(kind):
-                run = measure(args.params, setting, args.seconds)
-            runs.setdefault(setting, {})[kind] = run
+    for setting in settings:
+        measured = measure(args.params, setting, neighbours, args.seconds)
+        runs[setting] = measured["phases"]
+        for kind, run in measured["phases"].items():
             print(f"  {setting:<13} neighbour {kind:<9}: {run['steps_per_s']:6.3f} steps/s "
-                  f"({run['precision']}, {run['threads_at_end']} thread(s) at the end)",
+                  f"({measured['precision']}, {run['threads_at_end']} thread(s) at the end)",
                   flush=True)
+        if measured["governor_changes"]:
+            print(f"  governor changes: {measured['governor_changes']}", flush=True)
     print(f"\n{'setting':<13}" + "".join(f"{k:>18}" for k in neighbours))
     for setting, by_kind in runs.items():
         idle = by_kind.get("none", {}).get("steps_per_s")
