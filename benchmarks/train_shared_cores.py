@@ -4,18 +4,20 @@
     .venv/bin/python benchmarks/train_shared_cores.py --seconds 15
 
 For each thread setting (torch's default of one thread per core; the same with
-OMP_WAIT_POLICY=PASSIVE; one thread; the train stage's ThreadGovernor, which follows the free
-cores), a fresh process loads the configured backbone once and trains it on one real batch
-(forward, backward, AdamW step, the stage's precision) for --seconds per neighbour phase: none,
-one busy-loop process unpinned, the same pinned to the last usable core. The process starts
-each neighbour itself and kills it at the phase's end. Prints a table of steps/s and each
-setting's ratio to its own figure without a neighbour, with the load average, and writes JSON.
+OMP_WAIT_POLICY=PASSIVE, as the train stage now runs; one thread; a ThreadGovernor that follows
+the cores other processes leave free, per /proc/stat; the governor with passive waiting), a
+fresh process loads the configured backbone once and trains it on one real batch (forward,
+backward, AdamW step, the stage's precision) for --seconds per neighbour phase: none, one
+busy-loop process unpinned, the same pinned to the last usable core. The process starts each
+neighbour itself and kills it at the phase's end. Prints a table of steps/s and each setting's
+ratio to its own figure without a neighbour, with the load average, and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -30,8 +32,94 @@ SETTINGS = {  # name: (extra environment, thread setting for the child)
     "passive-wait": ({"OMP_WAIT_POLICY": "PASSIVE"}, "default"),
     "one-thread": ({}, "1"),
     "governor": ({}, "governor"),
+    "passive-governor": ({"OMP_WAIT_POLICY": "PASSIVE"}, "governor"),
 }
 NEIGHBOURS = ("none", "unpinned", "pinned")
+
+
+def usable_cpus() -> set[int]:
+    """The cores this process may run on (its affinity; every core where that is unknown)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def busy_cpu_seconds(cpus: set[int], stat: Path = Path("/proc/stat")) -> float | None:
+    """CPU seconds spent busy (all but idle and iowait) since boot on the given cores, by every
+    process; None where /proc/stat is missing (e.g. macOS)."""
+    try:
+        lines = stat.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    ticks = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            values = [int(v) for v in fields]
+            ticks += sum(values[:8]) - values[3] - values[4]  # minus idle, iowait
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class NeighbourMeter:
+    """How many of our cores other processes kept busy since the last reading: busy time on
+    those cores minus this process's own CPU time, over the wall time between readings."""
+
+    def __init__(self, cpus: set[int] | None = None):
+        self.cpus = cpus or usable_cpus()
+        self._last = self._snapshot()
+
+    def _snapshot(self) -> tuple[float, float | None, float]:
+        return time.monotonic(), busy_cpu_seconds(self.cpus), time.process_time()
+
+    def read(self) -> float | None:
+        """Cores' worth of other processes' work since the last call (None: cannot tell)."""
+        now = self._snapshot()
+        (wall0, busy0, own0), (wall1, busy1, own1) = self._last, now
+        self._last = now
+        if busy0 is None or busy1 is None or wall1 - wall0 <= 0:
+            return None
+        other = (busy1 - busy0) - (own1 - own0)
+        return min(max(other / (wall1 - wall0), 0.0), float(len(self.cpus)))
+
+
+def threads_beside(neighbour_cores: float, cores: int) -> int:
+    """Intra-op threads for `cores` usable cores of which neighbours keep `neighbour_cores`
+    busy: one per core they leave free, at least one. A neighbour counts from a third of a
+    core: background daemons stay below it."""
+    return max(1, cores - math.floor(neighbour_cores + 2 / 3))
+
+
+class ThreadGovernor:
+    """The candidate measured against passive waiting, and not adopted: re-fit torch's intra-op
+    threads to the free cores every `interval_s` seconds of training (update() between steps)."""
+
+    def __init__(self, interval_s: float = 3.0, cpus: set[int] | None = None):
+        import torch
+
+        self.cpus = cpus or usable_cpus()
+        self.interval_s = interval_s
+        self.meter = NeighbourMeter(self.cpus)
+        self._next = time.monotonic() + interval_s
+        self.threads = torch.get_num_threads()
+        self.changes: list[dict[str, float]] = []
+
+    def update(self) -> int:
+        """The thread count in force after this call (changed only at each interval's end)."""
+        if time.monotonic() < self._next:
+            return self.threads
+        self._next = time.monotonic() + self.interval_s
+        neighbours = self.meter.read()
+        if neighbours is None:
+            return self.threads
+        wanted = threads_beside(neighbours, len(self.cpus))
+        if wanted != self.threads:
+            import torch
+
+            torch.set_num_threads(wanted)
+            self.changes.append({"neighbour_cores": round(neighbours, 2), "threads": wanted})
+            self.threads = wanted
+        return self.threads
 
 
 @contextmanager
@@ -72,7 +160,7 @@ def child(params_file: Path, threads: str, neighbours: list[str], seconds: float
     from pipelines.core.data import read_split
     from pipelines.core.params import load_params
     from pipelines.stages.backbone import load_backbone
-    from pipelines.stages.train_speed import ThreadGovernor, probe_batch, resolve_precision
+    from pipelines.stages.train_speed import probe_batch, resolve_precision
 
     params = load_params(params_file)
     tp, labels = params.train, list(params.data.labels)
@@ -137,19 +225,19 @@ def main() -> None:
         measured = measure(args.params, setting, neighbours, args.seconds)
         runs[setting] = measured["phases"]
         for kind, run in measured["phases"].items():
-            print(f"  {setting:<13} neighbour {kind:<9}: {run['steps_per_s']:6.3f} steps/s "
+            print(f"  {setting:<17} neighbour {kind:<9}: {run['steps_per_s']:6.3f} steps/s "
                   f"({measured['precision']}, {run['threads_at_end']} thread(s) at the end)",
                   flush=True)
         if measured["governor_changes"]:
             print(f"  governor changes: {measured['governor_changes']}", flush=True)
-    print(f"\n{'setting':<13}" + "".join(f"{k:>18}" for k in neighbours))
+    print(f"\n{'setting':<17}" + "".join(f"{k:>18}" for k in neighbours))
     for setting, by_kind in runs.items():
         idle = by_kind.get("none", {}).get("steps_per_s")
         cells = []
         for kind in neighbours:
             rate = by_kind[kind]["steps_per_s"]
             cells.append(f"{rate:.3f}" + (f" ({rate / idle:.2f}x)" if idle else ""))
-        print(f"{setting:<13}" + "".join(f"{c:>18}" for c in cells))
+        print(f"{setting:<17}" + "".join(f"{c:>18}" for c in cells))
     result = {"load_average_before": load_before, "load_average_after": os.getloadavg(),
               "seconds_per_run": args.seconds, "cores": len(os.sched_getaffinity(0)),
               "runs": runs}

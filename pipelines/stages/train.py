@@ -3,10 +3,11 @@
 Runs on the CPU, one GPU, or several GPUs unchanged: `torchrun --nproc_per_node N -m pipelines
 train` or `accelerate launch -m pipelines train` (the Trainer picks the devices up). bf16 mixed
 precision where a probe of one batch finds it faster than fp32 on this CPU, or on a GPU with
-bf16 (train.precision: auto); the intra-op threads follow the cores other processes leave free
-(train_speed.py). A dev split carved from the training data picks the best epoch, stops early,
-and sets the decision: the weight of a blend with the TF-IDF model (fitted here on the same rows,
-with the baseline stage's settings) and the threshold; the holdout is never read here.
+bf16 (train.precision: auto); intra-op threads wait passively, so a neighbour on the cores
+costs its share and no more (train_speed.py). A dev split carved from the training data picks
+the best epoch, stops early, and sets the decision: the weight of a blend with the TF-IDF model
+(fitted here on the same rows, with the baseline stage's settings) and the threshold; the
+holdout is never read here.
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
 from pipelines.stages.backbone import load_backbone
 from pipelines.stages.baseline import build_pipeline
 from pipelines.stages.metrics import macro_f1
-from pipelines.stages.train_speed import (
-    ThreadGovernor,
-    probe_batch,
-    resolve_precision,
-    thread_governor_callback,
-)
+from pipelines.stages.train_speed import probe_batch, resolve_precision, wait_passively
+
+# Before torch loads (every torch import here is lazy): OpenMP reads its wait policy once.
+OMP_WAIT_POLICY = wait_passively()
 
 # TF-IDF shares tried for the blend on dev; 0 keeps the transformer alone.
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -150,8 +149,7 @@ def train(params: Params, out_dir: Path | str) -> dict:
         tp.precision, model, probe_batch(tokenizer, [texts[i] for i in train_rows],
                                          [label_ids[i] for i in train_rows], tp.batch_size,
                                          tp.max_length, tp.seed))
-    print(f"train: precision {precision_choice}", flush=True)
-    governor = ThreadGovernor()
+    print(f"train: precision {precision_choice}; OpenMP wait policy {OMP_WAIT_POLICY}", flush=True)
     args = training_args(tp, partial_dir(out_dir), bf16, with_dev=len(dev_rows) > 0)
     train_labels = [label_ids[i] for i in train_rows]
     loss = (_weighted_loss(class_weights(train_labels, len(labels)))
@@ -163,7 +161,6 @@ def train(params: Params, out_dir: Path | str) -> dict:
 
     callbacks = ([EarlyStoppingCallback(tp.early_stopping_patience)]
                  if len(dev_rows) and tp.early_stopping_patience else [])
-    callbacks.append(thread_governor_callback(governor))
     trainer = Trainer(model=model, args=args, train_dataset=subset(train_rows),
                       eval_dataset=subset(dev_rows) if len(dev_rows) else None,
                       data_collator=DataCollatorWithPadding(tokenizer),
@@ -182,7 +179,7 @@ def train(params: Params, out_dir: Path | str) -> dict:
     metadata["device"] = str(args.device)
     metadata["precision"] = "bf16" if bf16 else "fp32"
     metadata["precision_choice"] = precision_choice
-    metadata["thread_changes"] = governor.changes
+    metadata["omp_wait_policy"] = OMP_WAIT_POLICY
     metadata["dev"] = dev
     metadata["decision"] = decision
     if decision["tfidf_weight"]:

@@ -1,21 +1,21 @@
-"""How the train stage uses the machine: the precision chosen by timing it, and the intra-op
-threads fitted to the cores other processes leave free.
+"""How the train stage uses the machine: the precision chosen by timing it, and intra-op
+threads that wait passively.
 
 CPU flags do not say whether bf16 pays: on a Xeon with AVX-512 BF16 and VNNI but no AMX, bf16
 training ran at 0.73x fp32, while on an AMD EPYC with the same flags it ran at 2.55x. So `auto`
 times one real batch (forward and backward) in each precision the device can run and keeps the
-faster. And a neighbour taking a core slows a step that waits on every intra-op thread far
-more than its share (0.3 s to 6.5 s seen), so the threads follow the free cores while training.
+faster. And OpenMP threads that spin at barriers while a neighbour holds a core slow a step far
+more than the share of CPU lost (docs/training-speed.md has the measurements).
 """
 
 from __future__ import annotations
 
-import math
 import os
+import sys
 import time
 from typing import Any
 
-from pipelines.core.cpu import NeighbourMeter, cpu_flags, usable_cpus
+from pipelines.core.cpu import cpu_flags
 
 # bf16 must beat fp32 by this much to be chosen: it costs accuracy headroom, and a smaller gap
 # is within the probe's noise on a shared machine.
@@ -124,52 +124,11 @@ def resolve_precision(precision: str, model, batch: dict) -> tuple[bool, dict[st
     return probe["chosen"] == "bf16", {**probe, "by": "probe"}
 
 
-def threads_beside(neighbour_cores: float, cores: int) -> int:
-    """Intra-op threads for `cores` usable cores of which neighbours keep `neighbour_cores`
-    busy: one per core they leave free, at least one. A neighbour counts from a third of a
-    core: background daemons stay below it."""
-    return max(1, cores - math.floor(neighbour_cores + 2 / 3))
-
-
-class ThreadGovernor:
-    """Re-fits torch's intra-op threads to the free cores every `interval_s` seconds of
-    training, so a neighbour that arrives or leaves mid-run is followed (call update() between
-    steps)."""
-
-    def __init__(self, interval_s: float = 3.0, cpus: set[int] | None = None):
-        import torch
-
-        self.cpus = cpus or usable_cpus()
-        self.interval_s = interval_s
-        self.meter = NeighbourMeter(self.cpus)
-        self._next = time.monotonic() + interval_s
-        self.threads = torch.get_num_threads()
-        self.changes: list[dict[str, float]] = []
-
-    def update(self) -> int:
-        """The thread count in force after this call (changed only at each interval's end)."""
-        if time.monotonic() < self._next:
-            return self.threads
-        self._next = time.monotonic() + self.interval_s
-        neighbours = self.meter.read()
-        if neighbours is None:
-            return self.threads
-        wanted = threads_beside(neighbours, len(self.cpus))
-        if wanted != self.threads:
-            import torch
-
-            torch.set_num_threads(wanted)
-            self.changes.append({"neighbour_cores": round(neighbours, 2), "threads": wanted})
-            self.threads = wanted
-        return self.threads
-
-
-def thread_governor_callback(governor: ThreadGovernor):
-    """The governor as a transformers TrainerCallback, updated before every training step."""
-    from transformers import TrainerCallback
-
-    class FollowFreeCores(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            governor.update()
-
-    return FollowFreeCores()
+def wait_passively() -> str | None:
+    """Make torch's OpenMP threads sleep, not spin, while they wait at a barrier (unless
+    OMP_WAIT_POLICY is set already): beside a CPU-bound neighbour, spinning threads kept
+    training at 0.29-0.50x of passive ones. OpenMP reads it once, when torch loads, so this
+    must run first; returns the policy in force, or None where torch was loaded before."""
+    if "torch" in sys.modules:
+        return None
+    return os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -1,10 +1,11 @@
-"""The train stage's use of the machine: the precision probe's choice and the thread governor."""
+"""The train stage's use of the machine: the precision probe's choice, passive OpenMP waits."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from pipelines.core import cpu
 from pipelines.stages import train_speed
 from tests.conftest import ROOT
 
@@ -78,53 +79,18 @@ def test_real_probe_on_the_smoke_backbone_returns_a_choice_with_figures(tmp_path
     assert torch.equal(rng, torch.get_rng_state()) and not model.training
 
 
-@pytest.mark.parametrize(("neighbours", "cores", "threads"), [
-    (0.0, 2, 2), (0.3, 2, 2), (0.4, 2, 1), (1.0, 2, 1), (1.9, 2, 1), (1.0, 4, 3), (0.0, 1, 1),
-])
-def test_threads_leave_the_neighbours_cores_to_them(neighbours, cores, threads):
-    assert train_speed.threads_beside(neighbours, cores) == threads
-
-
-def test_busy_seconds_count_only_our_cores_and_not_idle_or_iowait(tmp_path):
-    stat = tmp_path / "stat"
-    # user nice system idle iowait irq softirq steal
-    stat.write_text("cpu  900 0 900 900 900 0 0 0 0 0\n"
-                    "cpu0 100 10 20 5000 7000 1 2 3 0 0\n"
-                    "cpu1 400 0 100 9000 1 0 0 0 0 0\n"
-                    "intr 12345\n")
-    tick = cpu.os.sysconf("SC_CLK_TCK")
-    assert cpu.busy_cpu_seconds({0}, stat) == pytest.approx(136 / tick)
-    assert cpu.busy_cpu_seconds({0, 1}, stat) == pytest.approx(636 / tick)
-    assert cpu.busy_cpu_seconds({0}, tmp_path / "missing") is None
-
-
-def test_governor_drops_to_the_free_cores_and_comes_back(monkeypatch):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    readings = iter([1.0, 0.05])
-    governor = train_speed.ThreadGovernor(interval_s=0.0, cpus={0, 1})
-    monkeypatch.setattr(governor.meter, "read", lambda: next(readings))
-    try:
-        assert governor.update() == 1 and torch.get_num_threads() == 1
-        assert governor.update() == 2 and torch.get_num_threads() == 2
-        assert governor.changes == [{"neighbour_cores": 1.0, "threads": 1},
-                                    {"neighbour_cores": 0.05, "threads": 2}]
-    finally:
-        torch.set_num_threads(before)
-
-
-def test_neighbour_meter_sees_a_busy_process_beside_us():
+def test_the_train_stage_makes_openmp_wait_passively_unless_told_otherwise():
     import subprocess
     import sys
-    import time
 
-    meter = cpu.NeighbourMeter()
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(3)
-        assert meter.read() >= 0.5  # at least half a core, however loaded the machine is
-    finally:
-        busy.kill()
-        busy.wait(timeout=30)
+    show = ("import sys, os; import pipelines.stages.train as t; "
+            "print('torch' in sys.modules, t.OMP_WAIT_POLICY, os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+
+    def run(**extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", show], env={**env, **extra}, cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    # torch is not loaded yet when the policy is set: OpenMP reads it only then.
+    assert run() == "False PASSIVE PASSIVE"
+    assert run(OMP_WAIT_POLICY="ACTIVE") == "False ACTIVE ACTIVE"
