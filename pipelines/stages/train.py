@@ -29,9 +29,6 @@ from pipelines.stages.baseline import build_pipeline
 from pipelines.stages.metrics import macro_f1
 from pipelines.stages.train_speed import probe_batch, resolve_precision, wait_passively
 
-# Before torch loads (every torch import here is lazy): OpenMP reads its wait policy once.
-OMP_WAIT_POLICY = wait_passively()
-
 # TF-IDF shares tried for the blend on dev; 0 keeps the transformer alone.
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -127,6 +124,7 @@ def training_args(tp: TrainParams, work_dir: Path, bf16: bool, with_dev: bool):
 
 def train(params: Params, out_dir: Path | str) -> dict:
     """Fine-tune, then save model, tokenizer and metadata.json into out_dir (atomically)."""
+    wait_policy = wait_passively()  # first: OpenMP reads it once, when torch loads below
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
 
     started = time.time()
@@ -149,7 +147,7 @@ def train(params: Params, out_dir: Path | str) -> dict:
         tp.precision, model, probe_batch(tokenizer, [texts[i] for i in train_rows],
                                          [label_ids[i] for i in train_rows], tp.batch_size,
                                          tp.max_length, tp.seed))
-    print(f"train: precision {precision_choice}; OpenMP wait policy {OMP_WAIT_POLICY}", flush=True)
+    print(f"train: precision {precision_choice}; OpenMP wait policy {wait_policy}", flush=True)
     args = training_args(tp, partial_dir(out_dir), bf16, with_dev=len(dev_rows) > 0)
     train_labels = [label_ids[i] for i in train_rows]
     loss = (_weighted_loss(class_weights(train_labels, len(labels)))
@@ -179,7 +177,7 @@ def train(params: Params, out_dir: Path | str) -> dict:
     metadata["device"] = str(args.device)
     metadata["precision"] = "bf16" if bf16 else "fp32"
     metadata["precision_choice"] = precision_choice
-    metadata["omp_wait_policy"] = OMP_WAIT_POLICY
+    metadata["omp_wait_policy"] = wait_policy
     metadata["dev"] = dev
     metadata["decision"] = decision
     if decision["tfidf_weight"]:

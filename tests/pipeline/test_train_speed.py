@@ -79,18 +79,34 @@ def test_real_probe_on_the_smoke_backbone_returns_a_choice_with_figures(tmp_path
     assert torch.equal(rng, torch.get_rng_state()) and not model.training
 
 
-def test_the_train_stage_makes_openmp_wait_passively_unless_told_otherwise():
+def test_openmp_waits_passively_unless_told_otherwise_or_too_late():
     import subprocess
     import sys
 
-    show = ("import sys, os; import pipelines.stages.train as t; "
-            "print('torch' in sys.modules, t.OMP_WAIT_POLICY, os.environ['OMP_WAIT_POLICY'])")
+    show = ("import sys, os; {pre}from pipelines.stages.train_speed import wait_passively; "
+            "print(wait_passively(), os.environ.get('OMP_WAIT_POLICY'))")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
 
-    def run(**extra: str) -> str:
-        return subprocess.run([sys.executable, "-c", show], env={**env, **extra}, cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
+    def run(pre: str = "", **extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", show.format(pre=pre)],
+                              env={**env, **extra}, cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
 
-    # torch is not loaded yet when the policy is set: OpenMP reads it only then.
-    assert run() == "False PASSIVE PASSIVE"
-    assert run(OMP_WAIT_POLICY="ACTIVE") == "False ACTIVE ACTIVE"
+    assert run() == "PASSIVE PASSIVE"
+    assert run(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE ACTIVE"
+    # Once torch (and OpenMP) is loaded the policy cannot change: it says so, and sets nothing.
+    assert run(pre="import torch; ") == "None None"
+
+
+def test_the_train_stage_sets_the_wait_policy_before_anything_loads_torch(monkeypatch, tmp_path):
+    from pipelines.stages import train as train_stage
+
+    class Called(Exception):
+        pass
+
+    def wait_passively():
+        raise Called
+
+    monkeypatch.setattr(train_stage, "wait_passively", wait_passively)
+    with pytest.raises(Called):
+        train_stage.train(params=None, out_dir=tmp_path)  # nothing else ran before it
