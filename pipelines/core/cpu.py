@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 # bf16 dot products: AMX tiles (Sapphire Rapids and later) or AVX-512 BF16 (Cooper Lake, Zen 4).
-# Both make bf16 mixed-precision training pay: 2.35x (AMX) and 2.55x (AVX-512 BF16, AMD EPYC)
-# against fp32 on 2 idle cores (benchmarks/train_precision.py).
+# They do not settle whether bf16 pays (2.55x fp32 on an AMD EPYC, 0.73x on a Xeon without AMX,
+# benchmarks/train_precision.py): training times it (train_speed.py); serving reads them.
 BF16_MATRIX_FLAGS = ("amx_bf16",)
 BF16_VECTOR_FLAGS = ("avx512_bf16",)
 BF16_FLAGS = BF16_MATRIX_FLAGS + BF16_VECTOR_FLAGS
@@ -28,3 +28,4 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
 def cpu_has_bf16(flags: set[str] | None = None) -> bool:
     """True where the CPU has bf16 dot-product instructions: where bf16 training pays."""
     return bool((cpu_flags() if flags is None else flags) & set(BF16_FLAGS))
+

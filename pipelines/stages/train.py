@@ -2,10 +2,12 @@
 
 Runs on the CPU, one GPU, or several GPUs unchanged: `torchrun --nproc_per_node N -m pipelines
 train` or `accelerate launch -m pipelines train` (the Trainer picks the devices up). bf16 mixed
-precision where the hardware has bf16 instructions: AMX or AVX-512 BF16 on the CPU, or a GPU
-(train.precision). A dev split carved from the training data picks the best epoch, stops early,
-and sets the decision: the weight of a blend with the TF-IDF model (fitted here on the same rows,
-with the baseline stage's settings) and the threshold; the holdout is never read here.
+precision where a probe of one batch finds it faster than fp32 on this CPU, or on a GPU with
+bf16 (train.precision: auto); intra-op threads wait passively, so a neighbour on the cores
+costs its share and no more (train_speed.py). A dev split carved from the training data picks
+the best epoch, stops early, and sets the decision: the weight of a blend with the TF-IDF model
+(fitted here on the same rows, with the baseline stage's settings) and the threshold; the
+holdout is never read here.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ import numpy as np
 from pipelines.core.canonical import canonical_texts
 from pipelines.core.classifier import TFIDF_FILE, TransformerClassifier, blend
 from pipelines.core.cli import ParamsOpt, run_as_script
-from pipelines.core.cpu import cpu_has_bf16
 from pipelines.core.data import read_split
 from pipelines.core.metadata import build_metadata, partial_dir, save_model_dir
 from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
 from pipelines.stages.backbone import load_backbone
 from pipelines.stages.baseline import build_pipeline
 from pipelines.stages.metrics import macro_f1
+from pipelines.stages.train_speed import probe_batch, resolve_precision, wait_passively
 
 # TF-IDF shares tried for the blend on dev; 0 keeps the transformer alone.
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -78,17 +80,6 @@ def dev_split(label_ids: list[int], fraction: float, seed: int) -> tuple[np.ndar
     return np.setdiff1d(np.arange(len(labels)), dev_rows), dev_rows
 
 
-def use_bf16(precision: str) -> bool:
-    """bf16 mixed precision: asked for, or `auto` on a bf16-capable GPU or CPU."""
-    if precision != "auto":
-        return precision == "bf16"
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
-
-
 def best_threshold(y_true: np.ndarray, positive_proba: np.ndarray, n_labels: int) -> float:
     """The positive-class probability cut that maximises macro-F1 (two labels only)."""
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -133,6 +124,7 @@ def training_args(tp: TrainParams, work_dir: Path, bf16: bool, with_dev: bool):
 
 def train(params: Params, out_dir: Path | str) -> dict:
     """Fine-tune, then save model, tokenizer and metadata.json into out_dir (atomically)."""
+    wait_policy = wait_passively()  # first: OpenMP reads it once, when torch loads below
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
 
     started = time.time()
@@ -151,7 +143,11 @@ def train(params: Params, out_dir: Path | str) -> dict:
         return _Encoded({k: [v[i] for i in rows] for k, v in encodings.items()},
                         [label_ids[i] for i in rows])
 
-    bf16 = use_bf16(tp.precision)
+    bf16, precision_choice = resolve_precision(
+        tp.precision, model, probe_batch(tokenizer, [texts[i] for i in train_rows],
+                                         [label_ids[i] for i in train_rows], tp.batch_size,
+                                         tp.max_length, tp.seed))
+    print(f"train: precision {precision_choice}; OpenMP wait policy {wait_policy}", flush=True)
     args = training_args(tp, partial_dir(out_dir), bf16, with_dev=len(dev_rows) > 0)
     train_labels = [label_ids[i] for i in train_rows]
     loss = (_weighted_loss(class_weights(train_labels, len(labels)))
@@ -180,6 +176,8 @@ def train(params: Params, out_dir: Path | str) -> dict:
     metadata = build_metadata("transformer", params, tp.model_dump(), frame, started)
     metadata["device"] = str(args.device)
     metadata["precision"] = "bf16" if bf16 else "fp32"
+    metadata["precision_choice"] = precision_choice
+    metadata["omp_wait_policy"] = wait_policy
     metadata["dev"] = dev
     metadata["decision"] = decision
     if decision["tfidf_weight"]:

@@ -1,9 +1,8 @@
-"""The train stage's model-selection helpers: dev split, precision, decision threshold."""
+"""The train stage's model-selection helpers: dev split, decision threshold."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from pipelines.stages import train as train_stage
 
@@ -20,18 +19,6 @@ def test_dev_split_is_seeded_and_empty_at_fraction_zero():
     assert np.array_equal(train_stage.dev_split(labels, 0.2, 7)[1],
                           train_stage.dev_split(labels, 0.2, 7)[1])
     assert len(train_stage.dev_split(labels, 0.0, 7)[1]) == 0
-
-
-@pytest.mark.parametrize(("precision", "has_bf16", "expected"), [
-    ("fp32", True, False), ("bf16", False, True), ("auto", True, True), ("auto", False, False),
-])
-def test_precision_auto_follows_the_cpu_bf16_instructions(monkeypatch, precision, has_bf16,
-                                                          expected):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(train_stage, "cpu_has_bf16", lambda: has_bf16)
-    assert train_stage.use_bf16(precision) is expected
 
 
 def test_threshold_is_the_cut_that_maximises_dev_macro_f1():
