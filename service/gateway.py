@@ -1,7 +1,19 @@
-"""ASGI middleware in front of the BentoML routes: limits, overload shedding, the response shape.
+"""ASGI middleware in front of the `@bentoml.api` /classify: what BentoML 1.4 cannot do itself.
 
-It refuses bad or excess requests before they reach the batcher, and turns the batchable API's
-per-text list into the contract response with X-Model-Version and X-Request-Id.
+Each part, and why it is here rather than in BentoML:
+- header count and size (431): BentoML has no header limit (the byte cap before parsing is in
+  service/http_guard.py);
+- Content-Type, body size and a body deadline, then the texts' limits, all as the JSON error
+  contract: BentoML reads any body whole, without a deadline, and answers its own error shapes;
+- the concurrency limit (429 + Retry-After), taken only after the body is read and valid:
+  BentoML's `traffic.max_concurrency` counts from the first byte, so slow senders would hold it;
+- X-Request-Id on every answer, including BentoML's own and the refusals above;
+- the SIGTERM drain (service/drain.py): BentoML stops answering on SIGTERM;
+- the request count and latency metrics by route and status, over every answer.
+
+Admitted requests go to the BentoML route, whose method (service/service.py, Runtime.classify)
+scores them in the greedy batcher and answers the contract; BentoML's own errors (timeout,
+unexpected failure) are turned into the contract here.
 """
 
 from __future__ import annotations
@@ -15,7 +27,6 @@ import uuid
 from typing import Any
 
 from service import runtime as runtime_state
-from service.batcher import QueueTimeout
 from service.drain import STATE as DRAIN
 from service.metrics import service_metrics
 from service.validation import InputError, check_content_type, parse_classify_body
@@ -38,6 +49,21 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
             if _REQUEST_ID.match(candidate):
                 return candidate
     return uuid.uuid4().hex
+
+
+def bentoml_error(status: int, body: bytes) -> InputError | None:
+    """The contract error for an answer BentoML made itself (its `{"error": ...}` without a
+    `field`: a timeout, a validation or an unexpected failure), None for the route's own."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "field" in payload:
+        return None  # Runtime.classify's refusal: already the contract
+    if status == 504:
+        return InputError(503, "overloaded", "the model is too far behind to answer in time; "
+                          "retry later", "service")
+    return InputError(500, "internal", "inference failed; see the server log", "service")
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -160,45 +186,23 @@ class ModerationGateway:
 
     async def classify_admitted(self, scope: dict, send: Any, texts: list[str], request_id: str,
                                 started: float) -> None:
-        runtime = runtime_state.current()
-        if runtime is None:
+        if runtime_state.current() is None:
             await self.refuse(send, InputError(503, "not_ready", "model is still loading",
                                                "service"), retry=True)
             return
-        if runtime.batcher is not None:
-            scoring = self.call_batcher(runtime.batcher, texts)
-        else:
-            scoring = self.call_model(scope, json.dumps({"texts": texts}).encode())
-        status, payload = await DRAIN.within_deadline(scoring, late=(503, SHUTTING_DOWN))
-        if payload is SHUTTING_DOWN:
+        answered = await DRAIN.within_deadline(
+            self.call_route(scope, texts, request_id, started), late=None)
+        if answered is None:
             await self.refuse(send, SHUTTING_DOWN, retry=True)
             return
-        if status in (429, 503):
-            await self.refuse(send, InputError(status, "overloaded", "the model is too far "
-                                               "behind to answer in time; retry later",
-                                               "service"), retry=True)
+        status, headers, body = answered
+        error = None if status == 200 else bentoml_error(status, body)
+        if error is not None:
+            logger.error("classify %s: BentoML answered %s: %r", request_id, status, body[:300])
+            await self.refuse(send, error, retry=error.status in (429, 503))
             return
-        if status == 422:
-            await self.refuse(send, InputError(422, "unprocessable", "the model cannot process "
-                                               "these texts"))
-            return
-        if status != 200 or not isinstance(payload, list) or len(payload) != len(texts):
-            logger.error("classify %s: model call answered %s: %r", request_id, status,
-                         str(payload)[:300])
-            await self.refuse(send, InputError(500, "internal", "inference failed; see the "
-                                               "server log", "service"))
-            return
-        version = payload[0]["model_version"]
-        body_out = json.dumps({"model_version": version, "predictions": payload}).encode()
-        # Enqueue (non-blocking) before answering, so an acknowledged prediction is always queued
-        # and a graceful shutdown flushes it.
-        runtime.after_response(request_id, texts, payload,
-                               (time.perf_counter() - started) * 1000)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body_out)).encode()),
-                                (b"x-model-version", version.encode())]})
-        await send({"type": "http.response.body", "body": body_out})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def read_body(self, scope: dict, receive: Any) -> bytes:
         declared = _header(scope.get("headers", []), b"content-length")
@@ -219,21 +223,13 @@ class ModerationGateway:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def call_batcher(self, batcher: Any, texts: list[str]) -> tuple[int, Any]:
-        """Score through the greedy batcher (serve.batching = greedy)."""
-        try:
-            return 200, await batcher.submit(texts)
-        except QueueTimeout:
-            return 429, None
-        except Exception:
-            # Texts known to be unscorable got a 422 before batching, so this is the model's
-            # fault: a 5xx (the canary analysis counts it), kept to this request by the
-            # batcher's retry-alone.
-            logger.exception("inference failed")
-            return 500, None
+    async def call_route(self, scope: dict, texts: list[str], request_id: str,
+                         started: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The `@bentoml.api` /classify answer to the validated texts: status, headers, body.
 
-    async def call_model(self, scope: dict, body: bytes) -> tuple[int, Any]:
-        """Run the BentoML route (adaptive batching) and collect its JSON answer."""
+        The body was consumed here to check it, so it is replayed; the request id and arrival
+        time travel in the ASGI scope's state (Starlette's `request.state`)."""
+        body = json.dumps({"texts": texts}).encode()
         sent = False
 
         async def receive() -> dict:
@@ -247,22 +243,19 @@ class ModerationGateway:
                    if k.lower() not in (b"content-length", b"content-type")]
         headers += [(b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode())]
-        inner_scope = {**scope, "headers": headers}
-        status, parts = 500, []
+        state = {**scope.get("state", {}), "request_id": request_id, "started": started}
+        inner_scope = {**scope, "headers": headers, "state": state}
+        status, out_headers, parts = 500, [], []
 
         async def collect(message: dict) -> None:
-            nonlocal status
+            nonlocal status, out_headers
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, out_headers = message["status"], list(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 parts.append(message.get("body", b""))
 
         await self.app(inner_scope, receive, collect)
-        raw = b"".join(parts)
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw[:300]
+        return status, out_headers, b"".join(parts)
 
     async def refuse(self, send: Any, error: InputError, retry: bool = False) -> None:
         service_metrics().errors.labels(kind=error.kind).inc()

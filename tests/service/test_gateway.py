@@ -1,7 +1,10 @@
 """The gateway and batcher under hostile input and overload, driven in-process through ASGI.
 
 The model is a stand-in that keeps the real tokenizer's unkind part (a lone surrogate raises a
-TypeError, failing the whole batch it is in) and takes real time per forward pass.
+TypeError, failing the whole batch it is in) and takes real time per forward pass. Behind the
+gateway, `route` does what BentoML's route does around `Moderation.classify` (JSON in, the
+method's status, headers and body out) with the real `Runtime.classify`; test_service.py runs
+the same cases through BentoML itself.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from service import runtime as runtime_state
+from service.runtime import Runtime
 from service.batcher import GreedyBatcher, QueueTimeout
 from service.drain import STATE as DRAIN
 from service.drain import DrainState
@@ -34,10 +38,22 @@ def tokenizer_like_predict(pass_s: float = 0.0):
 
 @pytest.fixture
 def runtime():
-    fake = SimpleNamespace(batcher=None, after_response=lambda *a: None)
-    runtime_state.set_current(fake)
-    yield fake
+    real = Runtime(SimpleNamespace(retry_after_s=1, log_text="text"),
+                   SimpleNamespace(labels=["x"]), log=None, shadow=None)
+    runtime_state.set_current(real)
+    yield real
     runtime_state.set_current(None)
+
+
+async def route(scope, receive, send):
+    """BentoML's part around Moderation.classify: parse the JSON, call, serialise the answer."""
+    texts = json.loads((await receive())["body"])["texts"]
+    state = scope["state"]
+    answer = await runtime_state.current().classify(texts, state["request_id"], state["started"])
+    headers = [(b"content-type", b"application/json"),
+               *[(k.encode(), v.encode()) for k, v in answer.headers.items()]]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(answer.body).encode()})
 
 
 async def asgi_call(app, body_parts: list[bytes], headers: list[tuple[bytes, bytes]] | None = None,
@@ -65,10 +81,8 @@ async def asgi_call(app, body_parts: list[bytes], headers: list[tuple[bytes, byt
     return start["status"], dict(start["headers"]), json.loads(body)
 
 
-def gateway(**overrides) -> ModerationGateway:
-    async def bentoml_app(scope, receive, send):
-        raise AssertionError("the greedy path never reaches BentoML's route")
-    return ModerationGateway(bentoml_app, **{**LIMITS, **overrides})
+def gateway(app=route, **overrides) -> ModerationGateway:
+    return ModerationGateway(app, **{**LIMITS, **overrides})
 
 
 def body(texts) -> list[bytes]:
@@ -256,3 +270,62 @@ def test_json_with_a_charset_parameter_is_accepted(runtime):
     runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
     headers = [(b"content-type", b"Application/JSON; charset=utf-8")]
     assert asyncio.run(asgi_call(gateway(), body(["hi"]), headers=headers))[0] == 200
+
+
+def test_the_route_answers_the_contract_with_the_callers_request_id(runtime):
+    runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
+    logged = []
+    runtime.after_response = lambda *args: logged.append(args)
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", b"caller-7")]
+    status, out, payload = asyncio.run(asgi_call(gateway(), body(["a", "b"]), headers=headers))
+    assert (status, out[b"x-model-version"], out[b"x-request-id"]) == (200, b"v1", b"caller-7")
+    assert payload["model_version"] == "v1" and len(payload["predictions"]) == 2
+    assert [(rid, texts) for rid, texts, *_ in logged] == [("caller-7", ["a", "b"])]
+
+
+def test_a_model_failure_is_the_routes_json_500_and_other_requests_still_score(runtime):
+    def breaks_on_boom(texts):
+        if "boom" in texts:
+            raise RuntimeError("model broke")
+        return tokenizer_like_predict()(texts)
+
+    runtime.batcher = GreedyBatcher(breaks_on_boom, max_batch_size=64)
+    app = gateway(max_concurrency=8)
+
+    async def scenario():
+        return await asyncio.gather(asgi_call(app, body(["boom"])),
+                                    *[asgi_call(app, body([f"fine {i}"])) for i in range(4)])
+
+    (status, _, payload), *good = asyncio.run(scenario())
+    assert (status, payload["error"], payload["field"]) == (500, "internal", "service")
+    assert [s for s, _, _ in good] == [200] * 4
+
+
+def test_queue_time_shedding_is_a_429_with_retry_after(runtime):
+    runtime.batcher = GreedyBatcher(tokenizer_like_predict(0.3), max_batch_size=1,
+                                    max_queue_s=0.1)
+    app = gateway(max_concurrency=8)
+
+    async def scenario():
+        first = asyncio.create_task(asgi_call(app, body(["first"])))
+        await asyncio.sleep(0.35)  # one pass timed: the batcher now knows a pass takes 0.3 s
+        second = asyncio.create_task(asgi_call(app, body(["second"])))
+        await asyncio.sleep(0.05)
+        return await first, await asgi_call(app, body(["third"])), await second
+
+    _, (status, headers, payload), _ = asyncio.run(scenario())
+    assert (status, payload["error"], payload["field"]) == (429, "overloaded", "service")
+    assert headers[b"retry-after"] == b"1"
+
+
+@pytest.mark.parametrize(("status", "error"), [(504, "overloaded"), (500, "internal"),
+                                               (400, "internal")])
+def test_bentomls_own_errors_become_the_json_contract(runtime, status, error):
+    async def bentoml_answers(scope, receive, send):  # BentoML's shape: no "field"
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"error": "from BentoML"}'})
+
+    got, headers, payload = asyncio.run(asgi_call(gateway(bentoml_answers), body(["hi"])))
+    assert (payload["error"], payload["field"]) == (error, "service")
+    assert got == (503 if status == 504 else 500) and b"x-request-id" in headers
