@@ -201,6 +201,10 @@ class ModerationGateway:
             logger.error("classify %s: BentoML answered %s: %r", request_id, status, body[:300])
             await self.refuse(send, error, retry=error.status in (429, 503))
             return
+        # BentoML streams its answer without a length; it is whole here, so it gets one
+        headers = [(k, v) for k, v in headers if k.lower() not in (b"content-length",
+                                                                   b"transfer-encoding")]
+        headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -17,11 +17,11 @@ from types import SimpleNamespace
 import pytest
 
 from service import runtime as runtime_state
-from service.runtime import Runtime
 from service.batcher import GreedyBatcher, QueueTimeout
 from service.drain import STATE as DRAIN
 from service.drain import DrainState
 from service.gateway import ModerationGateway
+from service.runtime import Runtime
 
 LIMITS = {"max_chars": 200, "max_texts": 8, "max_body_bytes": 4096, "max_concurrency": 3,
           "retry_after_s": 1, "body_timeout_s": 0.3, "max_header_bytes": 2048, "max_headers": 20}
