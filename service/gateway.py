@@ -1,19 +1,18 @@
-"""ASGI middleware in front of the `@bentoml.api` /classify: what BentoML 1.4 cannot do itself.
+"""ASGI middleware in front of BentoML: /classify's one request path, and what BentoML cannot do.
 
-Each part, and why it is here rather than in BentoML:
+POST /classify is answered here, by the same call the `@bentoml.api` method makes
+(`Runtime.classify`: the greedy batcher, the prediction log, the contract answer). Routing it
+through BentoML's route instead cost a third of the peak requests/s (docs/service.md, "One
+request path"). Each other part, and why it is here rather than in BentoML:
 - header count and size (431): BentoML has no header limit (the byte cap before parsing is in
   service/http_guard.py);
 - Content-Type, body size and a body deadline, then the texts' limits, all as the JSON error
   contract: BentoML reads any body whole, without a deadline, and answers its own error shapes;
 - the concurrency limit (429 + Retry-After), taken only after the body is read and valid:
   BentoML's `traffic.max_concurrency` counts from the first byte, so slow senders would hold it;
-- X-Request-Id on every answer, including BentoML's own and the refusals above;
+- X-Request-Id on every answer, including the refusals above and BentoML's own routes;
 - the SIGTERM drain (service/drain.py): BentoML stops answering on SIGTERM;
 - the request count and latency metrics by route and status, over every answer.
-
-Admitted requests go to the BentoML route, whose method (service/service.py, Runtime.classify)
-scores them in the greedy batcher and answers the contract; BentoML's own errors (timeout,
-unexpected failure) are turned into the contract here.
 """
 
 from __future__ import annotations
@@ -49,21 +48,6 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
             if _REQUEST_ID.match(candidate):
                 return candidate
     return uuid.uuid4().hex
-
-
-def bentoml_error(status: int, body: bytes) -> InputError | None:
-    """The contract error for an answer BentoML made itself (its `{"error": ...}` without a
-    `field`: a timeout, a validation or an unexpected failure), None for the route's own."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict) and "field" in payload:
-        return None  # Runtime.classify's refusal: already the contract
-    if status == 504:
-        return InputError(503, "overloaded", "the model is too far behind to answer in time; "
-                          "retry later", "service")
-    return InputError(500, "internal", "inference failed; see the server log", "service")
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -186,26 +170,23 @@ class ModerationGateway:
 
     async def classify_admitted(self, scope: dict, send: Any, texts: list[str], request_id: str,
                                 started: float) -> None:
-        if runtime_state.current() is None:
+        runtime = runtime_state.current()
+        if runtime is None:
             await self.refuse(send, InputError(503, "not_ready", "model is still loading",
                                                "service"), retry=True)
             return
-        answered = await DRAIN.within_deadline(
-            self.call_route(scope, texts, request_id, started), late=None)
-        if answered is None:
+        # The same call as the @bentoml.api method, made here: through BentoML's route it cost
+        # a third of the peak requests/s (docs/service.md, "One request path").
+        answer = await DRAIN.within_deadline(runtime.classify(texts, request_id, started),
+                                             late=None)
+        if answer is None:
             await self.refuse(send, SHUTTING_DOWN, retry=True)
             return
-        status, headers, body = answered
-        error = None if status == 200 else bentoml_error(status, body)
-        if error is not None:
-            logger.error("classify %s: BentoML answered %s: %r", request_id, status, body[:300])
-            await self.refuse(send, error, retry=error.status in (429, 503))
-            return
-        # BentoML streams its answer without a length; it is whole here, so it gets one
-        headers = [(k, v) for k, v in headers if k.lower() not in (b"content-length",
-                                                                   b"transfer-encoding")]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        body = json.dumps(answer.body).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()),
+                   *[(k.encode(), v.encode()) for k, v in answer.headers.items()]]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def read_body(self, scope: dict, receive: Any) -> bytes:
@@ -226,40 +207,6 @@ class ModerationGateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    async def call_route(self, scope: dict, texts: list[str], request_id: str,
-                         started: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """The `@bentoml.api` /classify answer to the validated texts: status, headers, body.
-
-        The body was consumed here to check it, so it is replayed; the request id and arrival
-        time travel in the ASGI scope's state (Starlette's `request.state`)."""
-        body = json.dumps({"texts": texts}).encode()
-        sent = False
-
-        async def receive() -> dict:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        headers = [(k, v) for k, v in scope.get("headers", [])
-                   if k.lower() not in (b"content-length", b"content-type")]
-        headers += [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())]
-        state = {**scope.get("state", {}), "request_id": request_id, "started": started}
-        inner_scope = {**scope, "headers": headers, "state": state}
-        status, out_headers, parts = 500, [], []
-
-        async def collect(message: dict) -> None:
-            nonlocal status, out_headers
-            if message["type"] == "http.response.start":
-                status, out_headers = message["status"], list(message.get("headers", []))
-            elif message["type"] == "http.response.body":
-                parts.append(message.get("body", b""))
-
-        await self.app(inner_scope, receive, collect)
-        return status, out_headers, b"".join(parts)
 
     async def refuse(self, send: Any, error: InputError, retry: bool = False) -> None:
         service_metrics().errors.labels(kind=error.kind).inc()

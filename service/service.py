@@ -1,9 +1,10 @@
 """BentoML service `moderation`: the entry point that wires the parts together. It loads the model
 once (service.inference.load_model), starts the runtime (service/runtime.py: the model, its greedy
-batcher, the prediction log and the shadow evaluator), and serves `/classify` from one
-`@bentoml.api` method. In front of it the gateway middleware (service/gateway.py) does only what
-BentoML cannot: limits checked before a body is parsed, a concurrency limit after it, the JSON
-error contract for every refusal, request ids, the SIGTERM drain and the request metrics.
+batcher, the prediction log and the shadow evaluator); `/classify` is one
+`@bentoml.api` method's call, `Runtime.classify`. The gateway middleware in front
+(service/gateway.py) makes that call for POST /classify itself (measured faster than BentoML's
+route) and does what BentoML cannot: limits checked before a body is parsed, a concurrency limit
+after it, the JSON error contract for every refusal, request ids, the SIGTERM drain, metrics.
 
 Serve with `make serve` (the built Bento) or `bentoml serve service.service:Moderation`.
 """
@@ -11,6 +12,7 @@ Serve with `make serve` (the built Bento) or `bentoml serve service.service:Mode
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +66,15 @@ class Moderation:
 
     # Not batchable=True: BentoML's batcher hands each request a slice of one list (no room for
     # the contract's model_version and headers), fails every request of a batch that fails, and
-    # waits for batches to fill (measured in docs/service.md, "Batching"). The greedy batcher
-    # behind Runtime.classify runs whenever the model is free and retries a failed batch alone.
+    # waits for batches to fill (docs/service.md, "One request path"). The gateway answers
+    # POST /classify itself with this same call, so this method is what BentoML's OpenAPI and
+    # clients see of it, and what an in-process caller gets.
     @bentoml.api(route="/classify")
     async def classify(self, texts: list[str], ctx: bentoml.Context) -> dict[str, Any]:
-        """Score one request's texts (validated and admitted by the gateway) in the greedy
-        batcher's next forward pass; answer `{"model_version", "predictions"}` or a JSON error."""
-        state = ctx.request.state  # set by the gateway: the request's id and arrival time
-        answer = await self.runtime.classify(texts, state.request_id, state.started)
+        """Score the texts in the greedy batcher's next forward pass; answer
+        `{"model_version", "predictions"}` or a JSON error (`{"error", "field", "detail"}`)."""
+        answer = await self.runtime.classify(texts, ctx.request.headers.get("x-request-id", ""),
+                                             time.perf_counter())
         ctx.response.status_code = answer.status
         ctx.response.headers.update(answer.headers)
         return answer.body

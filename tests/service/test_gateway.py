@@ -1,10 +1,8 @@
 """The gateway and batcher under hostile input and overload, driven in-process through ASGI.
 
 The model is a stand-in that keeps the real tokenizer's unkind part (a lone surrogate raises a
-TypeError, failing the whole batch it is in) and takes real time per forward pass. Behind the
-gateway, `route` does what BentoML's route does around `Moderation.classify` (JSON in, the
-method's status, headers and body out) with the real `Runtime.classify`; test_service.py runs
-the same cases through BentoML itself.
+TypeError, failing the whole batch it is in) and takes real time per forward pass; around it
+the real Runtime (greedy batcher, the contract answer), without prediction log or shadow.
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import uvicorn.config
 
 from service import runtime as runtime_state
 from service.batcher import GreedyBatcher, QueueTimeout
@@ -36,24 +35,18 @@ def tokenizer_like_predict(pass_s: float = 0.0):
     return predict
 
 
+def stand_in_runtime(batcher: GreedyBatcher | None = None) -> Runtime:
+    """The real Runtime around a stand-in model, without prediction log or shadow."""
+    return Runtime(SimpleNamespace(retry_after_s=1, log_text="text"),
+                   SimpleNamespace(labels=["x"]), log=None, shadow=None, batcher=batcher)
+
+
 @pytest.fixture
 def runtime():
-    real = Runtime(SimpleNamespace(retry_after_s=1, log_text="text"),
-                   SimpleNamespace(labels=["x"]), log=None, shadow=None)
+    real = stand_in_runtime()
     runtime_state.set_current(real)
     yield real
     runtime_state.set_current(None)
-
-
-async def route(scope, receive, send):
-    """BentoML's part around Moderation.classify: parse the JSON, call, serialise the answer."""
-    texts = json.loads((await receive())["body"])["texts"]
-    state = scope["state"]
-    answer = await runtime_state.current().classify(texts, state["request_id"], state["started"])
-    headers = [(b"content-type", b"application/json"),
-               *[(k.encode(), v.encode()) for k, v in answer.headers.items()]]
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": json.dumps(answer.body).encode()})
 
 
 async def asgi_call(app, body_parts: list[bytes], headers: list[tuple[bytes, bytes]] | None = None,
@@ -81,8 +74,10 @@ async def asgi_call(app, body_parts: list[bytes], headers: list[tuple[bytes, byt
     return start["status"], dict(start["headers"]), json.loads(body)
 
 
-def gateway(app=route, **overrides) -> ModerationGateway:
-    return ModerationGateway(app, **{**LIMITS, **overrides})
+def gateway(**overrides) -> ModerationGateway:
+    async def bentoml_app(scope, receive, send):
+        raise AssertionError("the gateway answers POST /classify itself")
+    return ModerationGateway(bentoml_app, **{**LIMITS, **overrides})
 
 
 def body(texts) -> list[bytes]:
@@ -318,14 +313,17 @@ def test_queue_time_shedding_is_a_429_with_retry_after(runtime):
     assert headers[b"retry-after"] == b"1"
 
 
-@pytest.mark.parametrize(("status", "error"), [(504, "overloaded"), (500, "internal"),
-                                               (400, "internal")])
-def test_bentomls_own_errors_become_the_json_contract(runtime, status, error):
-    async def bentoml_answers(scope, receive, send):  # BentoML's shape: no "field"
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b'{"error": "from BentoML"}'})
+def test_the_bentoml_api_method_answers_exactly_what_the_gateway_answers(runtime, monkeypatch):
+    # importing the service registers the guarded protocol in uvicorn: undone after the test
+    monkeypatch.setitem(uvicorn.config.HTTP_PROTOCOLS, "auto",
+                        uvicorn.config.HTTP_PROTOCOLS["auto"])
+    from service.service import Moderation
 
-    got, headers, payload = asyncio.run(asgi_call(gateway(bentoml_answers), body(["hi"])))
-    assert (payload["error"], payload["field"]) == (error, "service")
-    assert got == (503 if status == 504 else 500) and b"x-request-id" in headers
+    runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
+    ctx = SimpleNamespace(request=SimpleNamespace(headers={"x-request-id": "r1"}),
+                          response=SimpleNamespace(status_code=200, headers={}))
+    method = Moderation.apis["classify"].func
+    method_body = asyncio.run(method(SimpleNamespace(runtime=runtime), ["a", "b"], ctx))
+    status, headers, gateway_body = asyncio.run(asgi_call(gateway(), body(["a", "b"])))
+    assert (ctx.response.status_code, method_body) == (status, gateway_body) == (200, method_body)
+    assert ctx.response.headers["x-model-version"] == headers[b"x-model-version"].decode()
