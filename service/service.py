@@ -20,7 +20,7 @@ import bentoml
 
 from service import runtime as runtime_state
 from service.drain import install_sigterm_drain
-from service.gateway import ModerationGateway
+from service.gateway import ModerationGateway, request_id_from
 from service.http_guard import HeadLimits
 from service.http_guard import install as install_http_guard
 from service.inference import load_model
@@ -73,8 +73,8 @@ class Moderation:
     async def classify(self, texts: list[str], ctx: bentoml.Context) -> dict[str, Any]:
         """Score the texts in the greedy batcher's next forward pass; answer
         `{"model_version", "predictions"}` or a JSON error (`{"error", "field", "detail"}`)."""
-        answer = await self.runtime.classify(texts, ctx.request.headers.get("x-request-id", ""),
-                                             time.perf_counter())
+        request_id = request_id_from(ctx.request.headers.raw)
+        answer = await self.runtime.classify(texts, request_id, time.perf_counter())
         ctx.response.status_code = answer.status
         ctx.response.headers.update(answer.headers)
         return answer.body

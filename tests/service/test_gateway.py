@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import uvicorn.config
+from starlette.datastructures import Headers
 
 from service import runtime as runtime_state
 from service.batcher import GreedyBatcher, QueueTimeout
@@ -320,7 +321,7 @@ def test_the_bentoml_api_method_answers_exactly_what_the_gateway_answers(runtime
     from service.service import Moderation
 
     runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
-    ctx = SimpleNamespace(request=SimpleNamespace(headers={"x-request-id": "r1"}),
+    ctx = SimpleNamespace(request=SimpleNamespace(headers=Headers({"x-request-id": "r1"})),
                           response=SimpleNamespace(status_code=200, headers={}))
     method = Moderation.apis["classify"].func
     method_body = asyncio.run(method(SimpleNamespace(runtime=runtime), ["a", "b"], ctx))
