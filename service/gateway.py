@@ -1,7 +1,18 @@
-"""ASGI middleware in front of the BentoML routes: limits, overload shedding, the response shape.
+"""ASGI middleware in front of BentoML: /classify's one request path, and what BentoML cannot do.
 
-It refuses bad or excess requests before they reach the batcher, and turns the batchable API's
-per-text list into the contract response with X-Model-Version and X-Request-Id.
+POST /classify is answered here, by the same call the `@bentoml.api` method makes
+(`Runtime.classify`: the greedy batcher, the prediction log, the contract answer). Routing it
+through BentoML's route instead cost a third of the peak requests/s (docs/service.md, "One
+request path"). Each other part, and why it is here rather than in BentoML:
+- header count and size (431): BentoML has no header limit (the byte cap before parsing is in
+  service/http_guard.py);
+- Content-Type, body size and a body deadline, then the texts' limits, all as the JSON error
+  contract: BentoML reads any body whole, without a deadline, and answers its own error shapes;
+- the concurrency limit (429 + Retry-After), taken only after the body is read and valid:
+  BentoML's `traffic.max_concurrency` counts from the first byte, so slow senders would hold it;
+- X-Request-Id on every answer, including the refusals above and BentoML's own routes;
+- the SIGTERM drain (service/drain.py): BentoML stops answering on SIGTERM;
+- the request count and latency metrics by route and status, over every answer.
 """
 
 from __future__ import annotations
@@ -15,7 +26,6 @@ import uuid
 from typing import Any
 
 from service import runtime as runtime_state
-from service.batcher import QueueTimeout
 from service.drain import STATE as DRAIN
 from service.metrics import service_metrics
 from service.validation import InputError, check_content_type, parse_classify_body
@@ -165,40 +175,19 @@ class ModerationGateway:
             await self.refuse(send, InputError(503, "not_ready", "model is still loading",
                                                "service"), retry=True)
             return
-        if runtime.batcher is not None:
-            scoring = self.call_batcher(runtime.batcher, texts)
-        else:
-            scoring = self.call_model(scope, json.dumps({"texts": texts}).encode())
-        status, payload = await DRAIN.within_deadline(scoring, late=(503, SHUTTING_DOWN))
-        if payload is SHUTTING_DOWN:
+        # The same call as the @bentoml.api method, made here: through BentoML's route it cost
+        # a third of the peak requests/s (docs/service.md, "One request path").
+        answer = await DRAIN.within_deadline(runtime.classify(texts, request_id, started),
+                                             late=None)
+        if answer is None:
             await self.refuse(send, SHUTTING_DOWN, retry=True)
             return
-        if status in (429, 503):
-            await self.refuse(send, InputError(status, "overloaded", "the model is too far "
-                                               "behind to answer in time; retry later",
-                                               "service"), retry=True)
-            return
-        if status == 422:
-            await self.refuse(send, InputError(422, "unprocessable", "the model cannot process "
-                                               "these texts"))
-            return
-        if status != 200 or not isinstance(payload, list) or len(payload) != len(texts):
-            logger.error("classify %s: model call answered %s: %r", request_id, status,
-                         str(payload)[:300])
-            await self.refuse(send, InputError(500, "internal", "inference failed; see the "
-                                               "server log", "service"))
-            return
-        version = payload[0]["model_version"]
-        body_out = json.dumps({"model_version": version, "predictions": payload}).encode()
-        # Enqueue (non-blocking) before answering, so an acknowledged prediction is always queued
-        # and a graceful shutdown flushes it.
-        runtime.after_response(request_id, texts, payload,
-                               (time.perf_counter() - started) * 1000)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body_out)).encode()),
-                                (b"x-model-version", version.encode())]})
-        await send({"type": "http.response.body", "body": body_out})
+        body = json.dumps(answer.body).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()),
+                   *[(k.encode(), v.encode()) for k, v in answer.headers.items()]]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def read_body(self, scope: dict, receive: Any) -> bytes:
         declared = _header(scope.get("headers", []), b"content-length")
@@ -218,51 +207,6 @@ class ModerationGateway:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
-
-    async def call_batcher(self, batcher: Any, texts: list[str]) -> tuple[int, Any]:
-        """Score through the greedy batcher (serve.batching = greedy)."""
-        try:
-            return 200, await batcher.submit(texts)
-        except QueueTimeout:
-            return 429, None
-        except Exception:
-            # Texts known to be unscorable got a 422 before batching, so this is the model's
-            # fault: a 5xx (the canary analysis counts it), kept to this request by the
-            # batcher's retry-alone.
-            logger.exception("inference failed")
-            return 500, None
-
-    async def call_model(self, scope: dict, body: bytes) -> tuple[int, Any]:
-        """Run the BentoML route (adaptive batching) and collect its JSON answer."""
-        sent = False
-
-        async def receive() -> dict:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        headers = [(k, v) for k, v in scope.get("headers", [])
-                   if k.lower() not in (b"content-length", b"content-type")]
-        headers += [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())]
-        inner_scope = {**scope, "headers": headers}
-        status, parts = 500, []
-
-        async def collect(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                parts.append(message.get("body", b""))
-
-        await self.app(inner_scope, receive, collect)
-        raw = b"".join(parts)
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw[:300]
 
     async def refuse(self, send: Any, error: InputError, retry: bool = False) -> None:
         service_metrics().errors.labels(kind=error.kind).inc()

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipelines.core.params import ServeParams
-from service.batcher import GreedyBatcher
+from service.batcher import GreedyBatcher, QueueTimeout
 from service.inference import classify
 from service.kept_text import TextPolicy
 from service.metrics import service_metrics
 from service.predlog import PredictionLog, new_log_id, prediction_rows
 from service.shadow import ShadowEvaluator, local_scorer, remote_scorer
+from service.validation import InputError
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Answer:
+    """What /classify answers: status, extra headers and the JSON body of the contract."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def refusal(cls, error: InputError, retry_after_s: int | None = None) -> Answer:
+        service_metrics().errors.labels(kind=error.kind).inc()
+        headers = {} if retry_after_s is None else {"retry-after": str(retry_after_s)}
+        return cls(error.status, error.to_json(), headers)
 
 
 @dataclass
@@ -25,7 +42,7 @@ class Runtime:
     classifier: Any
     log: PredictionLog | None  # None: db_url "" (the shadow pod keeps no log nobody reads)
     shadow: ShadowEvaluator | None
-    batcher: GreedyBatcher | None = None
+    batcher: GreedyBatcher | None = None  # set by start_runtime
     text_policy: TextPolicy | None = None
 
     @property
@@ -42,6 +59,30 @@ class Runtime:
             metrics.predictions.labels(label=p["label"], model_version=p["model_version"]).inc()
             metrics.score.observe(p["scores"][positive])
         return predictions
+
+    async def classify(self, texts: list[str], request_id: str, started: float) -> Answer:
+        """The /classify answer for validated texts: scored in the greedy batcher's next forward
+        pass, logged, and shaped as the contract (model version, one prediction per text)."""
+        try:
+            predictions = await self.batcher.submit(texts)  # type: ignore[union-attr]
+        except QueueTimeout:
+            return Answer.refusal(InputError(429, "overloaded", "the model is too far behind to "
+                                             "answer in time; retry later", "service"),
+                                  self.settings.retry_after_s)
+        except Exception:
+            # Texts known to be unscorable got a 422 before batching, so this is the model's
+            # fault: a 5xx (the canary analysis counts it), kept to this request by the
+            # batcher's retry-alone.
+            logger.exception("classify %s: inference failed", request_id)
+            return Answer.refusal(InputError(500, "internal", "inference failed; see the server "
+                                             "log", "service"))
+        version = predictions[0]["model_version"]
+        # Enqueued (non-blocking) before the answer leaves, so an acknowledged prediction is
+        # always queued and a graceful shutdown flushes it.
+        self.after_response(request_id, texts, predictions,
+                            (time.perf_counter() - started) * 1000)
+        return Answer(200, {"model_version": version, "predictions": predictions},
+                      {"x-model-version": version})
 
     def after_response(self, request_id: str, texts: list[str], predictions: list[dict],
                        latency_ms: float) -> None:
@@ -95,9 +136,8 @@ def start_runtime(settings: ServeParams, classifier: Any) -> Runtime:
     policy = TextPolicy(settings.log_text, settings.log_text_share, settings.log_text_uncertain)
     runtime = Runtime(settings, classifier, log, None, text_policy=policy)
     runtime.shadow = build_shadow(settings, runtime)
-    if settings.batching == "greedy":
-        runtime.batcher = GreedyBatcher(runtime.predict_batch, settings.max_batch_size,
-                                        max_queue_s=settings.max_queue_ms / 1000)
+    runtime.batcher = GreedyBatcher(runtime.predict_batch, settings.max_batch_size,
+                                    max_queue_s=settings.max_queue_ms / 1000)
     return runtime
 
 

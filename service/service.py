@@ -1,8 +1,10 @@
 """BentoML service `moderation`: the entry point that wires the parts together. It loads the model
-once (service.inference.load_model), starts the runtime (service/runtime.py: the model, the
-prediction log and the shadow evaluator) whose predict_batch the batchable `/classify` API calls,
-and puts the gateway middleware (service/gateway.py: limits, overload shedding, the response
-contract) in front of it.
+once (service.inference.load_model), starts the runtime (service/runtime.py: the model, its greedy
+batcher, the prediction log and the shadow evaluator); `/classify` is one
+`@bentoml.api` method's call, `Runtime.classify`. The gateway middleware in front
+(service/gateway.py) makes that call for POST /classify itself (measured faster than BentoML's
+route) and does what BentoML cannot: limits checked before a body is parsed, a concurrency limit
+after it, the JSON error contract for every refusal, request ids, the SIGTERM drain, metrics.
 
 Serve with `make serve` (the built Bento) or `bentoml serve service.service:Moderation`.
 """
@@ -10,13 +12,15 @@ Serve with `make serve` (the built Bento) or `bentoml serve service.service:Mode
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 import bentoml
 
 from service import runtime as runtime_state
 from service.drain import install_sigterm_drain
-from service.gateway import ModerationGateway
+from service.gateway import ModerationGateway, request_id_from
 from service.http_guard import HeadLimits
 from service.http_guard import install as install_http_guard
 from service.inference import load_model
@@ -43,10 +47,14 @@ def resolve_model_dir(configured: str | None) -> Path:
         return default_model_dir()
 
 
+# traffic: only BentoML's timeout, a backstop (504). Its max_concurrency is not used: that
+# middleware sits outside ours, so it would count slow senders before their body is read and
+# answer 429 without Retry-After or the JSON error contract; the gateway limits admitted
+# requests instead.
 @bentoml.service(name="moderation", workers=1, traffic={"timeout": 30},
                  http={"port": 3000})
 class Moderation:
-    """Classifies texts as offensive or not, with adaptive batching across requests."""
+    """Classifies texts as offensive or not, batching texts across requests."""
 
     def __init__(self) -> None:
         model_dir = resolve_model_dir(SETTINGS.model_dir)
@@ -56,11 +64,20 @@ class Moderation:
         runtime_state.set_current(self.runtime)
         install_sigterm_drain(SETTINGS.drain_timeout_s)
 
-    @bentoml.api(batchable=True, max_batch_size=SETTINGS.max_batch_size,
-                 max_latency_ms=SETTINGS.max_latency_ms, route="/classify")
-    def classify(self, texts: list[str]) -> list[dict]:
-        """One forward pass over the texts of every request BentoML's batcher gathered."""
-        return self.runtime.predict_batch(texts)
+    # Not batchable=True: BentoML's batcher hands each request a slice of one list (no room for
+    # the contract's model_version and headers), fails every request of a batch that fails, and
+    # waits for batches to fill (docs/service.md, "One request path"). The gateway answers
+    # POST /classify itself with this same call, so this method is what BentoML's OpenAPI and
+    # clients see of it, and what an in-process caller gets.
+    @bentoml.api(route="/classify")
+    async def classify(self, texts: list[str], ctx: bentoml.Context) -> dict[str, Any]:
+        """Score the texts in the greedy batcher's next forward pass; answer
+        `{"model_version", "predictions"}` or a JSON error (`{"error", "field", "detail"}`)."""
+        request_id = request_id_from(ctx.request.headers.raw)
+        answer = await self.runtime.classify(texts, request_id, time.perf_counter())
+        ctx.response.status_code = answer.status
+        ctx.response.headers.update(answer.headers)
+        return answer.body
 
     # No __is_ready__: ready once the model is loaded. The prediction log buffers while its
     # database is away and reports that as moderation_log_database_up, so a database blip

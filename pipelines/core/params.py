@@ -252,9 +252,7 @@ class ServeParams(_Strict):
     max_pending_connections: int = Field(gt=0)
     max_queue_ms: int = Field(gt=0)
     drain_timeout_s: int = Field(gt=0)
-    batching: Literal["greedy", "bentoml"]
     max_batch_size: int = Field(gt=0)
-    max_latency_ms: int = Field(gt=0)
     accel: Literal["auto", "none", "bf16", "int8", "onnx", "onnx-int8"]
     torch_threads: int = Field(gt=0)
     log_text: Literal["text", "hash", "sample"]

@@ -1,7 +1,8 @@
 """The gateway and batcher under hostile input and overload, driven in-process through ASGI.
 
 The model is a stand-in that keeps the real tokenizer's unkind part (a lone surrogate raises a
-TypeError, failing the whole batch it is in) and takes real time per forward pass.
+TypeError, failing the whole batch it is in) and takes real time per forward pass; around it
+the real Runtime (greedy batcher, the contract answer), without prediction log or shadow.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import uvicorn.config
+from starlette.datastructures import Headers
 
 from service import runtime as runtime_state
 from service.batcher import GreedyBatcher, QueueTimeout
 from service.drain import STATE as DRAIN
 from service.drain import DrainState
 from service.gateway import ModerationGateway
+from service.runtime import Runtime
 
 LIMITS = {"max_chars": 200, "max_texts": 8, "max_body_bytes": 4096, "max_concurrency": 3,
           "retry_after_s": 1, "body_timeout_s": 0.3, "max_header_bytes": 2048, "max_headers": 20}
@@ -32,11 +36,17 @@ def tokenizer_like_predict(pass_s: float = 0.0):
     return predict
 
 
+def stand_in_runtime(batcher: GreedyBatcher | None = None) -> Runtime:
+    """The real Runtime around a stand-in model, without prediction log or shadow."""
+    return Runtime(SimpleNamespace(retry_after_s=1, log_text="text"),
+                   SimpleNamespace(labels=["x"]), log=None, shadow=None, batcher=batcher)
+
+
 @pytest.fixture
 def runtime():
-    fake = SimpleNamespace(batcher=None, after_response=lambda *a: None)
-    runtime_state.set_current(fake)
-    yield fake
+    real = stand_in_runtime()
+    runtime_state.set_current(real)
+    yield real
     runtime_state.set_current(None)
 
 
@@ -67,7 +77,7 @@ async def asgi_call(app, body_parts: list[bytes], headers: list[tuple[bytes, byt
 
 def gateway(**overrides) -> ModerationGateway:
     async def bentoml_app(scope, receive, send):
-        raise AssertionError("the greedy path never reaches BentoML's route")
+        raise AssertionError("the gateway answers POST /classify itself")
     return ModerationGateway(bentoml_app, **{**LIMITS, **overrides})
 
 
@@ -256,3 +266,65 @@ def test_json_with_a_charset_parameter_is_accepted(runtime):
     runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
     headers = [(b"content-type", b"Application/JSON; charset=utf-8")]
     assert asyncio.run(asgi_call(gateway(), body(["hi"]), headers=headers))[0] == 200
+
+
+def test_the_route_answers_the_contract_with_the_callers_request_id(runtime):
+    runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
+    logged = []
+    runtime.after_response = lambda *args: logged.append(args)
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", b"caller-7")]
+    status, out, payload = asyncio.run(asgi_call(gateway(), body(["a", "b"]), headers=headers))
+    assert (status, out[b"x-model-version"], out[b"x-request-id"]) == (200, b"v1", b"caller-7")
+    assert payload["model_version"] == "v1" and len(payload["predictions"]) == 2
+    assert [(rid, texts) for rid, texts, *_ in logged] == [("caller-7", ["a", "b"])]
+
+
+def test_a_model_failure_is_the_routes_json_500_and_other_requests_still_score(runtime):
+    def breaks_on_boom(texts):
+        if "boom" in texts:
+            raise RuntimeError("model broke")
+        return tokenizer_like_predict()(texts)
+
+    runtime.batcher = GreedyBatcher(breaks_on_boom, max_batch_size=64)
+    app = gateway(max_concurrency=8)
+
+    async def scenario():
+        return await asyncio.gather(asgi_call(app, body(["boom"])),
+                                    *[asgi_call(app, body([f"fine {i}"])) for i in range(4)])
+
+    (status, _, payload), *good = asyncio.run(scenario())
+    assert (status, payload["error"], payload["field"]) == (500, "internal", "service")
+    assert [s for s, _, _ in good] == [200] * 4
+
+
+def test_queue_time_shedding_is_a_429_with_retry_after(runtime):
+    runtime.batcher = GreedyBatcher(tokenizer_like_predict(0.3), max_batch_size=1,
+                                    max_queue_s=0.1)
+    app = gateway(max_concurrency=8)
+
+    async def scenario():
+        first = asyncio.create_task(asgi_call(app, body(["first"])))
+        await asyncio.sleep(0.35)  # one pass timed: the batcher now knows a pass takes 0.3 s
+        second = asyncio.create_task(asgi_call(app, body(["second"])))
+        await asyncio.sleep(0.05)
+        return await first, await asgi_call(app, body(["third"])), await second
+
+    _, (status, headers, payload), _ = asyncio.run(scenario())
+    assert (status, payload["error"], payload["field"]) == (429, "overloaded", "service")
+    assert headers[b"retry-after"] == b"1"
+
+
+def test_the_bentoml_api_method_answers_exactly_what_the_gateway_answers(runtime, monkeypatch):
+    # importing the service registers the guarded protocol in uvicorn: undone after the test
+    monkeypatch.setitem(uvicorn.config.HTTP_PROTOCOLS, "auto",
+                        uvicorn.config.HTTP_PROTOCOLS["auto"])
+    from service.service import Moderation
+
+    runtime.batcher = GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)
+    ctx = SimpleNamespace(request=SimpleNamespace(headers=Headers({"x-request-id": "r1"})),
+                          response=SimpleNamespace(status_code=200, headers={}))
+    method = Moderation.apis["classify"].func
+    method_body = asyncio.run(method(SimpleNamespace(runtime=runtime), ["a", "b"], ctx))
+    status, headers, gateway_body = asyncio.run(asgi_call(gateway(), body(["a", "b"])))
+    assert (ctx.response.status_code, method_body) == (status, gateway_body) == (200, method_body)
+    assert ctx.response.headers["x-model-version"] == headers[b"x-model-version"].decode()

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import psutil
@@ -28,7 +27,7 @@ from service.http_guard import GuardedHttpToolsProtocol, HeadLimits
 from tests.conftest import ROOT, free_port, wait_until
 from tests.service.conftest import HEADER_TIMEOUT_S as SERVICE_HEADER_TIMEOUT_S
 from tests.service.conftest import MAX_PENDING_CONNECTIONS
-from tests.service.test_gateway import gateway, tokenizer_like_predict
+from tests.service.test_gateway import gateway, stand_in_runtime, tokenizer_like_predict
 
 HEADER_TIMEOUT_S, MAX_HEADER_BYTES, MAX_PENDING = 1.5, 4096, 20
 SLOW_HEAD = b"POST /classify HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # then nothing
@@ -42,9 +41,8 @@ def guarded_server(**limits) -> Iterator[int]:
                                 "max_header_bytes": MAX_HEADER_BYTES,
                                 "max_pending_connections": MAX_PENDING, **limits}),
         "waiting": {}})
-    runtime_state.set_current(SimpleNamespace(
-        batcher=GreedyBatcher(tokenizer_like_predict(), max_batch_size=64),
-        after_response=lambda *a: None))
+    runtime_state.set_current(stand_in_runtime(
+        GreedyBatcher(tokenizer_like_predict(), max_batch_size=64)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(gateway(), host="127.0.0.1", port=port, http=protocol,
                                            loop="asyncio", log_level="warning", lifespan="off"))

@@ -59,6 +59,14 @@ def test_classify_returns_label_scores_and_version_per_text_with_headers(server)
         assert abs(sum(p["scores"].values()) - 1) < 1e-4
 
 
+def test_bentomls_openapi_describes_the_classify_request(server):
+    with urllib.request.urlopen(server["base"] + "/docs.json", timeout=10) as docs:
+        spec = json.load(docs)
+    body = spec["paths"]["/classify"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["required"] == ["texts"]
+    assert body["schema"]["properties"]["texts"]["items"] == {"type": "string"}
+
+
 def test_callers_request_id_is_echoed_and_logged_with_each_prediction(server):
     status, headers, _ = classify(server["base"], ["first", "second", "third"],
                                   {"X-Request-Id": "caller-abc-123"})

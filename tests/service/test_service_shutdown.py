@@ -36,9 +36,7 @@ def load_until_stopped(base: str, stop: threading.Event, acknowledged: dict[str,
 
 def test_sigterm_under_load_keeps_every_acknowledged_prediction(smoke_repo, postgres_url,
                                                                 tmp_path):
-    # BentoML's own adaptive batcher here; the other server tests use the default greedy one.
-    settings = {"model_dir": str(smoke_repo / "models/candidate"), "db_url": postgres_url,
-                "batching": "bentoml"}
+    settings = {"model_dir": str(smoke_repo / "models/candidate"), "db_url": postgres_url}
     acknowledged: dict[str, int] = {}
     stop = threading.Event()
     create_schema(postgres_url)  # the migrate Job's step; the service never runs DDL on PostgreSQL
