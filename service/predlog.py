@@ -2,7 +2,8 @@
 
 The schema changes only through the Alembic migrations in service/migrations (`python -m
 service.logdb migrate`, the Argo CD PreSync Job); the serving pod never runs DDL on PostgreSQL.
-The review UI reuses `connect` and `placeholder` from here for its own queries.
+The review UI's tables (service/review/store.py) are declared on the same `metadata` and reached
+through the same `make_engine`.
 """
 
 from __future__ import annotations
@@ -174,15 +175,6 @@ def create_schema(url: str) -> None:
     from service.logdb import upgrade
 
     upgrade(url)
-
-
-def placeholder(url: str) -> str:
-    """The query parameter mark of the URL's driver: sqlite3's `?`, psycopg's `%s`."""
-    return "?" if backend_of(url) == "sqlite" else "%s"
-
-
-def placeholders(url: str, n: int) -> str:
-    return ", ".join([placeholder(url)] * n)
 
 
 def new_log_id() -> str:

@@ -1,28 +1,59 @@
-"""Reviewed labels next to the prediction log: the corrections table, queries and counts.
+"""Reviewed labels next to the prediction log: the review UI's tables, queries and counts.
 
-The predictions table and the connection code belong to service/predlog.py; this module only adds
-one table (one row per reviewed prediction, the latest review wins) and reads both.
+The predictions table and the engine belong to service/predlog.py; this module declares the review
+UI's three tables on the same SQLAlchemy metadata and reads and writes them with SQLAlchemy Core,
+one query for both backends. The tables change only through the migrations in service/migrations.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from service.predlog import backend_of, connect, placeholder, prepare_database
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.predlog import LogTime, make_engine, metadata, predictions, prepare_database
 
 REVIEW_STATUSES = ("all", "unreviewed", "reviewed", "confirmed", "fixed")
 SORTS = ("uncertainty", "newest", "oldest")
 MAX_PAGE = 500
 MAX_BATCH = 500
 
-# The tables (corrections, label_reviews, revoked_sessions) are created by the migrations in
-# service/migrations, like the predictions table.
 MAX_DB_INT = 2**63 - 1  # both backends store ids and offsets as signed 64-bit integers
 MAX_OFFSET = 10**9
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# The tables as the latest migration leaves them (service/migrations/versions).
+# One row per reviewed prediction; the latest review wins.
+corrections = sa.Table(
+    "corrections", metadata,
+    sa.Column("prediction_id", _ID, sa.ForeignKey("predictions.id"), primary_key=True,
+              autoincrement=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),  # confirmed | fixed
+    sa.Column("reviewer", sa.Text, nullable=False),
+    sa.Column("reviewed_at", LogTime, nullable=False),
+)
+# One row per decided suspicious training row (the label-noise queue); the latest wins.
+label_reviews = sa.Table(
+    "label_reviews", metadata,
+    sa.Column("row_id", sa.Text, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("given_label", sa.Text, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),  # kept | changed
+    sa.Column("reviewer", sa.Text, nullable=False),
+    sa.Column("reviewed_at", LogTime, nullable=False),
+)
+# Review sessions ended by logout, until they would have expired anyway (Unix seconds).
+revoked_sessions = sa.Table(
+    "revoked_sessions", metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
 
 
 class ReviewInputError(ValueError):
@@ -120,66 +151,42 @@ class ReviewStore:
         self.url = url
         self.labels = list(labels)
         self.positive = self.labels[-1]
-        self.backend = backend_of(url)
-        self.mark = placeholder(url)
+        self.engine = make_engine(url)
+        # The positive-class probability from the scores JSON (json_extract / ->>).
+        self._score = sa.type_coerce(predictions.c.scores, sa.JSON)[self.positive].as_float()
 
-    # -- SQL pieces that differ between the backends --------------------------------------
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
 
-    def _score_sql(self) -> str:
-        """The positive-class score of a prediction as a float expression."""
-        if self.backend == "sqlite":
-            return "CAST(json_extract(p.scores, ?) AS REAL)"
-        return "CAST(p.scores ->> CAST(%s AS TEXT) AS DOUBLE PRECISION)"
-
-    def _score_arg(self) -> str:
-        return f'$."{self.positive}"' if self.backend == "sqlite" else self.positive
-
-    def _time_arg(self, moment: datetime) -> Any:
-        # SQLite stores predlog's ISO text (UTC, 'Z'); lexical order is time order.
-        if self.backend == "sqlite":
-            return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return moment
-
-    # -- queries -------------------------------------------------------------------------
-
-    def _where(self, f: Filters) -> tuple[str, list[Any]]:
-        clauses, args = [], []
-        m = self.mark
+    def _where(self, f: Filters) -> list[sa.ColumnElement[bool]]:
+        p, c = predictions.c, corrections.c
+        clauses: list[sa.ColumnElement[bool]] = []
         if f.label:
-            clauses.append(f"p.label = {m}")
-            args.append(f.label)
+            clauses.append(p.label == f.label)
         if f.min_score is not None:
-            clauses.append(f"{self._score_sql()} >= {m}")
-            args += [self._score_arg(), f.min_score]
+            clauses.append(self._score >= f.min_score)
         if f.max_score is not None:
-            clauses.append(f"{self._score_sql()} <= {m}")
-            args += [self._score_arg(), f.max_score]
+            clauses.append(self._score <= f.max_score)
         if f.since:
-            clauses.append(f"p.created_at >= {m}")
-            args.append(self._time_arg(f.since))
+            clauses.append(p.created_at >= f.since)
         if f.until:
-            clauses.append(f"p.created_at <= {m}")
-            args.append(self._time_arg(f.until))
+            clauses.append(p.created_at <= f.until)
         if f.model_version:
-            clauses.append(f"p.model_version = {m}")
-            args.append(f.model_version)
+            clauses.append(p.model_version == f.model_version)
         if f.disagree:
-            clauses.append("p.shadow_label IS NOT NULL AND p.shadow_label <> p.label")
+            clauses.append(sa.and_(p.shadow_label.is_not(None), p.shadow_label != p.label))
         if f.status == "unreviewed":
-            clauses.append("c.prediction_id IS NULL")
+            clauses.append(c.prediction_id.is_(None))
         elif f.status == "reviewed":
-            clauses.append("c.prediction_id IS NOT NULL")
+            clauses.append(c.prediction_id.is_not(None))
         elif f.status in ("confirmed", "fixed"):
-            clauses.append(f"c.action = {m}")
-            args.append(f.status)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+            clauses.append(c.action == f.status)
+        return clauses
 
-    def _fetch(self, sql: str, args: Sequence[Any]) -> list[tuple]:
-        conn = connect(self.url)
-        try:
-            return list(conn.execute(sql, list(args)).fetchall())
-        finally:
-            conn.close()
+    def _fetch(self, statement: sa.Executable) -> list[sa.Row]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(statement))
 
     def list_items(self, f: Filters, sort: str = "uncertainty", limit: int = 50,
                    offset: int = 0) -> list[dict[str, Any]]:
@@ -189,24 +196,22 @@ class ReviewStore:
         if not 0 < limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
             raise ReviewInputError(f"limit must be 1..{MAX_PAGE} and offset 0..{MAX_OFFSET}, "
                                    f"got limit={limit}, offset={offset}")
-        where, args = self._where(f)
+        p, c = predictions.c, corrections.c
         order = {
-            "uncertainty": f"ABS({self._score_sql()} - 0.5) ASC, p.id DESC",
-            "newest": "p.created_at DESC, p.id DESC",
-            "oldest": "p.created_at ASC, p.id ASC",
+            "uncertainty": (sa.func.abs(self._score - 0.5).asc(), p.id.desc()),
+            "newest": (p.created_at.desc(), p.id.desc()),
+            "oldest": (p.created_at.asc(), p.id.asc()),
         }[sort]
-        order_args = [self._score_arg()] if sort == "uncertainty" else []
-        sql = ("SELECT p.id, p.created_at, p.model_version, p.text, p.text_sha256, p.label, "
-               "p.scores, p.shadow_label, p.shadow_model_version, c.label, c.action, "
-               "c.reviewer, c.reviewed_at "
-               "FROM predictions p LEFT JOIN corrections c ON c.prediction_id = p.id"
-               f"{where} ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}")
-        return [self._item(row) for row in self._fetch(sql, [*args, *order_args])]
+        query = (sa.select(p.id, p.created_at, p.model_version, p.text, p.text_sha256, p.label,
+                           p.scores, p.shadow_label, p.shadow_model_version, c.label, c.action,
+                           c.reviewer, c.reviewed_at)
+                 .select_from(_reviewed(outer=True)).where(*self._where(f))
+                 .order_by(*order).limit(limit).offset(offset))
+        return [self._item(row) for row in self._fetch(query)]
 
-    def _item(self, row: tuple) -> dict[str, Any]:
+    def _item(self, row: sa.Row) -> dict[str, Any]:
         (pid, created, version, text, digest, label, scores, shadow, shadow_version,
          c_label, c_action, c_reviewer, c_time) = row
-        scores = scores if isinstance(scores, dict) else json.loads(scores)
         return {
             "id": int(pid), "created_at": _iso(created), "model_version": version,
             "text": text, "text_sha256": digest, "label": label, "scores": scores,
@@ -220,18 +225,19 @@ class ReviewStore:
     def counts(self, f: Filters | None = None) -> dict[str, int]:
         """How many predictions match, and how many of those are reviewed / confirmed / fixed."""
         f = f or Filters()
-        where, args = self._where(replace(f, status="all"))
-        sql = ("SELECT COUNT(*), COUNT(c.prediction_id), "
-               "COALESCE(SUM(CASE WHEN c.action = 'fixed' THEN 1 ELSE 0 END), 0) "
-               f"FROM predictions p LEFT JOIN corrections c ON c.prediction_id = p.id{where}")
-        total, reviewed, fixed = self._fetch(sql, args)[0]
+        c = corrections.c
+        fixed = sa.func.coalesce(sa.func.sum(sa.case((c.action == "fixed", 1), else_=0)), 0)
+        query = (sa.select(sa.func.count(), sa.func.count(c.prediction_id), fixed)
+                 .select_from(_reviewed(outer=True))
+                 .where(*self._where(replace(f, status="all"))))
+        total, reviewed, fixed = self._fetch(query)[0]
         return {"total": int(total), "reviewed": int(reviewed),
                 "unreviewed": int(total) - int(reviewed), "fixed": int(fixed),
                 "confirmed": int(reviewed) - int(fixed)}
 
     def model_versions(self) -> list[str]:
-        return [r[0] for r in self._fetch(
-            "SELECT DISTINCT model_version FROM predictions ORDER BY model_version", [])]
+        version = predictions.c.model_version
+        return [r[0] for r in self._fetch(sa.select(version).distinct().order_by(version))]
 
     # -- writes --------------------------------------------------------------------------
 
@@ -258,48 +264,27 @@ class ReviewStore:
     def save_corrections(self, pairs: Sequence[tuple[int, str]], reviewer: str) -> int:
         """Record reviews (the latest per prediction wins), all or nothing; returns how many."""
         ids = sorted({pid for pid, _ in pairs})
-        conn = connect(self.url)
-        try:
-            marks = ", ".join([self.mark] * len(ids))
-            found = dict(conn.execute(f"SELECT id, label FROM predictions WHERE id IN ({marks})",
-                                      ids).fetchall())
+        with self.engine.begin() as conn:
+            found = dict(conn.execute(sa.select(predictions.c.id, predictions.c.label)
+                                      .where(predictions.c.id.in_(ids))).all())
             missing = [pid for pid in ids if pid not in found]
             if missing:
                 raise ReviewInputError(f"no logged prediction with id(s) {missing[:20]}",
                                        status=404)
             now = datetime.now(UTC)
-            stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if self.backend == "sqlite" else now
-            m = self.mark
-            upsert = (f"INSERT INTO corrections (prediction_id, label, action, reviewer, "
-                      f"reviewed_at) VALUES ({m}, {m}, {m}, {m}, {m}) "
-                      "ON CONFLICT (prediction_id) DO UPDATE SET label = excluded.label, "
-                      "action = excluded.action, reviewer = excluded.reviewer, "
-                      "reviewed_at = excluded.reviewed_at")
-            rows = [(pid, label, "confirmed" if found[pid] == label else "fixed", reviewer, stamp)
-                    for pid, label in pairs]
-            conn.cursor().executemany(upsert, rows)
-            conn.commit()
+            rows = [{"prediction_id": pid, "label": label, "reviewer": reviewer,
+                     "action": "confirmed" if found[pid] == label else "fixed",
+                     "reviewed_at": now} for pid, label in pairs]
+            conn.execute(_upsert(conn, corrections), rows)
             return len(rows)
-        finally:
-            conn.close()
 
     def undo(self, prediction_ids: Sequence[int]) -> int:
         """Forget the reviews of these predictions (back to unreviewed); returns how many."""
         if not prediction_ids:
             return 0
-        conn = connect(self.url)
-        try:
-            cur = conn.execute("DELETE FROM corrections WHERE prediction_id IN "
-                               f"({', '.join([self.mark] * len(prediction_ids))})",
-                               list(prediction_ids))
-            conn.commit()
-            return int(cur.rowcount)
-        finally:
-            conn.close()
-
-    def _now(self) -> Any:
-        now = datetime.now(UTC)
-        return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if self.backend == "sqlite" else now
+        with self.engine.begin() as conn:
+            return int(conn.execute(corrections.delete().where(
+                corrections.c.prediction_id.in_(list(prediction_ids)))).rowcount)
 
     def check_label_decisions(self, items: Any, suspicious: Sequence[dict[str, Any]]
                               ) -> list[tuple[dict[str, Any], str]]:
@@ -329,57 +314,69 @@ class ReviewStore:
     def save_label_decisions(self, pairs: Sequence[tuple[dict[str, Any], str]],
                              reviewer: str) -> int:
         """Record keep/change decisions on suspicious training rows (the latest wins)."""
-        m, stamp = self.mark, self._now()
-        upsert = (f"INSERT INTO label_reviews (row_id, text, given_label, label, action, "
-                  f"reviewer, reviewed_at) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}) "
-                  "ON CONFLICT (row_id) DO UPDATE SET text = excluded.text, "
-                  "given_label = excluded.given_label, label = excluded.label, "
-                  "action = excluded.action, reviewer = excluded.reviewer, "
-                  "reviewed_at = excluded.reviewed_at")
-        rows = [(str(row["id"]), row["text"], row["label"], label,
-                 "kept" if label == row["label"] else "changed", reviewer, stamp)
-                for row, label in pairs]
-        conn = connect(self.url)
-        try:
-            conn.cursor().executemany(upsert, rows)
-            conn.commit()
-            return len(rows)
-        finally:
-            conn.close()
+        now = datetime.now(UTC)
+        rows = [{"row_id": str(row["id"]), "text": row["text"], "given_label": row["label"],
+                 "label": label, "action": "kept" if label == row["label"] else "changed",
+                 "reviewer": reviewer, "reviewed_at": now} for row, label in pairs]
+        with self.engine.begin() as conn:
+            conn.execute(_upsert(conn, label_reviews), rows)
+        return len(rows)
 
     def label_decisions(self) -> list[dict[str, Any]]:
         """Every decision on a suspicious training row, oldest first."""
-        rows = self._fetch("SELECT row_id, text, given_label, label, action, reviewer, "
-                           "reviewed_at FROM label_reviews ORDER BY reviewed_at, row_id", [])
+        r = label_reviews.c
+        rows = self._fetch(sa.select(r.row_id, r.text, r.given_label, r.label, r.action,
+                                     r.reviewer, r.reviewed_at)
+                           .order_by(r.reviewed_at, r.row_id))
         return [{"id": r[0], "text": r[1], "given": r[2], "label": r[3], "action": r[4],
                  "reviewer": r[5], "reviewed_at": _iso(r[6])} for r in rows]
 
     def revoke_session(self, session_id: str, expires_at: int) -> None:
         """End a session before it expires (logout); idempotent."""
-        conn = connect(self.url)
-        try:
-            conn.execute("DELETE FROM revoked_sessions WHERE expires_at < "
-                         f"{self.mark}", [int(datetime.now(UTC).timestamp())])
-            conn.execute(f"INSERT INTO revoked_sessions (session_id, expires_at) VALUES "
-                         f"({self.mark}, {self.mark}) ON CONFLICT (session_id) DO NOTHING",
-                         [session_id, expires_at])
-            conn.commit()
-        finally:
-            conn.close()
+        s = revoked_sessions.c
+        with self.engine.begin() as conn:
+            conn.execute(revoked_sessions.delete().where(
+                s.expires_at < int(datetime.now(UTC).timestamp())))
+            conn.execute(_dialect_insert(conn, revoked_sessions)
+                         .values(session_id=session_id, expires_at=expires_at)
+                         .on_conflict_do_nothing(index_elements=[s.session_id]))
 
     def is_revoked(self, session_id: str) -> bool:
-        return bool(self._fetch(f"SELECT 1 FROM revoked_sessions WHERE session_id = {self.mark}",
-                                [session_id]))
+        return bool(self._fetch(sa.select(sa.literal(1))
+                                .where(revoked_sessions.c.session_id == session_id)))
 
     def reviewed_items(self) -> list[dict[str, Any]]:
         """Every reviewed prediction with its text (None when only the hash was logged)."""
-        rows = self._fetch(
-            "SELECT p.id, p.text, p.text_sha256, p.label, c.label, c.action, c.reviewer, "
-            "c.reviewed_at FROM predictions p JOIN corrections c ON c.prediction_id = p.id "
-            "ORDER BY c.reviewed_at, p.id", [])
+        p, c = predictions.c, corrections.c
+        rows = self._fetch(sa.select(p.id, p.text, p.text_sha256, p.label, c.label, c.action,
+                                     c.reviewer, c.reviewed_at)
+                           .select_from(_reviewed(outer=False))
+                           .order_by(c.reviewed_at, p.id))
         return [{"id": int(r[0]), "text": r[1], "text_sha256": r[2], "predicted": r[3],
                  "label": r[4], "action": r[5], "reviewer": r[6], "reviewed_at": _iso(r[7])}
                 for r in rows]
+
+
+def _reviewed(outer: bool) -> sa.Join:
+    """Predictions joined with their review (all of them when `outer`)."""
+    return predictions.join(corrections, corrections.c.prediction_id == predictions.c.id,
+                            isouter=outer)
+
+
+def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """INSERT with the backend's ON CONFLICT clause (both spell it alike, SQLAlchemy has one
+    construct per dialect)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _upsert(conn: sa.Connection, table: sa.Table) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE every other column: the latest wins."""
+    insert = _dialect_insert(conn, table)
+    return insert.on_conflict_do_update(
+        index_elements=list(table.primary_key),
+        set_={col.name: insert.excluded[col.name] for col in table.columns
+              if not col.primary_key})
 
 
 def once_per_id(pairs: list[tuple[Any, str]], what: str) -> list[tuple[Any, str]]:

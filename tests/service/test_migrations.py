@@ -1,5 +1,7 @@
 """The prediction-log migrations: a log created before migrations existed upgrades in place on
-SQLite and PostgreSQL without losing a row, through the command the migrate Job runs."""
+SQLite and PostgreSQL without losing a row, through the command the migrate Job runs; the
+migrations build exactly the tables the code declares (service/predlog.py, service/review/store.py);
+an up-to-date log upgrades as a no-op."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import subprocess
 import sys
 
 import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
-from service.logdb import head_revision, main
-from service.predlog import PredictionLog, connect, prediction_rows
-from service.review.store import ReviewStore
+from service.logdb import head_revision, main, upgrade
+from service.predlog import PredictionLog, connect, make_engine, metadata, prediction_rows
+from service.review.store import Filters, ReviewStore
 from tests.conftest import ROOT, repo_env
 
 # Verbatim the DDL that service/predlog.py and service/review/store.py ran at start before the
@@ -123,9 +128,114 @@ def test_the_upgraded_log_takes_new_rows_and_serves_the_review_ui(old_log):
          "model_version": "new-model"}], 2.0, "text", client_request_id="caller-0"))
     log.close()
     store = ReviewStore(old_log, ["not-offensive", "offensive"])
-    assert store.counts()["total"] == OLD_ROWS + 1
-    assert table(old_log, "SELECT COUNT(*) FROM predictions WHERE client_request_id = "
-                          "'caller-0'") == [(3,)]
+    try:
+        assert store.counts() == {"total": OLD_ROWS + 1, "reviewed": 1, "unreviewed": OLD_ROWS,
+                                  "fixed": 1, "confirmed": 0}
+        assert table(old_log, "SELECT COUNT(*) FROM predictions WHERE client_request_id = "
+                              "'caller-0'") == [(3,)]
+        # The old rows read through the review UI's queries: the old review, filters, sorts.
+        [old_review] = store.list_items(Filters(status="reviewed"))
+        assert old_review["id"] == 1 and old_review["text"] is None  # row 0 kept only its hash
+        assert old_review["review"]["reviewer"] == "alice"
+        assert old_review["review"]["reviewed_at"].startswith("2026-01-02T00:00:00")
+        assert old_review["scores"] == {"not-offensive": 0.4, "offensive": 0.6}
+        assert len(store.list_items(Filters(model_version="old-model"), limit=500)) == OLD_ROWS
+        assert len(store.list_items(Filters(disagree=True), limit=500)) == 24
+        assert [d["id"] for d in store.label_decisions()] == ["train-1"]
+        assert store.is_revoked("s1")
+        # ... and written: a review replacing the old one, a new one, undo, a new decision.
+        assert store.save_corrections(store.check_corrections(
+            [{"id": 1, "label": "not-offensive"}, {"id": 2, "label": "not-offensive"}]),
+            "carol") == 2
+        assert store.undo([2]) == 1
+        [review] = store.reviewed_items()
+        assert (review["id"], review["label"], review["action"], review["reviewer"]) == (
+            1, "not-offensive", "fixed", "carol")  # logged as offensive
+        store.save_label_decisions([({"id": "train-1", "text": "a text", "label": "offensive"},
+                                     "offensive")], "dave")
+        assert [(d["id"], d["action"], d["reviewer"]) for d in store.label_decisions()] == [
+            ("train-1", "kept", "dave")]
+        store.revoke_session("s2", 4102444800)
+        assert store.is_revoked("s2") and not store.is_revoked("s3")
+    finally:
+        store.close()
+
+
+def differences(url: str, primary_keys_may_be_nullable: bool = False) -> list:
+    """What Alembic's autogenerate would change to make the database at `url` match the tables
+    the code declares (predictions, corrections, label_reviews, revoked_sessions)."""
+
+    def same_affinity(_context, _inspected, _declared, inspected, declared):
+        # SQLite has one floating-point storage class: REAL and FLOAT(53) are the same column.
+        if isinstance(inspected, sa.Float) and isinstance(declared, sa.Float):
+            return False
+        return None  # Alembic's own comparison
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": same_affinity})
+            found = compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+    changes = [change for group in found
+               for change in (group if isinstance(group, list) else [group])]
+    if primary_keys_may_be_nullable:
+        # The pre-migration SQLite DDL said `PRIMARY KEY` without `NOT NULL`; SQLite then
+        # allows a NULL key. The code never writes one; the baseline adopts those tables as is.
+        changes = [c for c in changes if not (c[0] == "modify_nullable" and
+                                              metadata.tables[c[2]].c[c[3]].primary_key)]
+    return changes
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/new.db"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(empty_url):
+    assert sorted(metadata.tables) == ["corrections", "label_reviews", "predictions",
+                                       "revoked_sessions"]
+    assert upgrade(empty_url) == (None, head_revision())
+
+    assert differences(empty_url) == []
+
+
+def test_a_pre_migration_log_upgrades_to_the_tables_the_code_declares(old_log):
+    upgrade(old_log)
+
+    assert differences(old_log, primary_keys_may_be_nullable=True) == []
+
+
+def test_an_up_to_date_log_upgrades_as_a_no_op(empty_url):
+    upgrade(empty_url)
+    log = PredictionLog(empty_url).start()
+    log.record(prediction_rows("key", ["a text", "another"], [
+        {"label": "offensive", "scores": {"not-offensive": 0.2, "offensive": 0.8},
+         "model_version": "m"}] * 2, 2.0, "text"))
+    log.close()
+    store = ReviewStore(empty_url, ["not-offensive", "offensive"])
+    try:
+        store.save_corrections([(1, "not-offensive")], "alice")
+        store.save_label_decisions([({"id": "t-1", "text": "x", "label": "offensive"},
+                                     "not-offensive")], "bob")
+        store.revoke_session("s1", 4102444800)
+    finally:
+        store.close()
+    names = ("predictions", "corrections", "label_reviews", "revoked_sessions")
+    before = {name: table(empty_url, f"SELECT * FROM {name} ORDER BY 1") for name in names}
+
+    result = subprocess.run([sys.executable, "-m", "service.logdb", "--db-url", empty_url,
+                             "migrate"], cwd=ROOT, env=repo_env(ROOT), capture_output=True,
+                            text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert f"schema {head_revision()} -> {head_revision()}" in result.stdout
+    assert {name: table(empty_url, f"SELECT * FROM {name} ORDER BY 1") for name in names} == before
+    assert [len(rows) for rows in before.values()] == [2, 1, 1, 1]
+    assert differences(empty_url) == []
 
 
 def test_migrate_is_idempotent_and_check_passes_after_it(old_log, capsys):
