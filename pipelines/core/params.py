@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.core.errors import UsageError
+from pipelines.core.records import field_errors
 
 PARAMS_FILE = Path("params.yaml")
 Severity = Literal["error", "warn", "off"]
@@ -235,16 +236,8 @@ class Params(_Strict):
 
 
 def _format_error(err: ValidationError, source: Path) -> str:
-    lines = [f"{source}: invalid parameters"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (check the spelling against params.yaml)")
-        elif e["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
-        else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+    return "\n".join([f"{source}: invalid parameters",
+                      *field_errors(err, " (check the spelling against params.yaml)")])
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -19,11 +19,11 @@ def test_dvc_repro_ends_with_a_verdict_against_the_bundled_production_model(tmp_
     verdict = sh([sys.executable, "-m", "pipelines", "verdict", "reports/compare"], root).stdout
     decision = json.loads((root / "reports/compare/decision.json").read_text())
     production = (root / "models/production.yaml").read_text()
-    assert decision["production_version"] in production
-    assert decision["bootstrap"] is False
-    assert verdict.startswith(f"verdict: {decision['verdict'].upper()} for "
-                              f"{decision['candidate_version']} vs production "
-                              f"{decision['production_version']}")
+    assert decision.production_version in production
+    assert decision.bootstrap is False
+    assert verdict.startswith(f"verdict: {decision.verdict.upper()} for "
+                              f"{decision.candidate_version} vs production "
+                              f"{decision.production_version}")
     for name in ("pr_body.md", "quality.html", "drift.html"):
         assert f"reports/compare/{name}" in verdict
         assert (root / "reports/compare" / name).stat().st_size > 0
