@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
+from pipelines.core.decision import Decision
 from tests.compare.conftest import copy_repository, sh
 
 
@@ -17,7 +17,7 @@ def test_dvc_repro_ends_with_a_verdict_against_the_bundled_production_model(tmp_
     sh([sys.executable, "-m", "pipelines", "profile", "profiles/smoke.yaml"], root)
     sh(["dvc", "repro", "--quiet", "compare"], root)
     verdict = sh([sys.executable, "-m", "pipelines", "verdict", "reports/compare"], root).stdout
-    decision = json.loads((root / "reports/compare/decision.json").read_text())
+    decision = Decision.load(root / "reports/compare/decision.json")
     production = (root / "models/production.yaml").read_text()
     assert decision.production_version in production
     assert decision.bootstrap is False

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pipelines.core.data import read_split, write_split
+from pipelines.core.decision import Decision
 from pipelines.stages.compare import compare_to_production
 from tests.compare.conftest import sh
 
@@ -72,7 +73,7 @@ def test_thirty_percent_flipped_labels_is_rejected_naming_macro_f1_and_ci_fails_
                 workspace.root, check=False, CI="true")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "non_inferiority.macro_f1" in result.stderr
-    decision = json.loads((out / "decision.json").read_text())
+    decision = Decision.load(out / "decision.json")
     assert decision.verdict == "reject"
     assert "non_inferiority.macro_f1" in decision.failed
     # Every report is on disk even though the job failed.
@@ -92,7 +93,7 @@ def test_one_broken_slice_is_rejected_naming_the_slice_and_ci_flag_fails_the_job
                  "--ci"], workspace.root, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "non_inferiority.slice.url" in result.stderr
-    decision = json.loads((out / "decision.json").read_text())
+    decision = Decision.load(out / "decision.json")
     comparison = json.loads((out / "comparison.json").read_text())
     assert decision.verdict == "reject"
     assert "non_inferiority.slice.url" in decision.failed
