@@ -31,8 +31,8 @@ def main() -> None:
 
     started = time.perf_counter()
     classifier = load_classifier(args.candidate, batch_size=params.evaluate.batch_size)
-    frame, y = load_holdout(params)
-    score_model(classifier, frame, y, params)
+    frame, y = load_holdout(params.data)
+    score_model(classifier, frame, y, list(params.data.labels), params.evaluate)
     evaluate_s = time.perf_counter() - started
 
     with tempfile.TemporaryDirectory() as out:
@@ -41,12 +41,12 @@ def main() -> None:
         compare_s = time.perf_counter() - started
 
     print(f"holdout rows: {len(frame)}; candidate {classifier.version}; "
-          f"production {decision['production_version']}; torch threads {args.threads}")
+          f"production {decision.production_version}; torch threads {args.threads}")
     print(f"evaluate candidate alone : {evaluate_s:7.1f} s")
     print(f"compare + reports        : {compare_s:7.1f} s  "
           f"(ratio to evaluate {compare_s / evaluate_s:.2f}x; target <= 120 s: "
           f"{'met' if compare_s <= 120 else 'MISSED'})")
-    print(f"verdict: {decision['verdict']}")
+    print(f"verdict: {decision.verdict}")
 
 
 if __name__ == "__main__":

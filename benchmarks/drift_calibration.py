@@ -130,8 +130,8 @@ def main() -> None:
     compare, slices, labels = params.compare, params.evaluate.slices, params.data.labels
     rows = args.rows or compare.drift_sample_rows
     production = read_pointer()
-    holdout_rows = int(production["metrics"]["n"])  # the size of the prediction reference
-    training = production_training_frame(production, params)
+    holdout_rows = int(production.metrics["n"])  # the size of the prediction reference
+    training = production_training_frame(production.dataset, params.data)
     rng = np.random.default_rng(args.seed)
 
     fit_half = rng.random(len(training)) < 0.5

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     classifier = load_classifier(args.model, batch_size=params.evaluate.batch_size)
-    frame, y = load_holdout(params)
+    frame, y = load_holdout(params.data)
     texts = list(frame.text)
     sample = args.sample or params.evaluate.behaviour.sample_size
     positive = len(classifier.labels) - 1
@@ -49,7 +49,7 @@ def main() -> None:
                         for name, disguise in {"plain": str, **EVASIONS}.items()},
         }
     before, after = runs[False], runs[True]
-    print(f"{classifier.version} ({classifier.metadata['kind']}), {len(texts)} holdout texts; "
+    print(f"{classifier.version} ({classifier.metadata.kind}), {len(texts)} holdout texts; "
           f"flip rate: share of the offensive texts it catches that it misses once disguised\n")
     print(f"| disguise | score of {EXAMPLE!r} without → with | n | flip rate without → with |")
     print("|---|---:|---:|---:|")

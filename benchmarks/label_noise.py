@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.core.metadata import ModelMetadata
+from pipelines.core.production import ProductionRecord, pointer_text
+
 ROOT = Path(__file__).resolve().parent.parent
 SWAP = {"offensive": "not-offensive", "not-offensive": "offensive"}
 
@@ -53,9 +56,12 @@ def carve(repo: Path, production_rows: int) -> pd.DataFrame:
     full.head(production_rows).to_csv(repo / "data/train.csv", index=False)
     sh(["dvc", "add", "--quiet", "data"], repo)
     sh([sys.executable, "-m", "pipelines.stages.baseline", "--out", "models/production"], repo)
-    metadata = json.loads((repo / "models/production/metadata.json").read_text())
-    (repo / "models/production.yaml").write_text(json.dumps(
-        {k: metadata[k] for k in ("version", "kind", "dataset", "holdout_md5")}))
+    metadata = ModelMetadata.load(repo / "models/production")
+    record = ProductionRecord(version=metadata.version, kind=metadata.kind,
+                              dataset=metadata.dataset, holdout_md5=metadata.holdout_md5,
+                              params=metadata.params, git_commit=metadata.git_commit,
+                              metrics={}, bento_tag=None, image=None)
+    (repo / "models/production.yaml").write_text(pointer_text(record))
     return full
 
 

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipelines.core.metadata import ModelMetadata
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,7 +52,7 @@ def main() -> None:
     noop = sh(["dvc", "repro"], work)
     metrics = {p.stem: json.loads(p.read_text()) for p in (work / "reports/metrics").glob("*.json")}
     cand, base = metrics["candidate"]["macro_f1"], metrics["baseline"]["macro_f1"]
-    train_s = json.loads((work / "models/candidate/metadata.json").read_text())["training_seconds"]
+    train_s = ModelMetadata.load(work / "models/candidate").training_seconds
     print(f"\nmachine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
     print(f"dvc repro from scratch through evaluation: {full:7.1f} s "
           f"(transformer training {train_s:.0f} s)")

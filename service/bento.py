@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -11,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipelines.core.metadata import ModelMetadata
 from service.settings import REPO_ROOT
 
 BENTO_MODEL_NAME = "moderation-model"
@@ -51,20 +51,20 @@ def import_model(model_dir: Path) -> str:
     os.environ.setdefault("BENTOML_HOME", str(bentoml_home()))
     import bentoml
 
-    metadata = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
-    tag = f"{BENTO_MODEL_NAME}:{metadata['version']}"
+    metadata = ModelMetadata.load(model_dir)
+    tag = f"{BENTO_MODEL_NAME}:{metadata.version}"
     # Re-import: the same version name may hold other weights.
     with contextlib.suppress(bentoml.exceptions.NotFound):
         bentoml.models.delete(tag)
-    labels = {"kind": metadata["kind"], "dataset_md5": metadata["dataset"]["md5"]}
+    labels = {"kind": metadata.kind, "dataset_md5": metadata.dataset.md5}
     with bentoml.models.create(tag, labels=labels,
-                               metadata={"version": metadata["version"]}) as model:
+                               metadata={"version": metadata.version}) as model:
         shutil.copytree(model_dir, model.path, dirs_exist_ok=True)
-        if metadata["kind"] == "transformer":
+        if metadata.kind == "transformer":
             # Ahead of time: the ONNX paths then start without torch or transformers.
             from service.onnx_runtime import prepare_onnx
 
-            prepare_onnx(Path(model.path))
+            prepare_onnx(Path(model.path), metadata)
     return tag
 
 
@@ -77,8 +77,7 @@ def code_revision(root: Path) -> str:
 
 def bento_version(model_dir: Path, root: Path = REPO_ROOT) -> str:
     """The Bento's version, also the image tag: model version + code revision."""
-    metadata = json.loads((Path(model_dir) / "metadata.json").read_text(encoding="utf-8"))
-    return f"{metadata['version']}-{code_revision(root)}"
+    return f"{ModelMetadata.load(model_dir).version}-{code_revision(root)}"
 
 
 def build_bento(model_dir: Path, root: Path = REPO_ROOT) -> str:

@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 from pipelines.core.classifier import Classifier, TransformerClassifier, load_classifier, predict
 from pipelines.core.cpu import BF16_MATRIX_FLAGS, BF16_VECTOR_FLAGS, INT8_FLAGS, cpu_flags
-from pipelines.core.metadata import read_metadata
+from pipelines.core.metadata import ModelMetadata
 from pipelines.core.params import ServeParams
 from service.onnx_runtime import GRAPH_FILES, load_onnx_classifier, prepared_graph
 
@@ -85,13 +85,14 @@ def load_model(model_dir: Path | str, accel: str = "none", threads: int | None =
                batch_size: int = 64) -> Classifier:
     """Load a saved model and apply the configured CPU fast path (transformers only)."""
     accel = resolve_accel(accel, model_dir=model_dir)
-    if accel in ONNX_ACCELERATIONS and read_metadata(Path(model_dir)).get("kind") == "transformer":
-        return load_onnx_classifier(Path(model_dir), accel, threads, batch_size)
-    if threads and read_metadata(Path(model_dir)).get("kind") == "transformer":
+    metadata = ModelMetadata.load(model_dir)  # read once, passed to whichever loader runs
+    if accel in ONNX_ACCELERATIONS and metadata.kind == "transformer":
+        return load_onnx_classifier(Path(model_dir), metadata, accel, threads, batch_size)
+    if threads and metadata.kind == "transformer":
         import torch  # the TF-IDF model never needs it (the image has no torch)
 
         torch.set_num_threads(threads)
-    clf = load_classifier(model_dir, batch_size)
+    clf = load_classifier(model_dir, batch_size, metadata)
     if accel == "bf16" and isinstance(clf, TransformerClassifier):
         use_bf16(clf)
     elif accel == "int8" and isinstance(clf, TransformerClassifier):

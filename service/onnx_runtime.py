@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.core.classifier import TransformerClassifier, load_tfidf
-from pipelines.core.metadata import read_metadata
+from pipelines.core.metadata import ModelMetadata
 
 PREPARED_DIR = "onnx"
 GRAPH_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -74,20 +74,21 @@ def quantize_onnx(fp32: Path, int8: Path) -> None:
     tmp.replace(int8)
 
 
-def export_graphs(model_dir: Path, out_dir: Path) -> dict[str, Path]:
-    """Export the fp32 graph of a saved transformer and its INT8 version into out_dir."""
-    clf = TransformerClassifier.load(Path(model_dir), read_metadata(Path(model_dir)))
+def export_graphs(model_dir: Path, out_dir: Path, metadata: ModelMetadata) -> dict[str, Path]:
+    """Export the fp32 graph of a saved transformer (metadata: its own) and its INT8 version
+    into out_dir."""
+    clf = TransformerClassifier.load(Path(model_dir), metadata)
     paths = {accel: Path(out_dir) / name for accel, name in GRAPH_FILES.items()}
     export_onnx(clf, paths["onnx"])
     quantize_onnx(paths["onnx"], paths["onnx-int8"])
     return paths
 
 
-def prepare_onnx(model_dir: Path) -> Path:
+def prepare_onnx(model_dir: Path, metadata: ModelMetadata) -> Path:
     """The INT8 graph into the model directory's onnx/ (`make bento`, on the Bento's copy). The
     fp32 graph (91 MB for MiniLM-L6) stays out of the image: only an explicit `onnx` uses it."""
     with tempfile.TemporaryDirectory() as work:
-        graphs = export_graphs(model_dir, Path(work))
+        graphs = export_graphs(model_dir, Path(work), metadata)
         prepared = Path(model_dir) / PREPARED_DIR / GRAPH_FILES["onnx-int8"]
         prepared.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(graphs["onnx-int8"], prepared)
@@ -113,7 +114,7 @@ def fast_tokenizer(model_dir: Path, max_length: int):
 class OnnxClassifier(TransformerClassifier):
     """The transformer's forward pass in an ONNX Runtime session; blend and threshold as ever."""
 
-    def __init__(self, session: Any, tokenizer: Any, metadata: dict[str, Any],
+    def __init__(self, session: Any, tokenizer: Any, metadata: ModelMetadata,
                  batch_size: int = 64, tfidf: Any = None):
         super().__init__(None, tokenizer, metadata, batch_size, tfidf)
         self.session = session
@@ -126,28 +127,28 @@ class OnnxClassifier(TransformerClassifier):
         return self.session.run(None, feed)[0]
 
 
-def graph_for(model_dir: Path, accel: str, version: str) -> Path:
+def graph_for(model_dir: Path, accel: str, metadata: ModelMetadata) -> Path:
     """The prepared graph, else one exported now into the cache (once per model version)."""
     prepared = prepared_graph(model_dir, accel)
     if prepared is not None:
         return prepared
-    cached = onnx_cache_dir() / version / GRAPH_FILES[accel]
+    cached = onnx_cache_dir() / metadata.version / GRAPH_FILES[accel]
     if not cached.is_file():
-        export_graphs(model_dir, cached.parent)
+        export_graphs(model_dir, cached.parent, metadata)
     return cached
 
 
-def load_onnx_classifier(model_dir: Path, accel: str, threads: int | None = None,
-                         batch_size: int = 64) -> OnnxClassifier:
-    """A transformer model directory scored by ONNX Runtime (`accel` onnx or onnx-int8)."""
+def load_onnx_classifier(model_dir: Path, metadata: ModelMetadata, accel: str,
+                         threads: int | None = None, batch_size: int = 64) -> OnnxClassifier:
+    """A transformer model directory (metadata: its own) scored by ONNX Runtime (`accel` onnx
+    or onnx-int8)."""
     import onnxruntime as ort
 
     model_dir = Path(model_dir)
-    metadata = read_metadata(model_dir)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
-    session = ort.InferenceSession(str(graph_for(model_dir, accel, metadata["version"])),
+    session = ort.InferenceSession(str(graph_for(model_dir, accel, metadata)),
                                    options, providers=["CPUExecutionProvider"])
-    tokenizer = fast_tokenizer(model_dir, int(metadata["params"]["max_length"]))
+    tokenizer = fast_tokenizer(model_dir, int(metadata.params["max_length"]))
     return OnnxClassifier(session, tokenizer, metadata, batch_size,
                           load_tfidf(model_dir, metadata))

@@ -10,26 +10,37 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.core.decision import Decision
+from pipelines.core.production import read_pointer
 from pipelines.release.retrain import nothing_to_propose
-from tests.conftest import S3_ENV, run, s3_remote
+from tests.conftest import ROOT, S3_ENV, run, s3_remote
 
 PY = [sys.executable, "-m", "pipelines"]
 
 
 def decision(verdict="promote", version="transformer-abc-123", failed=()):
-    return {"verdict": verdict, "candidate_version": version, "failed": list(failed)}
+    """decision.json as compare writes it."""
+    return {"verdict": verdict, "bootstrap": False, "failed": list(failed),
+            "reasons": [{"check": c, "passed": False, "message": "below"} for c in failed],
+            "candidate_version": version, "production_version": "baseline-old"}
 
 
-@pytest.mark.parametrize(("made", "production", "reason"), [
+def production(version):
+    """The repository's production record, naming another version."""
+    return read_pointer(ROOT / "models/production.yaml").model_copy(update={"version": version})
+
+
+@pytest.mark.parametrize(("made", "running", "reason"), [
     (decision("reject", failed=["floor.macro_f1"]), None,
      "the gate rejected transformer-abc-123 (floor.macro_f1)"),
-    (decision(), {"version": "transformer-abc-123"},
+    (decision(), "transformer-abc-123",
      "production already runs transformer-abc-123 (models/production.yaml)"),
-    (decision("no significant change"), {"version": "baseline-old"}, None),
+    (decision("no significant change"), "baseline-old", None),
     (decision(), None, None),
 ], ids=["reject", "already-production", "no-change-still-proposed", "bootstrap"])
-def test_what_is_proposed(made, production, reason):
-    assert nothing_to_propose(made, production) == reason
+def test_what_is_proposed(made, running, reason):
+    assert nothing_to_propose(Decision.model_validate(made),
+                              running and production(running)) == reason
 
 
 def _write(repo, rel, payload):

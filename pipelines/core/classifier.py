@@ -9,13 +9,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipelines.core.canonical import canonical_texts
-from pipelines.core.metadata import read_metadata
+from pipelines.core.metadata import ModelMetadata
 
 
 class Classifier(Protocol):
     labels: list[str]
     version: str
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
     canonical: bool
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -31,12 +31,12 @@ def model_input(classifier: Classifier, texts: list[str]) -> list[str]:
 class BaselineClassifier:
     """TF-IDF + logistic regression, saved with joblib."""
 
-    def __init__(self, model_dir: Path, metadata: dict[str, Any]):
+    def __init__(self, model_dir: Path, metadata: ModelMetadata):
         import joblib
 
         self.metadata = metadata
-        self.labels = metadata["labels"]
-        self.version = metadata["version"]
+        self.labels = metadata.labels
+        self.version = metadata.version
         self.pipeline = joblib.load(model_dir / "model.joblib")
         self.canonical = True
 
@@ -73,9 +73,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def load_tfidf(model_dir: Path, metadata: dict[str, Any]) -> Any:
+def load_tfidf(model_dir: Path, metadata: ModelMetadata) -> Any:
     """The TF-IDF side of a blended transformer, or None when the decision does not blend."""
-    if not (metadata.get("decision") or {}).get("tfidf_weight"):
+    if metadata.decision is None or not metadata.decision.tfidf_weight:
         return None
     import joblib
 
@@ -86,23 +86,23 @@ class TransformerClassifier:
     """A fine-tuned transformers sequence classifier with its tokenizer, optionally blended
     with a TF-IDF model and a tuned decision threshold (metadata `decision`, set by train)."""
 
-    def __init__(self, model: Any, tokenizer: Any, metadata: dict[str, Any],
+    def __init__(self, model: Any, tokenizer: Any, metadata: ModelMetadata,
                  batch_size: int = 64, tfidf: Any = None):
         self.model, self.tokenizer, self.tfidf = model, tokenizer, tfidf
         self.metadata = metadata
-        self.labels = metadata["labels"]
-        self.version = metadata["version"]
-        self.max_length = int(metadata["params"]["max_length"])
-        decision = metadata.get("decision") or {}
-        self.tfidf_weight = float(decision.get("tfidf_weight") or 0.0)
-        self.threshold = decision.get("threshold")
+        self.labels = metadata.labels
+        self.version = metadata.version
+        self.max_length = int(metadata.params["max_length"])
+        decision = metadata.decision
+        self.tfidf_weight = decision.tfidf_weight if decision else 0.0
+        self.threshold = decision.threshold if decision else None
         self.batch_size = batch_size
         self.canonical = True
         # Set by the service's bf16 path: run the forward under CPU autocast in this dtype.
         self.autocast_dtype: Any = None
 
     @classmethod
-    def load(cls, model_dir: Path, metadata: dict[str, Any],
+    def load(cls, model_dir: Path, metadata: ModelMetadata,
              batch_size: int = 64) -> TransformerClassifier:
         # Lazy: torch and transformers take seconds to import, and a baseline needs neither.
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -143,18 +143,17 @@ class TransformerClassifier:
         return apply_threshold(proba, self.threshold)
 
 
-def load_classifier(model_dir: Path | str, batch_size: int = 64) -> Classifier:
+def load_classifier(model_dir: Path | str, batch_size: int = 64,
+                    metadata: ModelMetadata | None = None) -> Classifier:
     """Load a model directory written by `train` or `train-baseline`, whatever its kind
-    (batch_size: texts per forward pass of a transformer; the baseline scores all at once)."""
+    (batch_size: texts per forward pass of a transformer; the baseline scores all at once;
+    metadata: the directory's, where the caller has read it already)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model_dir = Path(model_dir)
-    metadata = read_metadata(model_dir)
-    kind = metadata.get("kind")
-    if kind == "transformer":
+    metadata = metadata or ModelMetadata.load(model_dir)
+    if metadata.kind == "transformer":
         return TransformerClassifier.load(model_dir, metadata, batch_size)
-    if kind == "baseline":
-        return BaselineClassifier(model_dir, metadata)
-    raise ValueError(f"{model_dir}: unknown model kind {kind!r}")
+    return BaselineClassifier(model_dir, metadata)
 
 
 def predict(classifier: Classifier, texts: list[str]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.core.errors import UsageError
+from pipelines.core.records import field_errors
 
 PARAMS_FILE = Path("params.yaml")
 Severity = Literal["error", "warn", "off"]
@@ -338,20 +339,8 @@ class Params(_Strict):
 
 
 def _format_error(err: ValidationError, source: Path) -> str:
-    lines = [f"{source}: invalid parameters"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (check the spelling against params.yaml)")
-        elif e["type"] == "missing":
-            lines.append(f"  {key}: required key is missing")
-        elif not e["loc"]:
-            # A rule across sections: its message names each key (the input is everything).
-            message = e["msg"].removeprefix("Value error, ")
-            lines += [f"  {problem}" for problem in message.split("\n")]
-        else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-    return "\n".join(lines)
+    return "\n".join([f"{source}: invalid parameters",
+                      *field_errors(err, " (check the spelling against params.yaml)")])
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

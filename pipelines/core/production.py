@@ -6,14 +6,15 @@ import io
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
 
 from pipelines.core.data import DataError
 from pipelines.core.errors import PipelineError
-from pipelines.core.metadata import read_metadata
+from pipelines.core.metadata import DatasetVersion, ModelMetadata, is_model_dir
+from pipelines.core.records import Record, parse_record
 from pipelines.core.tools import dvc
 from pipelines.core.versions import read_tracked_file
 
@@ -22,8 +23,6 @@ WEIGHTS = Path("models/production")
 WEIGHTS_POINTER = WEIGHTS.with_suffix(".dvc")
 # What a promotion rewrites (and a revert puts back): the pointer and the weights' .dvc file.
 PROMOTION_FILES = (POINTER.as_posix(), WEIGHTS_POINTER.as_posix())
-POINTER_KEYS = ("version", "kind", "dataset", "holdout_md5", "params", "git_commit", "metrics",
-                "bento_tag", "image")
 HEADER = (
     "# The model serving production; promotion pull requests rewrite this file\n"
     "# (`python -m pipelines promote`). Its weights are models/production/, tracked by\n"
@@ -36,7 +35,21 @@ class ProductionError(PipelineError):
     """The production pointer or its weights are missing, inconsistent or out of date."""
 
 
-def read_pointer(pointer: Path | str = POINTER) -> dict[str, Any] | None:
+class ProductionRecord(Record):
+    """The pointer's content (models/production.yaml), keys in the order promote writes them."""
+
+    version: str
+    kind: Literal["baseline", "transformer"]
+    dataset: DatasetVersion
+    holdout_md5: str
+    params: dict[str, Any]
+    git_commit: str
+    metrics: dict[str, Any]  # evaluate's headline metrics, slices and behaviour on the holdout
+    bento_tag: str | None
+    image: str | None
+
+
+def read_pointer(pointer: Path | str = POINTER) -> ProductionRecord | None:
     """The production record, or None when the pointer says there is no production model."""
     pointer = Path(pointer)
     if not pointer.exists():
@@ -53,34 +66,33 @@ def read_pointer(pointer: Path | str = POINTER) -> dict[str, Any] | None:
                               "(null when there is no production model)")
     if record["version"] is None:
         return None
-    missing = [k for k in POINTER_KEYS if k not in record]
-    if missing:
-        raise ProductionError(f"{pointer}: missing key(s) {missing}; rewrite it with "
-                              "`python -m pipelines promote`")
-    return record
+    return parse_record(ProductionRecord, record, pointer, "production pointer (rewrite it "
+                        "with `python -m pipelines promote`)", ProductionError)
 
 
-def check_weights(record: dict[str, Any], weights: Path | str = WEIGHTS) -> Path:
-    """The weights directory, after checking it holds the version the pointer names."""
+def check_weights(record: ProductionRecord, weights: Path | str = WEIGHTS
+                  ) -> tuple[Path, ModelMetadata]:
+    """The weights directory and its metadata, after checking it holds the version the pointer
+    names."""
     weights = Path(weights)
-    if not (weights / "metadata.json").exists():
+    if not is_model_dir(weights):
         raise ProductionError(
-            f"{weights}: production weights for {record['version']} are missing. "
+            f"{weights}: production weights for {record.version} are missing. "
             f"Fetch them with `dvc pull {weights}.dvc` (from the DVC remote).")
-    found = read_metadata(weights).get("version")
-    if found != record["version"]:
+    metadata = ModelMetadata.load(weights)
+    if metadata.version != record.version:
         raise ProductionError(
-            f"{weights} holds {found} but the pointer names {record['version']}: "
+            f"{weights} holds {metadata.version} but the pointer names {record.version}: "
             f"run `dvc pull {weights}.dvc` or `dvc checkout {weights}.dvc`.")
-    return weights
+    return weights, metadata
 
 
-def check_holdout(record: dict[str, Any], holdout_md5: str, holdout_file: str) -> None:
+def check_holdout(record: ProductionRecord, holdout_md5: str, holdout_file: str) -> None:
     """Refuse to compare on a holdout other than the one production was scored on."""
-    if record["holdout_md5"] != holdout_md5:
+    if record.holdout_md5 != holdout_md5:
         raise ProductionError(
-            f"{holdout_file} changed since production ({record['version']}) was scored: its md5 "
-            f"is {holdout_md5}, the pointer records {record['holdout_md5']}. The holdout is "
+            f"{holdout_file} changed since production ({record.version}) was scored: its md5 "
+            f"is {holdout_md5}, the pointer records {record.holdout_md5}. The holdout is "
             "frozen; restore it. To move to a new holdout on purpose, re-score production on it "
             "and promote it again: `python -m pipelines evaluate production models/production "
             "reports/metrics/production.json reports/plots/production && python -m pipelines "
@@ -96,7 +108,7 @@ def read_dataset_file(dataset_md5: str, relpath: str, root: Path | str = ".") ->
     return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8")
 
 
-def production_training_rows(record: dict[str, Any], train_file: str,
+def production_training_rows(dataset: DatasetVersion, train_file: str,
                               data_pointer: Path | str = "data.dvc") -> pd.DataFrame:
     """The training rows production learned from, read through DVC by its data version's md5."""
     data_pointer = Path(data_pointer)
@@ -107,43 +119,42 @@ def production_training_rows(record: dict[str, Any], train_file: str,
     except ValueError:
         raise ProductionError(f"{train_file} is not inside {tracked}/, the folder "
                               f"{data_pointer} tracks") from None
-    frame = read_dataset_file(record["dataset"]["md5"], relpath.as_posix(), data_pointer.parent)
+    frame = read_dataset_file(dataset.md5, relpath.as_posix(), data_pointer.parent)
     # read_split caps with head(), so production learned from the first train_rows rows.
-    return frame.head(record["dataset"]["train_rows"])
+    return frame.head(dataset.train_rows)
 
 
-def build_record(metadata: dict[str, Any], metrics: dict[str, Any], holdout_md5: str,
-                 bento_tag: str | None, image: str | None) -> dict[str, Any]:
-    """The pointer's content for a model, from its metadata.json and its holdout metrics."""
-    if metrics.get("model_version") != metadata["version"]:
+def build_record(metadata: ModelMetadata, metrics: dict[str, Any], holdout_md5: str,
+                 bento_tag: str | None, image: str | None) -> ProductionRecord:
+    """The pointer's content for a model, from its metadata and its holdout metrics."""
+    if metrics.get("model_version") != metadata.version:
         raise ProductionError(f"metrics are for {metrics.get('model_version')}, the model is "
-                              f"{metadata['version']}: evaluate the model first")
+                              f"{metadata.version}: evaluate the model first")
     headline = ("n", "macro_f1", "accuracy", "roc_auc", "pr_auc", "calibration_error")
-    return {
-        "version": metadata["version"],
-        "kind": metadata["kind"],
-        "dataset": metadata["dataset"],
-        "holdout_md5": holdout_md5,
-        "params": metadata["params"],
-        "git_commit": metadata["git_commit"],
-        "metrics": {k: metrics.get(k) for k in headline}
+    return ProductionRecord(
+        version=metadata.version, kind=metadata.kind, dataset=metadata.dataset,
+        holdout_md5=holdout_md5, params=metadata.params, git_commit=metadata.git_commit,
+        metrics={k: metrics.get(k) for k in headline}
         | {"slices": metrics.get("slices", {}), "behaviour": metrics.get("behaviour", {})},
-        "bento_tag": bento_tag,
-        "image": image,
-    }
+        bento_tag=bento_tag, image=image)
+
+
+def pointer_text(record: ProductionRecord) -> str:
+    """models/production.yaml as promote writes it: the header, then the record's keys."""
+    return HEADER + yaml.safe_dump(record.model_dump(mode="json"), sort_keys=False)
 
 
 def promote(model_dir: Path | str, metrics_path: Path | str, holdout_md5: str,
             bento_tag: str | None = None,
             image: str | None = None, pointer: Path | str = POINTER,
             weights: Path | str = WEIGHTS, track: bool = True, push: bool = False
-            ) -> dict[str, Any]:
+            ) -> ProductionRecord:
     """Make model_dir the production model: copy its weights, rewrite the pointer, dvc add/push.
 
     holdout_md5 is the md5 of the holdout the metrics were computed on.
     """
     model_dir, pointer, weights = Path(model_dir), Path(pointer), Path(weights)
-    metadata = read_metadata(model_dir)
+    metadata = ModelMetadata.load(model_dir)
     metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
     record = build_record(metadata, metrics, holdout_md5, bento_tag, image)
     if model_dir.resolve() != weights.resolve():
@@ -156,5 +167,5 @@ def promote(model_dir: Path | str, metrics_path: Path | str, holdout_md5: str,
         dvc("add", "--quiet", str(weights), error=ProductionError)
         if push:
             dvc("push", "--quiet", f"{weights}.dvc", error=ProductionError)
-    pointer.write_text(HEADER + yaml.safe_dump(record, sort_keys=False), encoding="utf-8")
+    pointer.write_text(pointer_text(record), encoding="utf-8")
     return record

@@ -15,6 +15,7 @@ from pipelines.core.classifier import load_classifier, predict
 from pipelines.core.data import read_split
 from pipelines.core.errors import PipelineError
 from pipelines.core.markdown import code
+from pipelines.core.metadata import METADATA_FILE, is_model_dir
 from pipelines.core.params import Params
 from pipelines.core.production import read_pointer
 from pipelines.release.github import open_or_comment_issue
@@ -106,8 +107,8 @@ def input_drift(params: Params, training: pd.DataFrame, current: pd.DataFrame, o
 
 def holdout_predictions(params: Params, model_dir: Path) -> tuple[str, pd.DataFrame]:
     """(version, flagged and score per holdout text) of the model in model_dir."""
-    if not (model_dir / "metadata.json").is_file():
-        raise DriftError(f"{model_dir}: no model there (metadata.json missing). Fetch "
+    if not is_model_dir(model_dir):
+        raise DriftError(f"{model_dir}: no model there ({METADATA_FILE} missing). Fetch "
                          "production's weights with `make production`, or pass --model with the "
                          "directory of the model that serves the logged traffic")
     classifier = load_classifier(model_dir)
@@ -162,7 +163,7 @@ def drift_against_production(params: Params, current_csv: Path, out_dir: Path = 
     if production is None:
         raise DriftError("models/production.yaml has version: null: no production model, so no "
                          "training data to compare the logged predictions with")
-    training = production_training_frame(production, params)
+    training = production_training_frame(production.dataset, params.data)
     holdout = holdout_predictions(params, model_dir)  # before any report is written
     out_dir.mkdir(parents=True, exist_ok=True)
     input_level, prediction_level = significance_levels(params)
@@ -170,7 +171,7 @@ def drift_against_production(params: Params, current_csv: Path, out_dir: Path = 
     predictions = prediction_drift(params, current, holdout, model_dir, out_dir,
                                    prediction_level)
     drifted = inputs["drifted"] + predictions.get("drifted", [])
-    summary = {"production_version": production["version"],
+    summary = {"production_version": production.version,
                "served_versions": sorted(current.model_version.unique()),
                "flagged": bool(drifted), "drifted": drifted, "input": inputs,
                "prediction": predictions,

@@ -11,6 +11,7 @@ import typer
 from pipelines.core.cli import ParamsOpt, new_app
 from pipelines.core.data import file_md5
 from pipelines.core.errors import MissingFileError
+from pipelines.core.metadata import METADATA_FILE, is_model_dir
 from pipelines.core.params import PARAMS_FILE, load_params
 from pipelines.core.production import PROMOTION_FILES
 from pipelines.core.production import promote as promote_model
@@ -134,15 +135,15 @@ def promote(model: Annotated[Path, typer.Argument(help="Model directory to promo
     """Make a model production: rewrite models/production.yaml and models/production(.dvc)."""
     holdout_md5 = file_md5(load_params(params).data.holdout_file)
     record = promote_model(model, metrics, holdout_md5, bento_tag, image, push=push)
-    print(f"promote: {record['version']} is production ({' and '.join(PROMOTION_FILES)}"
+    print(f"promote: {record.version} is production ({' and '.join(PROMOTION_FILES)}"
           f"{', pushed' if push else ''}); commit both")
 
 
 def bento(model: Path = Path("models/candidate")) -> None:
     """Import the model into the repo's BentoML store (.bentoml) and build the Bento."""
-    if not (model / "metadata.json").exists():
+    if not is_model_dir(model):
         raise MissingFileError(
-            f"{model}: no trained model (metadata.json missing); run `make repro` first")
+            f"{model}: no trained model ({METADATA_FILE} missing); run `make repro` first")
     tag = build_bento(model)
     print(f"bento: built {tag} in .bentoml/bentos (serve: make serve; "
           f"containerize: bentoml containerize {tag})")

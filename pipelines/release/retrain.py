@@ -11,11 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.data import file_md5
+from pipelines.core.decision import COMPARE_DIR, DECISION_FILE, REJECT, Decision
 from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import changed_files, commit_files, detached_worktree, head, push
-from pipelines.core.metadata import read_metadata
+from pipelines.core.metadata import ModelMetadata, is_model_dir
 from pipelines.core.params import load_params
-from pipelines.core.production import POINTER, WEIGHTS_POINTER, promote, read_pointer
+from pipelines.core.production import (
+    POINTER,
+    WEIGHTS_POINTER,
+    ProductionRecord,
+    promote,
+    read_pointer,
+)
 from pipelines.core.tools import dvc
 from pipelines.core.versions import default_remote, in_repo_remote
 from pipelines.deploy.pins import (
@@ -73,7 +80,7 @@ def write_job_summary(out: Path | None = None) -> Path | None:
 # ---------------------------------------------------------------------------------------------
 # Handing the evaluation to the propose job: DVC outputs out, and back in
 
-DECISION = Path("reports/compare/decision.json")
+DECISION = COMPARE_DIR / DECISION_FILE
 PR_BODY = Path("reports/compare/pr_body.md")
 LOADTEST_SUMMARY = Path("reports/loadtest/summary.json")
 LOADTEST_MARKDOWN = Path("reports/loadtest/summary.md")
@@ -182,11 +189,11 @@ def push_outputs() -> str:
     return f"{out.strip()}\nretrain: pipeline outputs and run-cache pushed to the DVC remote"
 
 
-def read_decision(path: Path = DECISION) -> dict[str, Any]:
+def read_decision(path: Path = DECISION) -> Decision:
     if not path.is_file():
         raise RetrainError(f"{path} not found: run `make compare` first (in the propose job it "
                            "comes with the retrain-reports artifact)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return Decision.load(path)
 
 
 def restore(decision_path: Path = DECISION, candidate: Path = CANDIDATE) -> str:
@@ -197,10 +204,10 @@ def restore(decision_path: Path = DECISION, candidate: Path = CANDIDATE) -> str:
     except RetrainError as e:
         raise RetrainError(f"{e}\nThe evaluate job's `retrain push-outputs` puts these outputs in "
                            "the DVC remote") from None
-    found = read_metadata(candidate)["version"] if (candidate / "metadata.json").exists() else None
-    if found != decision["candidate_version"]:
+    found = ModelMetadata.load(candidate).version if is_model_dir(candidate) else None
+    if found != decision.candidate_version:
         raise RetrainError(f"{candidate} holds {found}, but {decision_path} judged "
-                           f"{decision['candidate_version']}: dvc.lock and reports/ must come from "
+                           f"{decision.candidate_version}: dvc.lock and reports/ must come from "
                            "the same evaluate run (its retrain-reports artifact)")
     return f"retrain: restored {found} into {candidate} from the DVC remote"
 
@@ -209,12 +216,12 @@ def restore(decision_path: Path = DECISION, candidate: Path = CANDIDATE) -> str:
 # What to propose, the image, and the promotion pull request
 
 
-def nothing_to_propose(decision: dict[str, Any], production: dict[str, Any] | None) -> str | None:
+def nothing_to_propose(decision: Decision, production: ProductionRecord | None) -> str | None:
     """Why no promotion should be proposed (a reject, or production already runs it), or None."""
-    version = decision["candidate_version"]
-    if decision["verdict"] == "reject":
-        return f"the gate rejected {version} ({', '.join(decision['failed'])})"
-    if production is not None and production["version"] == version:
+    version = decision.candidate_version
+    if decision.verdict == REJECT:
+        return f"the gate rejected {version} ({', '.join(decision.failed)})"
+    if production is not None and production.version == version:
         # Merging a promotion brings its data.dvc to the default branch and retrains the same
         # model there; this is what stops that loop.
         return f"production already runs {version} (models/production.yaml)"
@@ -236,7 +243,7 @@ def plan(output: Path | None = None) -> bool:
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(f"propose={'false' if reason else 'true'}\n")
     print(f"plan: nothing to propose: {reason}" if reason else
-          f"plan: propose {read_decision()['candidate_version']}")
+          f"plan: propose {read_decision().candidate_version}")
     return reason is None
 
 
@@ -365,13 +372,13 @@ def pushed_image(tag: str, facts_file: Path = IMAGE_FACTS / "facts.json") -> tup
 
 
 def _promotion_commit(tree: Path, source: str, tag: str, image: tuple[str, str],
-                      decision: dict[str, Any], holdout_md5: str,
+                      decision: Decision, holdout_md5: str,
                       source_branch: str) -> tuple[str, list[str], str, str]:
     """In tree (a checkout of source): pin production to the pushed image's digest, promote the
     candidate, add the evaluation's dvc.lock, metrics and plots, commit exactly those files.
     Returns (commit, files changed, image reference, deployment diff)."""
     candidate, metrics = CANDIDATE.resolve(), CANDIDATE_METRICS.resolve()
-    version = decision["candidate_version"]
+    version = decision.candidate_version
     name, digest = image
     lineage = _copy_lineage(tree)
     with contextlib.chdir(tree):
@@ -382,7 +389,7 @@ def _promotion_commit(tree: Path, source: str, tag: str, image: tuple[str, str],
         paths = [(K8S_DIR / "overlays" / ENVIRONMENT / "kustomization.yaml").as_posix(),
                  POINTER.as_posix(), WEIGHTS_POINTER.as_posix(), *lineage]
         message = (f"Promote {version} to production\n\nImage: {pin.reference}\n"
-                   f"Verdict: {decision['verdict']}\nSource: {source_branch} @ {source}\n")
+                   f"Verdict: {decision.verdict}\nSource: {source_branch} @ {source}\n")
         commit = commit_files(".", source, paths, message)
         changed = changed_files(".", source, commit)
         stray = sorted(set(changed) - set(paths))
@@ -413,8 +420,8 @@ def propose(source_branch: str, remote: str = "origin", token: PushToken | None 
     if gh is None:  # before any change: a missing token or repository fails here
         gh = client(token)
     decision = read_decision()
-    version = decision["candidate_version"]
-    found = read_metadata(CANDIDATE)["version"]
+    version = decision.candidate_version
+    found = ModelMetadata.load(CANDIDATE).version
     if found != version:
         raise RetrainError(f"{CANDIDATE} holds {found} but {DECISION} judged {version}: "
                            "run `python -m pipelines retrain restore`")
@@ -434,7 +441,7 @@ def propose(source_branch: str, remote: str = "origin", token: PushToken | None 
                                      promotion_body(deployment_diff, source))
     print(f"propose: {action} pull request #{pull['number']} {pull['html_url']}")
     gh.set_status(commit, "success", GATE_STATUS_CONTEXT,
-                  f"{decision['verdict'].upper()}: {version} passed the gate and the load test",
+                  f"{decision.verdict.upper()}: {version} passed the gate and the load test",
                   _run_url())
     print(f"propose: commit status {GATE_STATUS_CONTEXT}=success on {commit[:12]}")
     print(f"propose: {request_ci(gh, branch, token)}")

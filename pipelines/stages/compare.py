@@ -17,12 +17,15 @@ from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_s
 from pipelines.core.classifier import load_classifier
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import DATA_POINTER, file_md5, read_split
-from pipelines.core.errors import MissingFileError, PipelineError
-from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.core.decision import COMPARE_DIR, DECISION_FILE, REJECT, Decision
+from pipelines.core.errors import PipelineError
+from pipelines.core.metadata import DatasetVersion, ModelMetadata
+from pipelines.core.params import PARAMS_FILE, CompareParams, DataParams, Params, load_params
 from pipelines.core.production import (
     POINTER,
     WEIGHTS,
     ProductionError,
+    ProductionRecord,
     check_holdout,
     check_weights,
     production_training_rows,
@@ -36,7 +39,7 @@ from pipelines.stages.plots import confusion_png, pr_curves_png
 from pipelines.stages.pr_body import render_pr_body
 from pipelines.stages.stats import mcnemar, paired_bootstrap_delta
 
-OUT_DIR = Path("reports/compare")
+OUT_DIR = COMPARE_DIR
 VALIDATION_REPORT = Path("reports/validation.json")
 
 
@@ -59,10 +62,10 @@ def _auc(score_fn):
     return metric
 
 
-def metric_deltas(y: np.ndarray, prod: np.ndarray, cand: np.ndarray, params: Params
+def metric_deltas(y: np.ndarray, prod: np.ndarray, cand: np.ndarray, c: CompareParams
                   ) -> dict[str, dict[str, float]]:
     """Delta (candidate - production) and paired-bootstrap interval of the headline metrics."""
-    c, n = params.compare, len(params.data.labels)
+    n = prod.shape[1]  # one column per label
     y_pos = (y == n - 1).astype(int)
     pred_p, pred_c = prod.argmax(axis=1), cand.argmax(axis=1)
     args = {"samples": c.bootstrap_samples, "confidence": c.confidence, "seed": c.seed}
@@ -80,12 +83,12 @@ def metric_deltas(y: np.ndarray, prod: np.ndarray, cand: np.ndarray, params: Par
 
 
 def slice_deltas(y: np.ndarray, prod: np.ndarray, cand: np.ndarray, texts: list[str],
-                 params: Params) -> dict[str, dict[str, Any]]:
+                 slices: dict[str, str], c: CompareParams) -> dict[str, dict[str, Any]]:
     """Per-slice macro-F1 of both models with the delta's paired-bootstrap interval."""
-    c, n = params.compare, len(params.data.labels)
+    n = prod.shape[1]  # one column per label
     pred_p, pred_c = prod.argmax(axis=1), cand.argmax(axis=1)
     out = {}
-    for name, mask in slice_masks(texts, params.evaluate.slices).items():
+    for name, mask in slice_masks(texts, slices).items():
         entry: dict[str, Any] = {"n": int(mask.sum())}
         if mask.any():
             entry["production"] = round(fast_macro_f1(y[mask], pred_p[mask], n), 4)
@@ -141,23 +144,25 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list]:
     return {k: [old.get(k), new.get(k)] for k in keys if old.get(k) != new.get(k)}
 
 
-def data_and_params_changes(production: dict | None, candidate_meta: dict) -> dict[str, Any]:
+def data_and_params_changes(production: ProductionRecord | None, candidate: ModelMetadata
+                            ) -> dict[str, Any]:
     if production is None:
-        return {"dataset": {"candidate": candidate_meta["dataset"]},
-                "params": {"candidate": candidate_meta["params"]}}
+        return {"dataset": {"candidate": candidate.dataset.model_dump()},
+                "params": {"candidate": candidate.params}}
     return {
-        "dataset": {"production": production["dataset"], "candidate": candidate_meta["dataset"],
-                    "same": production["dataset"]["md5"] == candidate_meta["dataset"]["md5"]},
-        "kind": [production["kind"], candidate_meta["kind"]],
-        "params": _changes(production["params"], candidate_meta["params"])
-        if production["kind"] == candidate_meta["kind"]
-        else {"production": production["params"], "candidate": candidate_meta["params"]},
+        "dataset": {"production": production.dataset.model_dump(),
+                    "candidate": candidate.dataset.model_dump(),
+                    "same": production.dataset.md5 == candidate.dataset.md5},
+        "kind": [production.kind, candidate.kind],
+        "params": _changes(production.params, candidate.params)
+        if production.kind == candidate.kind
+        else {"production": production.params, "candidate": candidate.params},
     }
 
 
-def production_training_frame(production: dict, params: Params) -> pd.DataFrame:
+def production_training_frame(dataset: DatasetVersion, data: DataParams) -> pd.DataFrame:
     """The training rows production learned from, from the DVC cache or remote by data md5."""
-    return production_training_rows(production, params.data.train_file, DATA_POINTER)
+    return production_training_rows(dataset, data.train_file, DATA_POINTER)
 
 
 def write_plots(y: np.ndarray, prod: np.ndarray | None, cand: np.ndarray, labels: list[str],
@@ -179,14 +184,15 @@ def write_plots(y: np.ndarray, prod: np.ndarray | None, cand: np.ndarray, labels
 
 
 def load_production(holdout_file: str, pointer: Path, weights: Path
-                    ) -> tuple[dict | None, Path | None]:
-    """The production record and weights dir after every consistency check (None: bootstrap)."""
+                    ) -> tuple[ProductionRecord, Path, ModelMetadata] | None:
+    """The production record, weights dir and their metadata after every consistency check
+    (None: no production model, the bootstrap)."""
     record = read_pointer(pointer)
     if record is None:
-        return None, None
-    weights_dir = check_weights(record, weights)
+        return None
+    weights_dir, metadata = check_weights(record, weights)
     check_holdout(record, file_md5(holdout_file), holdout_file)
-    return record, weights_dir
+    return record, weights_dir, metadata
 
 
 def label_noise_section(validation: Path, dataset_md5: str, mask_text: bool) -> dict[str, Any]:
@@ -210,43 +216,45 @@ def label_noise_section(validation: Path, dataset_md5: str, mask_text: bool) -> 
 def compare_to_production(params: Params, candidate_dir: Path | str,
                           out_dir: Path | str = OUT_DIR, pointer: Path | str = POINTER,
                           weights: Path | str = WEIGHTS, link_base: str = "",
-                          validation: Path | str = VALIDATION_REPORT) -> dict[str, Any]:
+                          validation: Path | str = VALIDATION_REPORT) -> Decision:
     """Score both models on the holdout, write every report and the decision; return it."""
     started = time.time()
     out_dir = Path(out_dir)
-    production, weights_dir = load_production(params.data.holdout_file, Path(pointer),
-                                              Path(weights))
+    loaded = load_production(params.data.holdout_file, Path(pointer), Path(weights))
+    production = loaded[0] if loaded else None
     out_dir.mkdir(parents=True, exist_ok=True)
     # A verdict from an earlier run must not survive a run that fails half-way.
-    for stale in ("decision.json", "pr_body.md", "comparison.json"):
+    for stale in (DECISION_FILE, "pr_body.md", "comparison.json"):
         (out_dir / stale).unlink(missing_ok=True)
     labels = list(params.data.labels)
-    frame, y = load_holdout(params)
+    frame, y = load_holdout(params.data)
     texts = list(frame.text)
     batch = params.evaluate.batch_size
     candidate = load_classifier(candidate_dir, batch_size=batch)
     print(f"compare: scoring candidate {candidate.version} on {len(texts)} holdout texts")
     cand_proba = candidate.predict_proba(texts)
-    cand_metrics = score_model(candidate, frame, y, params, cand_proba)
+    cand_metrics = score_model(candidate, frame, y, labels, params.evaluate, cand_proba)
     comparison = Comparison(
-        candidate=CandidateScores(candidate.version, candidate.metadata["kind"], cand_metrics),
+        candidate=CandidateScores(candidate.version, candidate.metadata.kind, cand_metrics),
         production=None, confidence=params.compare.confidence,
         holdout=Holdout(params.data.holdout_file, file_md5(params.data.holdout_file), len(texts)),
         changes=data_and_params_changes(production, candidate.metadata),
-        label_noise=label_noise_section(Path(validation), candidate.metadata["dataset"]["md5"],
+        label_noise=label_noise_section(Path(validation), candidate.metadata.dataset.md5,
                                         params.compare.mask_flip_text))
     prod_proba = None
-    if production is not None:
-        prod_clf = load_classifier(weights_dir, batch_size=batch)
+    if loaded:
+        production, weights_dir, prod_metadata = loaded
+        prod_clf = load_classifier(weights_dir, batch_size=batch, metadata=prod_metadata)
         print(f"compare: scoring production {prod_clf.version} on the same texts")
         prod_proba = prod_clf.predict_proba(texts)
-        prod_metrics = score_model(prod_clf, frame, y, params, prod_proba)
+        prod_metrics = score_model(prod_clf, frame, y, labels, params.evaluate, prod_proba)
         comparison.production = ProductionScores(
-            prod_clf.version, production["kind"], prod_metrics,
-            bento_tag=production.get("bento_tag"), image=production.get("image"))
-        comparison.deltas = metric_deltas(y, prod_proba, cand_proba, params)
+            prod_clf.version, production.kind, prod_metrics,
+            bento_tag=production.bento_tag, image=production.image)
+        comparison.deltas = metric_deltas(y, prod_proba, cand_proba, params.compare)
         comparison.mcnemar = mcnemar(y, prod_proba.argmax(axis=1), cand_proba.argmax(axis=1))
-        comparison.slices = slice_deltas(y, prod_proba, cand_proba, texts, params)
+        comparison.slices = slice_deltas(y, prod_proba, cand_proba, texts,
+                                         params.evaluate.slices, params.compare)
         comparison.behaviour = behaviour_deltas(prod_metrics["behaviour"],
                                                 cand_metrics["behaviour"])
         comparison.flips = prediction_flips(frame, y, prod_proba, cand_proba, labels,
@@ -254,7 +262,7 @@ def compare_to_production(params: Params, candidate_dir: Path | str,
                                             params.compare.mask_flip_text)
     decision = decide(comparison, params.gate)
     comparison.plots = write_plots(y, prod_proba, cand_proba, labels,
-                                      production and production["version"], candidate.version,
+                                      production and production.version, candidate.version,
                                       out_dir)
     comparison.evidently = evidently_section(params, frame, y, prod_proba, cand_proba,
                                                 production, out_dir)
@@ -262,7 +270,7 @@ def compare_to_production(params: Params, candidate_dir: Path | str,
     (out_dir / "comparison.json").write_text(json.dumps(comparison.to_json(), indent=2,
                                                         default=str),
                                              encoding="utf-8")
-    (out_dir / "decision.json").write_text(json.dumps(decision, indent=2), encoding="utf-8")
+    decision.write(out_dir / DECISION_FILE)
     (out_dir / "pr_body.md").write_text(render_pr_body(comparison, decision, out_dir, link_base),
                                         encoding="utf-8")
     return decision
@@ -270,7 +278,7 @@ def compare_to_production(params: Params, candidate_dir: Path | str,
 
 def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
                       prod_proba: np.ndarray | None, cand_proba: np.ndarray,
-                      production: dict | None, out_dir: Path) -> dict[str, Any]:
+                      production: ProductionRecord | None, out_dir: Path) -> dict[str, Any]:
     """Run both Evidently reports (those that apply); a missing input is said, not hidden."""
     from pipelines.stages import evidently_reports  # lazy: Evidently takes seconds to import
 
@@ -288,7 +296,7 @@ def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
         [labels[i] for i in y], as_model(prod_proba), as_model(cand_proba), labels[-1],
         params.gate.macro_f1_margin, out_dir)
     try:
-        reference = production_training_frame(production, params)
+        reference = production_training_frame(production.dataset, params.data)
     except ProductionError as e:
         section["drift"] = {"skipped": f"production's training data unavailable: {e}"}
         return section
@@ -300,13 +308,13 @@ def evidently_section(params: Params, frame: pd.DataFrame, y: np.ndarray,
 
 
 def run(params: Params, candidate_dir: Path | str, out_dir: Path | str = OUT_DIR,
-        link_base: str = "") -> dict:
+        link_base: str = "") -> Decision:
     """The stage: compare, print the verdict and where every report went."""
     decision = compare_to_production(params, candidate_dir, out_dir, link_base=link_base)
     out_dir = Path(out_dir)
-    print(f"compare: verdict: {decision['verdict'].upper()}"
-          + (f" (failed: {', '.join(decision['failed'])})" if decision["failed"] else ""))
-    print(f"compare: decision {out_dir / 'decision.json'}; PR body {out_dir / 'pr_body.md'}; "
+    print(f"compare: verdict: {decision.verdict.upper()}"
+          + (f" (failed: {', '.join(decision.failed)})" if decision.failed else ""))
+    print(f"compare: decision {out_dir / DECISION_FILE}; PR body {out_dir / 'pr_body.md'}; "
           f"reports {out_dir / 'quality.html'}, {out_dir / 'drift.html'}")
     return decision
 
@@ -320,9 +328,9 @@ def gate_fails_job(ci: bool | None) -> bool:
     return ci if ci is not None else os.environ.get("CI", "").lower() == "true"
 
 
-def fail_on_reject(decision: dict, out: Path, ci: bool | None) -> None:
-    if decision["verdict"] == "reject" and gate_fails_job(ci):
-        raise Rejected(f"candidate rejected by the gate: {', '.join(decision['failed'])}; "
+def fail_on_reject(decision: Decision, out: Path, ci: bool | None) -> None:
+    if decision.verdict == REJECT and gate_fails_job(ci):
+        raise Rejected(f"candidate rejected by the gate: {', '.join(decision.failed)}; "
                        f"see {out / 'pr_body.md'}")
 
 
@@ -345,17 +353,13 @@ def command(candidate: Annotated[Path, typer.Argument(help="Candidate model dire
 def verdict(out: Annotated[Path, typer.Argument(help="Report folder of `compare`.")] = OUT_DIR,
             ci: CiOpt = None) -> None:
     """Print the comparison's verdict and where its reports are; the gate of `make compare`."""
-    path = out / "decision.json"
-    if not path.exists():
-        raise MissingFileError(
-            f"{path}: no comparison yet; run `make compare` or `dvc repro compare`")
-    decision = json.loads(path.read_text(encoding="utf-8"))
-    against = (f"production {decision['production_version']}" if decision["production_version"]
+    decision = Decision.load(out / DECISION_FILE)
+    against = (f"production {decision.production_version}" if decision.production_version
                else "no production model (floors only)")
-    print(f"verdict: {decision['verdict'].upper()} for {decision['candidate_version']} vs "
-          f"{against}" + (f"; failed: {', '.join(decision['failed'])}" if decision["failed"]
+    print(f"verdict: {decision.verdict.upper()} for {decision.candidate_version} vs "
+          f"{against}" + (f"; failed: {', '.join(decision.failed)}" if decision.failed
                           else ""))
-    for name in ("pr_body.md", "quality.html", "drift.html", "decision.json"):
+    for name in ("pr_body.md", "quality.html", "drift.html", DECISION_FILE):
         if (out / name).exists():
             print(f"  {out / name}")
     fail_on_reject(decision, out, ci)

@@ -12,7 +12,7 @@ from pipelines.core.classifier import Classifier, load_classifier
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
 from pipelines.core.errors import MissingFileError
-from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.core.params import PARAMS_FILE, DataParams, EvaluateParams, Params, load_params
 from pipelines.stages.behaviour import check_names, run_behaviour_checks
 from pipelines.stages.metrics import (
     classification_metrics,
@@ -23,25 +23,26 @@ from pipelines.stages.metrics import (
 from pipelines.stages.plots import confusion_png, pr_curves_png
 
 
-def load_holdout(params: Params) -> tuple[pd.DataFrame, np.ndarray]:
+def load_holdout(data: DataParams) -> tuple[pd.DataFrame, np.ndarray]:
     """The holdout frame and its labels as class ids (unknown labels were stopped by validate)."""
-    frame = read_split(params.data.holdout_file, params.data.max_holdout_rows)
-    labels = list(params.data.labels)
+    frame = read_split(data.holdout_file, data.max_holdout_rows)
+    labels = list(data.labels)
     return frame, np.array([labels.index(label) for label in frame.label])
 
 
 def score_model(classifier: Classifier, frame: pd.DataFrame, y_true: np.ndarray,
-                params: Params, proba: np.ndarray | None = None) -> dict:
-    """Every holdout metric of one model: overall, per slice and behavioural."""
-    labels = list(params.data.labels)
+                labels: list[str], evaluate: EvaluateParams, proba: np.ndarray | None = None
+                ) -> dict:
+    """Every holdout metric of one model (labels: the class ids' names): overall, per slice
+    and behavioural."""
     texts = list(frame.text)
     proba = classifier.predict_proba(texts) if proba is None else proba
     result = classification_metrics(y_true, proba, labels)
     result["model_version"] = classifier.version
     result["slices"] = slice_metrics(y_true, proba, labels,
-                                     slice_masks(texts, params.evaluate.slices))
+                                     slice_masks(texts, evaluate.slices))
     result["behaviour"] = run_behaviour_checks(classifier, texts, y_true, proba,
-                                               params.evaluate.behaviour)
+                                               evaluate.behaviour)
     return result
 
 
@@ -67,9 +68,10 @@ def evaluate(params: Params, name: str, model_dir: Path | str, metrics_path: Pat
     """Score model_dir on the holdout; write metrics JSON, predictions, PR curve and images."""
     check_names(params.evaluate.behaviour)  # a misspelt check fails before the model loads
     classifier = load_classifier(model_dir, batch_size=params.evaluate.batch_size)
-    frame, y_true = load_holdout(params)
+    frame, y_true = load_holdout(params.data)
     proba = classifier.predict_proba(list(frame.text))
-    metrics = score_model(classifier, frame, y_true, params, proba)
+    metrics = score_model(classifier, frame, y_true, list(params.data.labels), params.evaluate,
+                          proba)
     metrics_path = Path(metrics_path)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(metrics, indent=2), encoding="utf-8")

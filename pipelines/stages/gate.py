@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.core.decision import NO_CHANGE, PROMOTE, REJECT, Decision, Reason
 from pipelines.core.params import GateParams
 from pipelines.stages.comparison import Comparison
 
-PROMOTE, REJECT, NO_CHANGE = "promote", "reject", "no significant change"
 
-
-def _reason(check: str, passed: bool, message: str) -> dict[str, Any]:
-    return {"check": check, "passed": passed, "message": message}
+def _reason(check: str, passed: bool, message: str) -> Reason:
+    return Reason(check=check, passed=passed, message=message)
 
 
 def behaviour_floor(result: str, floors: dict[str, float]) -> tuple[str, float] | None:
@@ -23,7 +22,7 @@ def behaviour_floor(result: str, floors: dict[str, float]) -> tuple[str, float] 
     return None
 
 
-def floor_reasons(candidate: dict[str, Any], gate: GateParams) -> list[dict[str, Any]]:
+def floor_reasons(candidate: dict[str, Any], gate: GateParams) -> list[Reason]:
     """Absolute floors on the candidate alone: macro-F1, ROC-AUC and each declared behavioural
     check's rate (gate.floors.behaviour)."""
     floors = gate.floors
@@ -51,8 +50,7 @@ def floor_reasons(candidate: dict[str, Any], gate: GateParams) -> list[dict[str,
     return out
 
 
-def non_inferiority_reasons(comparison: Comparison, gate: GateParams
-                            ) -> list[dict[str, Any]]:
+def non_inferiority_reasons(comparison: Comparison, gate: GateParams) -> list[Reason]:
     """Macro-F1: the delta's lower bound must clear -margin; protected slices: the delta itself."""
     out = []
     d = comparison.deltas["macro_f1"]
@@ -79,7 +77,7 @@ def non_inferiority_reasons(comparison: Comparison, gate: GateParams
     return out
 
 
-def behaviour_reasons(comparison: Comparison, gate: GateParams) -> list[dict[str, Any]]:
+def behaviour_reasons(comparison: Comparison, gate: GateParams) -> list[Reason]:
     """Flip rates of the declared checks (invariance, evasion, term swap) may not worsen by
     more than behaviour_margin against production.
 
@@ -104,7 +102,7 @@ def behaviour_reasons(comparison: Comparison, gate: GateParams) -> list[dict[str
     return out
 
 
-def decide(comparison: Comparison, gate: GateParams) -> dict[str, Any]:
+def decide(comparison: Comparison, gate: GateParams) -> Decision:
     """The decision with every reason; bootstrap (no production) uses the floors only."""
     candidate = comparison.candidate.metrics
     reasons = floor_reasons(candidate, gate)
@@ -114,7 +112,7 @@ def decide(comparison: Comparison, gate: GateParams) -> dict[str, Any]:
                                "has version: null): judged on absolute floors only"))
     else:
         reasons += non_inferiority_reasons(comparison, gate) + behaviour_reasons(comparison, gate)
-    failed = [r for r in reasons if not r["passed"]]
+    failed = [r for r in reasons if not r.passed]
     if failed:
         verdict = REJECT
     elif bootstrap:
@@ -129,7 +127,6 @@ def decide(comparison: Comparison, gate: GateParams) -> dict[str, Any]:
                                + ("a real improvement" if significant_win
                                   else "not distinguishable from noise")))
         verdict = PROMOTE if significant_win else NO_CHANGE
-    return {"verdict": verdict, "bootstrap": bootstrap,
-            "failed": [r["check"] for r in failed], "reasons": reasons,
-            "candidate_version": comparison.candidate.version,
-            "production_version": None if bootstrap else comparison.production.version}
+    return Decision(verdict=verdict, bootstrap=bootstrap, failed=[r.check for r in failed],
+                    reasons=reasons, candidate_version=comparison.candidate.version,
+                    production_version=None if bootstrap else comparison.production.version)

@@ -20,12 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from pipelines.core.classifier import load_classifier
 from pipelines.core.data import normalise
 from pipelines.core.params import LabelNoiseParams, Params
-from pipelines.core.production import WEIGHTS, check_weights, production_training_rows
+from pipelines.core.production import (
+    WEIGHTS,
+    ProductionRecord,
+    check_weights,
+    production_training_rows,
+)
 from pipelines.stages.metrics import slice_masks
 
 if TYPE_CHECKING:
@@ -149,21 +153,13 @@ def rank_suspicious(y: np.ndarray, proba: np.ndarray) -> list[int]:
     return [int(i) for i in find_label_issues(y, proba, return_indices_ranked_by="self_confidence")]
 
 
-def production_data(pointer: Path) -> dict[str, Any] | None:
-    """Production's record when it names a data version to compare with, else None."""
-    record = yaml.safe_load(pointer.read_text(encoding="utf-8")) if pointer.exists() else None
-    if not isinstance(record, dict) or not record.get("version") or \
-            not (record.get("dataset") or {}).get("md5"):
-        return None
-    return record
-
-
 def _skipped(reason: str) -> dict[str, Any]:
     return {"scored": False, "reason": reason, "flagged": False, "flagged_by": []}
 
 
-def check_label_noise(params: Params, train: SplitScan, holdout: SplitScan, pointer: Path,
-                      add: AddFinding, weights: Path = WEIGHTS) -> dict[str, Any]:
+def check_label_noise(params: Params, train: SplitScan, holdout: SplitScan,
+                      record: ProductionRecord | None, add: AddFinding, weights: Path = WEIGHTS
+                      ) -> dict[str, Any]:
     """Estimate the share of wrong labels among rows new or changed since production's data.
 
     Above validate.label_noise.max_rows changed (or unchanged) rows, a uniform sample of that
@@ -172,11 +168,10 @@ def check_label_noise(params: Params, train: SplitScan, holdout: SplitScan, poin
     lp, labels = params.validate_.label_noise, list(params.data.labels)
     if params.validate_.severity.label_noise == "off":
         return _skipped("validate.severity.label_noise is off")
-    record = production_data(pointer)
     if record is None:
         return _skipped("no production data version to compare with")
     usable = (train.labels >= 0) & (train.norm != 0)
-    production_rows = production_training_rows(record, params.data.train_file)
+    production_rows = production_training_rows(record.dataset, params.data.train_file)
     new_pair = changed_rows(train.pairs, production_rows)
     # Reviewers correct the predictions the model was unsure of or got wrong, so the scorers'
     # doubt on these rows is how they were chosen, not a sign of a wrong label. Only rows a
@@ -185,7 +180,7 @@ def check_label_noise(params: Params, train: SplitScan, holdout: SplitScan, poin
     unproven = int((usable & train.claims_review & ~train.reviewed & new_pair).sum())
     usable &= ~train.reviewed
     changed_all = usable & new_pair
-    report = {"scored": True, "production_data": record["dataset"]["md5"],
+    report = {"scored": True, "production_data": record.dataset.md5,
               "changed_rows": int(changed_all.sum()), "reviewed_rows": reviewed_changed,
               "unproven_review_rows": unproven,
               "max_share": lp.max_share, "confidence": lp.confidence}
@@ -208,11 +203,12 @@ def check_label_noise(params: Params, train: SplitScan, holdout: SplitScan, poin
     masks = slice_masks(texts, params.evaluate.slices)
     scorers, probas = {}, []
 
-    classifier = load_classifier(check_weights(record, weights))
+    weights_dir, metadata = check_weights(record, weights)
+    classifier = load_classifier(weights_dir, metadata=metadata)
     trusted = holdout.rows_at(np.flatnonzero(holdout.labels >= 0))
     y_hold, hold_texts = np.array([labels.index(x) for x in trusted.label]), list(trusted.text)
     probas.append(classifier.predict_proba(texts))
-    scorers["production"] = {"model": record["version"], "reference": "frozen holdout"} | \
+    scorers["production"] = {"model": record.version, "reference": "frozen holdout"} | \
         scorer_estimates(y, probas[-1], y_hold, classifier.predict_proba(hold_texts), masks,
                          slice_masks(hold_texts, params.evaluate.slices), len(labels), lp)
 

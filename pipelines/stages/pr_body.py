@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipelines.core.decision import Decision
 from pipelines.core.markdown import code, escape
 from pipelines.stages.comparison import Comparison
 
@@ -25,15 +26,15 @@ def _link(path: str, out_dir: Path, base: str = "") -> str:
     return f"{base.rstrip('/')}/{rel}" if base else rel
 
 
-def verdict_line(comparison: Comparison, decision: dict) -> str:
+def verdict_line(comparison: Comparison, decision: Decision) -> str:
     cand = comparison.candidate.version
-    verdict = decision["verdict"]
+    verdict = decision.verdict
     icon = ICONS[verdict]
-    if decision["bootstrap"]:
+    if decision.bootstrap:
         return (f"{icon} **{verdict.upper()}** {code(cand)}: no production model yet, judged on "
                 "absolute floors only.")
     d = comparison.deltas["macro_f1"]
-    why = f" (failed: {escape(', '.join(decision['failed']))})" if decision["failed"] else ""
+    why = f" (failed: {escape(', '.join(decision.failed))})" if decision.failed else ""
     return (f"{icon} **{verdict.upper()}** {code(cand)} vs production "
             f"{code(comparison.production.version)}: macro-F1 {d['delta']:+.4f} "
             f"[{d['low']:+.4f}, {d['high']:+.4f}]{why}.")
@@ -207,7 +208,7 @@ def flips_lines(comparison: Comparison) -> list[str]:
     return rows
 
 
-def render_pr_body(comparison: Comparison, decision: dict, out_dir: Path,
+def render_pr_body(comparison: Comparison, decision: Decision, out_dir: Path,
                    link_base: str = "") -> str:
     """Markdown with the verdict, metrics, slices, drift, changes, flips, plots and links."""
     out_dir = Path(out_dir)
@@ -215,11 +216,11 @@ def render_pr_body(comparison: Comparison, decision: dict, out_dir: Path,
              f"Frozen holdout {code(comparison.holdout.file)} "
              f"({comparison.holdout.rows} texts, md5 {code(comparison.holdout.md5)}).",
              "", "### Gate", ""]
-    failed = [r for r in decision["reasons"] if not r["passed"]]
-    passed = [r for r in decision["reasons"] if r["passed"]]
-    lines += [f"- ❌ {code(r['check'])}: {escape(r['message'])}" for r in failed]
+    failed = [r for r in decision.reasons if not r.passed]
+    passed = [r for r in decision.reasons if r.passed]
+    lines += [f"- ❌ {code(r.check)}: {escape(r.message)}" for r in failed]
     lines += ["", f"<details><summary>{len(passed)} checks passed</summary>", ""]
-    lines += [f"- ✅ {code(r['check'])}: {escape(r['message'])}" for r in passed]
+    lines += [f"- ✅ {code(r.check)}: {escape(r.message)}" for r in passed]
     lines += ["", "</details>"]
     quality = comparison.evidently["quality"]
     if "tests" in quality:

@@ -22,7 +22,7 @@ from pipelines.core.canonical import canonical_texts
 from pipelines.core.classifier import TFIDF_FILE, TransformerClassifier, blend
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.metadata import build_metadata, partial_dir, save_model_dir
+from pipelines.core.metadata import ModelMetadata, build_metadata, partial_dir, save_model_dir
 from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
 from pipelines.stages.backbone import load_backbone
 from pipelines.stages.baseline import build_pipeline
@@ -169,8 +169,11 @@ def train(params: Params, out_dir: Path | str) -> dict:
     ids = np.asarray(label_ids)
     tfidf = (fit_tfidf(params, [texts[i] for i in train_rows], ids[train_rows])
              if tp.tfidf_blend and len(dev_rows) else None)
+    # The model is not saved yet: score dev with the part of its metadata the classifier reads.
+    dev_metadata = ModelMetadata.model_construct(labels=labels, version="dev",
+                                                 params=tp.model_dump())
     dev = (dev_report(trainer, tokenizer, [texts[i] for i in dev_rows], ids[dev_rows], tfidf, tp,
-                      {"labels": labels, "version": "dev", "params": tp.model_dump()})
+                      dev_metadata)
            if len(dev_rows) else {})
     decision = dev.get("decision", {"tfidf_weight": 0.0, "threshold": None})
     metadata = build_metadata("transformer", params, tp.model_dump(), frame, started)
@@ -203,12 +206,12 @@ def fit_tfidf(params: Params, texts: list[str], label_ids: np.ndarray):
 
 
 def dev_report(trainer, tokenizer, texts: list[str], label_ids: np.ndarray, tfidf,
-               tp: TrainParams, metadata: dict) -> dict:
+               tp: TrainParams, metadata: ModelMetadata) -> dict:
     """The chosen epoch's dev macro-F1, then the decision picked on dev: the TF-IDF blend
     weight and (two labels) the threshold that maximise dev macro-F1."""
     scores = {round(e["epoch"], 2): round(e["eval_macro_f1"], 4)
               for e in trainer.state.log_history if "eval_macro_f1" in e}
-    n_labels = len(metadata["labels"])
+    n_labels = len(metadata.labels)
     clf = TransformerClassifier(trainer.model.eval(), tokenizer, metadata)
     transformer = clf.forward_proba(texts)
     report = {"rows": len(texts), "macro_f1_by_epoch": scores,

@@ -12,7 +12,6 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
-import yaml
 
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import (
@@ -24,6 +23,7 @@ from pipelines.core.data import (
 )
 from pipelines.core.params import PARAMS_FILE, Params, load_params
 from pipelines.core.production import POINTER as PRODUCTION_POINTER
+from pipelines.core.production import ProductionRecord, read_pointer
 from pipelines.core.provenance import Proofs, signing_key
 from pipelines.core.spreadsheet import write_for_people
 from pipelines.stages.label_noise import check_label_noise, digests, pair_digests
@@ -347,11 +347,9 @@ def check_balance(share: dict[str, float], reference: dict[str, float] | None, m
                     f"validate.max_balance_shift={max_shift})")
 
 
-def production_label_share(pointer: Path = PRODUCTION_POINTER) -> dict[str, float] | None:
-    if not pointer.exists():
-        return None
-    record = yaml.safe_load(pointer.read_text(encoding="utf-8")) or {}
-    return (record.get("dataset") or {}).get("label_share")
+def read_production(pointer: Path = PRODUCTION_POINTER) -> ProductionRecord | None:
+    """Production's record, or None without one (no pointer file, or `version: null`)."""
+    return read_pointer(pointer) if pointer.exists() else None
 
 
 def label_shares(scan: SplitScan, labels: list[str]) -> dict[str, float]:
@@ -380,9 +378,10 @@ def validate_dataset(params: Params, production_pointer: Path = PRODUCTION_POINT
     if train is not None and holdout is not None:
         check_leak(train, holdout, out)
         share = label_shares(train, labels)
-        check_balance(share, production_label_share(production_pointer),
+        production = read_production(production_pointer)
+        check_balance(share, production and production.dataset.label_share,
                       vp.max_balance_shift, train_file, out)
-        noise = check_label_noise(params, train, holdout, production_pointer, out.add)
+        noise = check_label_noise(params, train, holdout, production, out.add)
     errors = [f for f in out.findings if f.severity == "error"]
     by_rule: dict[str, int] = {}
     for f in out.findings:

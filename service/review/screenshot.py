@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipelines.core.classifier import load_classifier, predict
 from pipelines.core.data import read_split
+from pipelines.core.metadata import is_model_dir
 from service.predlog import PredictionLog, prediction_rows
 from service.review.browser import chromium_page, log_in
 from service.review.settings import ReviewSettings
@@ -94,10 +95,10 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=40)
     parser.add_argument("--port", type=int, default=3091)
     args = parser.parse_args()
-    if not (args.model / "metadata.json").exists():
+    if not is_model_dir(args.model):
         parser.error(f"{args.model}: no trained model there; run `make repro` first "
                      "or pass --model DIR")
-    shadow = args.shadow_model if (args.shadow_model / "metadata.json").exists() else None
+    shadow = args.shadow_model if is_model_dir(args.shadow_model) else None
     take_screenshot(args.out, args.model, shadow, args.texts, args.n, args.port)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
+from pipelines.core.decision import Decision
 from tests.compare.conftest import copy_repository, sh
 
 
@@ -17,13 +17,13 @@ def test_dvc_repro_ends_with_a_verdict_against_the_bundled_production_model(tmp_
     sh([sys.executable, "-m", "pipelines", "profile", "profiles/smoke.yaml"], root)
     sh(["dvc", "repro", "--quiet", "compare"], root)
     verdict = sh([sys.executable, "-m", "pipelines", "verdict", "reports/compare"], root).stdout
-    decision = json.loads((root / "reports/compare/decision.json").read_text())
+    decision = Decision.load(root / "reports/compare/decision.json")
     production = (root / "models/production.yaml").read_text()
-    assert decision["production_version"] in production
-    assert decision["bootstrap"] is False
-    assert verdict.startswith(f"verdict: {decision['verdict'].upper()} for "
-                              f"{decision['candidate_version']} vs production "
-                              f"{decision['production_version']}")
+    assert decision.production_version in production
+    assert decision.bootstrap is False
+    assert verdict.startswith(f"verdict: {decision.verdict.upper()} for "
+                              f"{decision.candidate_version} vs production "
+                              f"{decision.production_version}")
     for name in ("pr_body.md", "quality.html", "drift.html"):
         assert f"reports/compare/{name}" in verdict
         assert (root / "reports/compare" / name).stat().st_size > 0

@@ -83,11 +83,11 @@ def test_version_null_is_the_bootstrap_path_judged_on_floors_only(workspace, tmp
         assert read_pointer(pointer) is None
         decision = compare_to_production(workspace.params, workspace.models["production"], out,
                                          pointer=pointer)
-    assert decision["bootstrap"] is True
-    assert decision["verdict"] == "promote"
-    assert {r["check"] for r in decision["reasons"]} >= {"floor.macro_f1", "floor.roc_auc",
+    assert decision.bootstrap is True
+    assert decision.verdict == "promote"
+    assert {r.check for r in decision.reasons} >= {"floor.macro_f1", "floor.roc_auc",
                                                          "bootstrap"}
-    assert not any(r["check"].startswith("non_inferiority") for r in decision["reasons"])
+    assert not any(r.check.startswith("non_inferiority") for r in decision.reasons)
     assert "judged on absolute floors only" in (out / "pr_body.md").read_text().splitlines()[0]
 
 
@@ -98,8 +98,8 @@ def test_bootstrap_candidate_below_the_floor_is_rejected(workspace, tmp_path):
     with workspace.inside():
         decision = compare_to_production(strict, workspace.models["production"],
                                          tmp_path / "out", pointer=pointer)
-    assert decision["verdict"] == "reject"
-    assert decision["failed"] == ["floor.macro_f1"]
+    assert decision.verdict == "reject"
+    assert decision.failed == ["floor.macro_f1"]
 
 
 def test_promote_rewrites_pointer_and_dvc_tracked_weights(workspace):
@@ -110,7 +110,7 @@ def test_promote_rewrites_pointer_and_dvc_tracked_weights(workspace):
         evaluate(workspace.params, "promoted", candidate, "reports/metrics/promoted.json",
                  "reports/plots/promoted")
         record = promote(candidate, "reports/metrics/promoted.json",
-                         read_pointer()["holdout_md5"], bento_tag="moderation:abc",
+                         read_pointer().holdout_md5, bento_tag="moderation:abc",
                          image="registry.local/moderation:abc",
                          pointer="promoted/production.yaml", weights="promoted/production")
         pointer = yaml.safe_load((workspace.root / "promoted/production.yaml").read_text())
@@ -119,7 +119,7 @@ def test_promote_rewrites_pointer_and_dvc_tracked_weights(workspace):
                                          pointer="promoted/production.yaml",
                                          weights="promoted/production")
     candidate_meta = json.loads((candidate / "metadata.json").read_text())
-    assert pointer == record
+    assert pointer == record.model_dump(mode="json")
     assert pointer["version"] == candidate_meta["version"]
     assert pointer["dataset"] == candidate_meta["dataset"]
     assert pointer["metrics"]["macro_f1"] > 0 and "slices" in pointer["metrics"]
@@ -127,8 +127,8 @@ def test_promote_rewrites_pointer_and_dvc_tracked_weights(workspace):
                                                           "registry.local/moderation:abc")
     assert dvc_file["outs"][0]["path"] == "production"
     # The promoted model compared with itself: identical predictions, no change.
-    assert decision["verdict"] == "no significant change"
-    assert decision["production_version"] == candidate_meta["version"]
+    assert decision.verdict == "no significant change"
+    assert decision.production_version == candidate_meta["version"]
 
 
 def test_promote_refuses_metrics_of_another_model(workspace, tmp_path):

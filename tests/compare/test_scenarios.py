@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from pipelines.core.data import read_split, write_split
+from pipelines.core.decision import Decision
 from pipelines.stages.compare import compare_to_production
 from tests.compare.conftest import sh
 
@@ -56,8 +57,8 @@ def same_data(workspace):
 def test_retraining_on_the_same_data_is_not_a_significant_win(same_data):
     decision, comparison, out = same_data
     assert comparison["flips"]["total"] > 0, "the retrained model should differ a little"
-    assert decision["verdict"] == "no significant change"
-    assert decision["failed"] == []
+    assert decision.verdict == "no significant change"
+    assert decision.failed == []
     assert comparison["mcnemar"]["p_value"] >= 0.05
     delta = comparison["deltas"]["macro_f1"]
     assert delta["low"] < 0 < delta["high"]
@@ -72,9 +73,9 @@ def test_thirty_percent_flipped_labels_is_rejected_naming_macro_f1_and_ci_fails_
                 workspace.root, check=False, CI="true")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "non_inferiority.macro_f1" in result.stderr
-    decision = json.loads((out / "decision.json").read_text())
-    assert decision["verdict"] == "reject"
-    assert "non_inferiority.macro_f1" in decision["failed"]
+    decision = Decision.load(out / "decision.json")
+    assert decision.verdict == "reject"
+    assert "non_inferiority.macro_f1" in decision.failed
     # Every report is on disk even though the job failed.
     for name in ("pr_body.md", "comparison.json", "quality.html", "quality.json", "drift.html",
                  "drift.json", "confusion_candidate.png", "confusion_production.png",
@@ -92,10 +93,10 @@ def test_one_broken_slice_is_rejected_naming_the_slice_and_ci_flag_fails_the_job
                  "--ci"], workspace.root, check=False)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "non_inferiority.slice.url" in result.stderr
-    decision = json.loads((out / "decision.json").read_text())
+    decision = Decision.load(out / "decision.json")
     comparison = json.loads((out / "comparison.json").read_text())
-    assert decision["verdict"] == "reject"
-    assert "non_inferiority.slice.url" in decision["failed"]
+    assert decision.verdict == "reject"
+    assert "non_inferiority.slice.url" in decision.failed
     slices = comparison["slices"]
     worst = min(slices, key=lambda s: slices[s]["macro_f1"]["delta"])
     assert worst == "url"

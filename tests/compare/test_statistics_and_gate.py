@@ -76,37 +76,37 @@ def _comparison(delta, low, high, p_value, slice_low=0.0, slice_n=100, insult=(0
 
 
 def test_gate_promotes_only_a_significant_win():
-    assert decide(_comparison(0.03, 0.01, 0.05, 0.001), GATE)["verdict"] == PROMOTE
-    assert decide(_comparison(0.03, 0.01, 0.05, 0.2), GATE)["verdict"] == NO_CHANGE
-    assert decide(_comparison(0.01, -0.01, 0.03, 0.001), GATE)["verdict"] == NO_CHANGE
+    assert decide(_comparison(0.03, 0.01, 0.05, 0.001), GATE).verdict == PROMOTE
+    assert decide(_comparison(0.03, 0.01, 0.05, 0.2), GATE).verdict == NO_CHANGE
+    assert decide(_comparison(0.01, -0.01, 0.03, 0.001), GATE).verdict == NO_CHANGE
 
 
 def test_gate_rejects_below_the_non_inferiority_margin_and_names_it():
     decision = decide(_comparison(-0.01, -0.03, 0.01, 0.3), GATE)
-    assert decision["verdict"] == REJECT
-    assert decision["failed"] == ["non_inferiority.macro_f1"]
+    assert decision.verdict == REJECT
+    assert decision.failed == ["non_inferiority.macro_f1"]
 
 
 def test_gate_gates_protected_slices_only_when_large_enough():
     broken = _comparison(0.0, -0.01, 0.01, 0.9, slice_low=-0.2)
-    assert decide(broken, GATE)["failed"] == ["non_inferiority.slice.url"]
+    assert decide(broken, GATE).failed == ["non_inferiority.slice.url"]
     tiny = _comparison(0.0, -0.01, 0.01, 0.9, slice_low=-0.2, slice_n=GATE.min_slice_rows - 1)
     decision = decide(tiny, GATE)
-    assert decision["failed"] == []
-    assert any("reported, not gated" in r["message"] for r in decision["reasons"])
+    assert decision.failed == []
+    assert any("reported, not gated" in r.message for r in decision.reasons)
 
 
 def test_gate_rejects_an_invariance_regression_against_production():
     decision = decide(_comparison(0.0, -0.01, 0.01, 0.9, mention=(0.01, 0.08)), GATE)
-    assert decision["failed"] == ["behaviour.invariance_add_mention"]
+    assert decision.failed == ["behaviour.invariance_add_mention"]
 
 
 def test_directional_checks_are_judged_on_their_floor_not_against_production():
     # A bag-of-words production model passes 100% by construction; 90% is no regression.
     above = decide(_comparison(0.03, 0.01, 0.05, 0.001, insult=(1.0, 0.9)), GATE)
-    assert above["verdict"] == PROMOTE
+    assert above.verdict == PROMOTE
     below = decide(_comparison(0.03, 0.01, 0.05, 0.001, insult=(1.0, 0.5)), GATE)
-    assert below["failed"] == ["floor.behaviour.directional_insult"]
+    assert below.failed == ["floor.behaviour.directional_insult"]
 
 
 def test_prediction_flips_are_bounded_ordered_and_can_be_masked():
@@ -155,9 +155,9 @@ def test_evasion_flip_rates_have_their_own_floor():
     rate = (floors["evasion"] + floors["invariance"]) / 2
     assert floors["evasion"] < rate < floors["invariance"]
     decision = decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), rate, rate), GATE)
-    assert decision["failed"] == ["floor.behaviour.evasion_fullwidth"]
+    assert decision.failed == ["floor.behaviour.evasion_fullwidth"]
     assert decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), 0.0, 0.0),
-                  GATE)["verdict"] == PROMOTE
+                  GATE).verdict == PROMOTE
 
 
 def test_gate_rejects_an_evasion_regression_against_production():
@@ -165,4 +165,4 @@ def test_gate_rejects_an_evasion_regression_against_production():
         update={"behaviour": GATE.floors.behaviour | {"evasion": 1.0}})})
     decision = decide(_with_evasion(_comparison(0.03, 0.01, 0.05, 0.001), 0.0,
                                     gate.behaviour_margin + 0.01), gate)
-    assert decision["failed"] == ["behaviour.evasion_fullwidth"]
+    assert decision.failed == ["behaviour.evasion_fullwidth"]

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.core.canonical import canonical_texts
 from pipelines.core.classifier import BaselineClassifier
+from pipelines.core.metadata import ModelMetadata
 from pipelines.core.params import load_params
 from pipelines.stages.baseline import build_pipeline
 from pipelines.stages.behaviour import EVASIONS, run_behaviour_checks, run_evasion_checks
@@ -34,7 +35,8 @@ def classifier(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("tfidf")
     joblib.dump(build_pipeline(params, LABELS).fit(canonical_texts(texts), labels),
                 model_dir / "model.joblib")
-    return BaselineClassifier(model_dir, {"labels": LABELS, "version": "tiny"})
+    return BaselineClassifier(model_dir, ModelMetadata.model_construct(labels=LABELS,
+                                                                       version="tiny"))
 
 
 def _holdout(classifier):

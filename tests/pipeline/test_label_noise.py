@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from pipelines.core.data import read_split, write_split
-from pipelines.core.metadata import read_metadata
+from pipelines.core.metadata import ModelMetadata
 from pipelines.core.params import load_params
+from pipelines.core.production import ProductionRecord, pointer_text, read_pointer
 from pipelines.core.provenance import Proofs, ReviewRecord, append_records, text_sha256
 from pipelines.stages.label_noise import check_label_noise
 from pipelines.stages.validate import _Collector, scan_split
@@ -39,11 +39,11 @@ def carved_repo(base_repo, tmp_path_factory) -> Path:
     write_split(full.head(PRODUCTION_ROWS), repo / "data/train.csv")
     run(["dvc", "add", "--quiet", "data"], repo)
     run(["python", "-m", "pipelines.stages.baseline", "--out", "models/production"], repo)
-    metadata = read_metadata(repo / "models/production")
-    record = {k: metadata[k] for k in ("version", "kind", "dataset", "params", "git_commit")}
-    (repo / "models/production.yaml").write_text(yaml.safe_dump(
-        record | {"holdout_md5": metadata["holdout_md5"], "metrics": {}, "bento_tag": None,
-                  "image": None}))
+    metadata = ModelMetadata.load(repo / "models/production")
+    (repo / "models/production.yaml").write_text(pointer_text(ProductionRecord(
+        version=metadata.version, kind=metadata.kind, dataset=metadata.dataset,
+        holdout_md5=metadata.holdout_md5, params=metadata.params,
+        git_commit=metadata.git_commit, metrics={}, bento_tag=None, image=None)))
     write_split(full, repo / "data/train.csv")
     return repo
 
@@ -78,7 +78,7 @@ def _label_noise(train: pd.DataFrame, proofs: Proofs | None = None, chunk_rows: 
     holdout = scan_split(params.data.holdout_file, params.data.labels,
                          params.validate_.max_chars, out)
     findings = []
-    report = check_label_noise(params, scan, holdout, Path("models/production.yaml"),
+    report = check_label_noise(params, scan, holdout, read_pointer("models/production.yaml"),
                                lambda *finding: findings.append(finding))
     return report, findings, out.findings
 

@@ -84,9 +84,10 @@ def _break_normalised_duplicate(repo):
 def _break_balance_shift(repo):
     train = _rows(repo, "train")
     _write(repo, "train", train[train.label == "not-offensive"].head(3000))
-    (repo / "models/production.yaml").write_text(yaml.safe_dump(
-        {"version": "baseline-x", "dataset": {"label_share": {"not-offensive": 0.67,
-                                                              "offensive": 0.33}}}))
+    pointer = repo / "models/production.yaml"
+    record = yaml.safe_load(pointer.read_text())
+    record["dataset"]["label_share"] = {"not-offensive": 0.67, "offensive": 0.33}
+    pointer.write_text(yaml.safe_dump(record))
     _set_severity(repo, "balance_shift", "error")
     return "data/train.csv", "share of 'not-offensive' moved from 0.670"
 

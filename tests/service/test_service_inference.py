@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines.core.cpu import cpu_flags
+from pipelines.core.metadata import ModelMetadata
 from pipelines.core.params import ParamsError, load_params
 from pipelines.stages.behaviour import EVASIONS
 from pipelines.stages.evaluate import load_holdout
@@ -25,7 +26,7 @@ F1_TOLERANCE = 0.005  # a speed-up is accepted only within this much holdout mac
 
 def holdout_macro_f1(clf, root) -> tuple[float, np.ndarray]:
     params = load_params(root / "params.yaml")
-    frame, y_true = load_holdout(params)
+    frame, y_true = load_holdout(params.data)
     frame["text"] = frame["text"].astype(str)
     proba = clf.predict_proba(list(frame.text))
     return macro_f1(y_true, proba.argmax(axis=1), len(clf.labels)), proba
@@ -71,7 +72,7 @@ def prepared_model(smoke_repo, tmp_path_factory) -> Path:
     """The smoke candidate with the ONNX graph `make bento` prepares inside the Bento's copy."""
     model_dir = Path(shutil.copytree(smoke_repo / "models/candidate",
                                      tmp_path_factory.mktemp("prepared") / "model"))
-    prepare_onnx(model_dir)
+    prepare_onnx(model_dir, ModelMetadata.load(model_dir))
     return model_dir
 
 
@@ -83,6 +84,20 @@ def test_prepared_int8_graph_scores_like_fp32_within_tolerance(smoke_repo, fp32,
     assert abs(f1 - f1_fp32) <= F1_TOLERANCE
     assert np.abs(proba - proba_fp32).max() < 0.05
     assert not any(tmp_path.iterdir()), "a prepared graph was exported again"
+
+
+def test_the_onnx_path_reads_the_model_metadata_once(prepared_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERATION_ONNX_CACHE", str(tmp_path))
+    read = ModelMetadata.load.__func__
+    calls = []
+
+    def counted(cls, model_dir):
+        calls.append(model_dir)
+        return read(cls, model_dir)
+
+    monkeypatch.setattr(ModelMetadata, "load", classmethod(counted))
+    assert load_model(prepared_model, "onnx-int8").predict_proba(["hello"]).shape == (1, 2)
+    assert len(calls) == 1, calls
 
 
 def test_auto_runs_int8_in_onnx_runtime_where_the_graph_is_prepared(prepared_model, smoke_repo,
