@@ -21,6 +21,34 @@ SMOKE_PROFILE = "profiles/smoke.yaml"
 # The session fails when a test leaves a process running (children included).
 pytest_plugins = ["tests.leftover_processes"]
 
+# The fast tier (`make test-fast`) is every test not marked slow; `make test` runs all. A test is
+# slow when it uses one of these fixtures (each trains a model, or starts a server, database or
+# browser), runs on the PostgreSQL side of `db_url`, or lives in a module listed below; so a new
+# test of that kind joins the slow tier without anyone remembering to mark it.
+SLOW_FIXTURES = frozenset({
+    "smoke_repo",  # the smoke DVC pipeline, run once per session
+    "server",  # the smoke model served by BentoML (tests/service/conftest.py)
+    "workspace",  # models trained for the compare scenarios (tests/compare/conftest.py)
+    "postgres_server", "postgres_cluster", "postgres_url",  # throwaway PostgreSQL clusters
+    "s3_server",  # moto's S3 server for the DVC remote and the act scenarios
+    "review_ui",  # the review UI as a process of its own (and Chromium, for the browser tests)
+})
+# Modules that are slow without one of those fixtures, each with its reason.
+SLOW_MODULES = {
+    "tests/e2e/test_hosted_runner.py": "make userns and the pod tests as a non-root sudo user",
+    "tests/compare/test_pipeline_compare_stage.py": "dvc repro of the smoke pipeline",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tier (see SLOW_FIXTURES); `-m "not slow"` then selects the fast one."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        params = getattr(item, "callspec", None)
+        if (SLOW_FIXTURES.intersection(item.fixturenames) or module in SLOW_MODULES
+                or (params is not None and params.params.get("db_url") == "postgresql")):
+            item.add_marker(pytest.mark.slow)
+
 
 def repo_env(repo: Path, **extra: str) -> dict[str, str]:
     """Environment for commands run inside a copy: its own code first, offline, no telemetry."""
