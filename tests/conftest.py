@@ -22,9 +22,10 @@ SMOKE_PROFILE = "profiles/smoke.yaml"
 pytest_plugins = ["tests.leftover_processes"]
 
 # The fast tier (`make test-fast`) is every test not marked slow; `make test` runs all. A test is
-# slow when it uses one of these fixtures (each trains a model, or starts a server, database or
-# browser), runs on the PostgreSQL side of `db_url`, or lives in a module listed below; so a new
-# test of that kind joins the slow tier without anyone remembering to mark it.
+# slow when it uses one of these fixtures (each trains a model, starts a server, database or
+# browser, or validates a private copy of the manifests), runs on the PostgreSQL side of
+# `db_url`, or its node id starts with an entry of SLOW_TESTS; so a new test of that kind joins
+# the slow tier without anyone remembering to mark it (docs/testing.md).
 SLOW_FIXTURES = frozenset({
     "smoke_repo",  # the smoke DVC pipeline, run once per session
     "server",  # the smoke model served by BentoML (tests/service/conftest.py)
@@ -32,20 +33,26 @@ SLOW_FIXTURES = frozenset({
     "postgres_server", "postgres_cluster", "postgres_url",  # throwaway PostgreSQL clusters
     "s3_server",  # moto's S3 server for the DVC remote and the act scenarios
     "review_ui",  # the review UI as a process of its own (and Chromium, for the browser tests)
+    "k8s_copy",  # kubectl kustomize and kubernetes-validate again on an edited copy of k8s/
 })
-# Modules that are slow without one of those fixtures, each with its reason.
-SLOW_MODULES = {
+# Slow without one of those fixtures: a module, or one test of it, each with its reason.
+SLOW_TESTS = {
     "tests/e2e/test_hosted_runner.py": "make userns and the pod tests as a non-root sudo user",
     "tests/compare/test_pipeline_compare_stage.py": "dvc repro of the smoke pipeline",
+    "tests/k8s/test_argocd.py": "renders and syncs the overlays through every canary step",
+    "tests/k8s/test_platform.py": "renders the platform with the overlays again for each case",
+    "tests/pipeline/test_label_noise.py": "scores carved data versions with both scorers",
+    "tests/pipeline/test_data.py::test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_"
+    "out": "dvc status and data pull on an edited copy",
 }
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the slow tier (see SLOW_FIXTURES); `-m "not slow"` then selects the fast one."""
     for item in items:
-        module = item.nodeid.split("::")[0]
         params = getattr(item, "callspec", None)
-        if (SLOW_FIXTURES.intersection(item.fixturenames) or module in SLOW_MODULES
+        if (SLOW_FIXTURES.intersection(item.fixturenames)
+                or item.nodeid.startswith(tuple(SLOW_TESTS))
                 or (params is not None and params.params.get("db_url") == "postgresql")):
             item.add_marker(pytest.mark.slow)
 
