@@ -44,6 +44,11 @@ SLOW_TESTS = {
     "tests/pipeline/test_label_noise.py": "scores carved data versions with both scorers",
     "tests/pipeline/test_data.py::test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_"
     "out": "dvc status and data pull on an edited copy",
+    "tests/pipeline/test_validate.py::test_rule_error_stops_pipeline_naming_file_row_and_rule":
+    "dvc repro on a copy, once per rule",
+    "tests/pipeline/test_params.py::test_pipeline_stops_on_bad_params_before_training":
+    "dvc repro on a copy",
+    "tests/pipeline/test_train.py::test_decision_": "fits TF-IDF and scores the dev split",
 }
 
 
