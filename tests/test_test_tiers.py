@@ -3,6 +3,7 @@ slow, never both, and `make test` (what CI runs) selects every test."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -42,6 +43,11 @@ def test_fast_and_slow_tiers_are_disjoint_and_together_the_whole_suite():
     assert fast and slow
     assert not fast & slow
     assert fast | slow == everything
+    # what the hook in tests/conftest.py marks: the PostgreSQL half of db_url, tests on the
+    # smoke-trained repository (the image tests), while the SQLite half stays fast
+    assert all(t in slow for t in everything if re.search(r"[\[-]postgresql[\]-]", t))
+    assert any(re.search(r"[\[-]sqlite[\]-]", t) for t in fast)
+    assert all(t in slow for t in everything if t.startswith("tests/k8s/test_image.py::"))
     # an entry naming a renamed or deleted test would mark nothing, silently
     stale = [entry for entry in SLOW_TESTS if not any(t.startswith(entry) for t in slow)]
     assert not stale, f"SLOW_TESTS in tests/conftest.py matches no test: {stale}"
