@@ -23,8 +23,9 @@ pytest_plugins = ["tests.leftover_processes"]
 
 # The fast tier (`make test-fast`) is every test not marked slow; `make test` runs all. A test is
 # slow when it uses one of these fixtures (each trains a model, starts a server, database or
-# browser, or validates a private copy of the manifests), runs on the PostgreSQL side of
-# `db_url`, or its node id starts with an entry of SLOW_TESTS; so a new test of that kind joins
+# browser, or validates a private copy of the manifests), runs on the PostgreSQL side of a
+# fixture parametrised over both databases (`db_url`, which asks for `postgres_url` only then),
+# or its node id starts with an entry of SLOW_TESTS; so a new test of that kind joins
 # the slow tier without anyone remembering to mark it (docs/testing.md).
 SLOW_FIXTURES = frozenset({
     "smoke_repo",  # the smoke DVC pipeline, run once per session
@@ -49,6 +50,8 @@ SLOW_TESTS = {
     "tests/pipeline/test_params.py::test_pipeline_stops_on_bad_params_before_training":
     "dvc repro on a copy",
     "tests/pipeline/test_train.py::test_decision_": "fits TF-IDF and scores the dev split",
+    "tests/test_drift.py::test_served_holdout_traffic_": "classifies the holdout, drift reports",
+    "tests/test_drift.py::test_drifted_inputs_open_one_issue_": "drift reports on logged traffic",
 }
 
 
@@ -58,7 +61,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         params = getattr(item, "callspec", None)
         if (SLOW_FIXTURES.intersection(item.fixturenames)
                 or item.nodeid.startswith(tuple(SLOW_TESTS))
-                or (params is not None and params.params.get("db_url") == "postgresql")):
+                or (params is not None and "postgresql" in params.params.values())):
             item.add_marker(pytest.mark.slow)
 
 
