@@ -14,7 +14,7 @@ export BENTOML_HOME := $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := True
 SERVE_HOST ?= 127.0.0.1
 
-.PHONY: venv system-packages userns data remote repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento image serve loadtest bench-serve review feedback migrate review-screenshot
+.PHONY: venv system-packages userns data remote repro run test lint fmt clean k8s-validate node workflows workflow-lint doctor production compare bento image serve loadtest bench-serve review feedback migrate review-screenshot test-fast
 
 # The stamp is named after the content of the lock and pyproject.toml, not their mtimes, so a
 # fresh clone (every CI checkout) reuses a venv that already holds exactly these pins.
@@ -150,6 +150,10 @@ review-screenshot: venv  ## docs/img/review-ui.png from a demo log (headless chr
 
 test: venv system-packages userns node  ## the whole test suite (PYTEST_ARGS="tests/service -x" for a part)
 	python -m pytest $(PYTEST_ARGS)
+
+# The inner loop; tests/conftest.py decides which tests are slow (docs/testing.md). CI runs `test`.
+test-fast: venv system-packages node  ## every test not marked slow: no trained model, server or pipeline run
+	python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 k8s-validate: venv  ## render every k8s overlay; check built-in and CRD schemas and delivery policy offline
 	python -m pipelines deploy validate

@@ -21,6 +21,49 @@ SMOKE_PROFILE = "profiles/smoke.yaml"
 # The session fails when a test leaves a process running (children included).
 pytest_plugins = ["tests.leftover_processes"]
 
+# The fast tier (`make test-fast`) is every test not marked slow; `make test` runs all. A test is
+# slow when it uses one of these fixtures (each trains a model, starts a server, database or
+# browser, or validates a private copy of the manifests), runs on the PostgreSQL side of a
+# fixture parametrised over both databases (`db_url`, which asks for `postgres_url` only then),
+# or its node id starts with an entry of SLOW_TESTS; so a new test of that kind joins
+# the slow tier without anyone remembering to mark it (docs/testing.md).
+SLOW_FIXTURES = frozenset({
+    "smoke_repo",  # the smoke DVC pipeline, run once per session
+    "server",  # the smoke model served by BentoML (tests/service/conftest.py)
+    "workspace",  # models trained for the compare scenarios (tests/compare/conftest.py)
+    "postgres_server", "postgres_cluster", "postgres_url",  # throwaway PostgreSQL clusters
+    "s3_server",  # moto's S3 server for the DVC remote and the act scenarios
+    "review_ui",  # the review UI as a process of its own (and Chromium, for the browser tests)
+    "k8s_copy",  # kubectl kustomize and kubernetes-validate again on an edited copy of k8s/
+})
+# Slow without one of those fixtures: a module, or one test of it, each with its reason.
+SLOW_TESTS = {
+    "tests/e2e/test_hosted_runner.py": "make userns and the pod tests as a non-root sudo user",
+    "tests/compare/test_pipeline_compare_stage.py": "dvc repro of the smoke pipeline",
+    "tests/k8s/test_argocd.py": "renders and syncs the overlays through every canary step",
+    "tests/k8s/test_platform.py": "renders the platform with the overlays again for each case",
+    "tests/pipeline/test_label_noise.py": "scores carved data versions with both scorers",
+    "tests/pipeline/test_data.py::test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_"
+    "out": "dvc status and data pull on an edited copy",
+    "tests/pipeline/test_validate.py::test_rule_error_stops_pipeline_naming_file_row_and_rule":
+    "dvc repro on a copy, once per rule",
+    "tests/pipeline/test_params.py::test_pipeline_stops_on_bad_params_before_training":
+    "dvc repro on a copy",
+    "tests/pipeline/test_train.py::test_decision_": "fits TF-IDF and scores the dev split",
+    "tests/test_drift.py::test_served_holdout_traffic_": "classifies the holdout, drift reports",
+    "tests/test_drift.py::test_drifted_inputs_open_one_issue_": "drift reports on logged traffic",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tier (see SLOW_FIXTURES); `-m "not slow"` then selects the fast one."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if (SLOW_FIXTURES.intersection(item.fixturenames)
+                or item.nodeid.startswith(tuple(SLOW_TESTS))
+                or (params is not None and "postgresql" in params.params.values())):
+            item.add_marker(pytest.mark.slow)
+
 
 def repo_env(repo: Path, **extra: str) -> dict[str, str]:
     """Environment for commands run inside a copy: its own code first, offline, no telemetry."""

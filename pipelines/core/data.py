@@ -87,7 +87,8 @@ def dataset_hash(pointer: Path | str = DATA_POINTER) -> str:
     pointer = Path(pointer)
     if not pointer.exists():
         raise DataError(
-            f"{pointer}: not found. Track your data with `dvc add data` (see README, 'Your data')."
+            f"{pointer}: not found. Track your data with `dvc add data` "
+            "(docs/pipeline.md, 'Your own data')."
         )
     try:
         outs = yaml.safe_load(pointer.read_text(encoding="utf-8"))["outs"]

@@ -23,12 +23,19 @@ WEIGHTS = Path("models/production")
 WEIGHTS_POINTER = WEIGHTS.with_suffix(".dvc")
 # What a promotion rewrites (and a revert puts back): the pointer and the weights' .dvc file.
 PROMOTION_FILES = (POINTER.as_posix(), WEIGHTS_POINTER.as_posix())
+# A retrain of branch B proposes its model on branch promote/B, one pull request per B.
+PROMOTION_PREFIX = "promote/"
 HEADER = (
     "# The model serving production; promotion pull requests rewrite this file\n"
     "# (`python -m pipelines promote`). Its weights are models/production/, tracked by\n"
     "# models/production.dvc: `dvc pull models/production.dvc` fetches them.\n"
     "# version: null means no production model yet: the first candidate is judged on floors only.\n"
 )
+
+
+def promotion_branch(source_branch: str) -> str:
+    """The branch a retrain of source_branch pushes its promotion commit to."""
+    return f"{PROMOTION_PREFIX}{source_branch}"
 
 
 class ProductionError(PipelineError):

@@ -21,6 +21,7 @@ from pipelines.core.production import (
     WEIGHTS_POINTER,
     ProductionRecord,
     promote,
+    promotion_branch,
     read_pointer,
 )
 from pipelines.core.tools import dvc
@@ -82,12 +83,12 @@ def write_job_summary(out: Path | None = None) -> Path | None:
 
 DECISION = COMPARE_DIR / DECISION_FILE
 PR_BODY = Path("reports/compare/pr_body.md")
+COMPARISON = Path("reports/compare/comparison.json")
 LOADTEST_SUMMARY = Path("reports/loadtest/summary.json")
 LOADTEST_MARKDOWN = Path("reports/loadtest/summary.md")
 IMAGE_FACTS = Path("reports/image")  # facts.md (a PR body section), facts.json, sbom.cdx.json
 CANDIDATE = Path("models/candidate")
 CANDIDATE_METRICS = Path("reports/metrics/candidate.json")
-PROMOTION_PREFIX = "promote/"
 ENVIRONMENT = "production"
 # The commit status the propose step sets on the promotion commit: branch protection can require
 # it where `ci` cannot run (a PR pushed with GITHUB_TOKEN starts no workflow).
@@ -343,11 +344,22 @@ def lineage_files(root: Path | str = ".") -> list[str]:
     return ["dvc.lock", *sorted(tracked)]
 
 
+def pr_body_images(comparison: Path = COMPARISON) -> list[str]:
+    """The plots the PR body shows (comparison.json's `plots`), relative to the repository. The
+    promotion commit carries them: on Actions the body links them on the promotion branch."""
+    if not comparison.is_file():
+        raise RetrainError(f"{comparison} not found: it comes with the retrain-reports artifact "
+                           "of the evaluate job")
+    plots = json.loads(comparison.read_text(encoding="utf-8")).get("plots", {})
+    return sorted(Path(os.path.relpath(path)).as_posix() for path in plots.values())
+
+
 def _copy_lineage(tree: Path) -> list[str]:
-    """Copy dvc.lock and the metrics/plots of the evaluation into tree; their paths."""
+    """Copy dvc.lock, the metrics/plots of the evaluation and the PR body's images into tree;
+    their paths."""
     import shutil
 
-    paths = lineage_files(".")
+    paths = lineage_files(".") + pr_body_images()
     for rel in paths:
         if not Path(rel).is_file():
             raise RetrainError(f"{rel} not found: it comes with the retrain-reports artifact "
@@ -430,7 +442,7 @@ def propose(source_branch: str, remote: str = "origin", token: PushToken | None 
     source, tag = head(), bento_version(CANDIDATE)
     pushed = pushed_image(tag)  # local facts first: no API call for a job that cannot pin
     refuse_workflow_push(workflow_changes(f"{remote}/{gh.default_branch()}", source), token.name)
-    branch = f"{PROMOTION_PREFIX}{source_branch}"
+    branch = promotion_branch(source_branch)
     with detached_worktree(source) as tree:
         commit, changed, image, deployment_diff = _promotion_commit(
             tree, source, tag, pushed, decision, holdout_md5, source_branch)

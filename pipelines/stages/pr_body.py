@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pipelines.core.decision import Decision
 from pipelines.core.markdown import code, escape
+from pipelines.core.production import promotion_branch
 from pipelines.stages.comparison import Comparison
 
 ICONS = {"promote": "✅", "reject": "❌", "no significant change": "➖"}
@@ -24,6 +27,28 @@ def _link(path: str, out_dir: Path, base: str = "") -> str:
     URL), so links and images work wherever the folder is published."""
     rel = os.path.relpath(path, out_dir)
     return f"{base.rstrip('/')}/{rel}" if base else rel
+
+
+def image_url(path: str, out_dir: Path, link_base: str = "",
+              env: Mapping[str, str] = os.environ) -> str:
+    """Where a reviewer's browser fetches an image of the body. GitHub shows no relative image
+    in a pull request body, and a private repository's raw.githubusercontent.com URL needs a
+    token: on Actions, the github.com URL of the file on the promotion branch (its commit carries
+    the plots, pipelines/release/retrain.py), which GitHub serves to whoever may read the
+    repository. With link_base, or off Actions, or for a file outside the working directory
+    (the repository root under DVC): the link _link makes."""
+    repository, source = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_REF_NAME")
+    rel = Path(os.path.relpath(Path(path).resolve(), Path.cwd().resolve()))
+    if link_base or not (repository and source) or rel.parts[0] == "..":
+        return _link(path, out_dir, link_base)
+    server = env.get("GITHUB_SERVER_URL") or "https://github.com"
+    return (f"{server.rstrip('/')}/{repository}/blob/{quote(promotion_branch(source))}/"
+            f"{quote(rel.as_posix())}?raw=true")
+
+
+def plot_lines(plots: dict[str, str], out_dir: Path, link_base: str = "") -> list[str]:
+    """One image per plot (confusion matrices, precision-recall curves), where image_url says."""
+    return [f"![{name}]({image_url(path, out_dir, link_base)})" for name, path in plots.items()]
 
 
 def verdict_line(comparison: Comparison, decision: Decision) -> str:
@@ -235,9 +260,7 @@ def render_pr_body(comparison: Comparison, decision: Decision, out_dir: Path,
     if comparison.production is not None:
         lines += ["### Training-data drift", "", *drift_lines(comparison, out_dir), "",
                   "### Prediction flips", "", *flips_lines(comparison), ""]
-    plots = comparison.plots
-    lines += ["### Plots", ""]
-    lines += [f"![{name}]({_link(path, out_dir, link_base)})" for name, path in plots.items()]
+    lines += ["### Plots", "", *plot_lines(comparison.plots, out_dir, link_base)]
     lines += ["", "### Artifacts", "", "- decision: `decision.json`, full comparison: "
               "`comparison.json`"]
     for name, report in comparison.evidently.items():

@@ -296,8 +296,14 @@ def test_one_pull_request_whose_diff_is_data_lineage_model_and_image(fork, promo
     lineage = {"data.dvc", "dvc.lock", "k8s/overlays/production/kustomization.yaml",
                "models/production.dvc", "models/production.yaml"}
     assert lineage <= set(files)
-    tracked = set(files) - lineage  # the metrics and plots DVC tracks in git
-    assert tracked and all(f.startswith(("reports/metrics/", "reports/plots/")) for f in tracked)
+    tracked = set(files) - lineage  # the metrics and plots DVC tracks in git, the body's images
+    assert tracked and all(f.startswith(("reports/metrics/", "reports/plots/", "reports/compare/"))
+                           for f in tracked)
+    # each image of the body is a file of the promotion branch, linked on github.com
+    prefix = f"{REPO_URL}/blob/promote/data/more-rows/"
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", pull["body"])
+    assert images and all(i.startswith(prefix) and i.endswith("?raw=true") for i in images)
+    assert {i.removeprefix(prefix).removesuffix("?raw=true") for i in images} <= tracked
     overlay = yaml.safe_load(git(fork.origin, "show", "promote/data/more-rows:"
                                  "k8s/overlays/production/kustomization.yaml"))
     image = overlay["images"][0]
