@@ -154,7 +154,7 @@ def test_results_of_an_undeclared_check_never_gate():
     candidate = {"macro_f1": 0.9, "roc_auc": 0.9, "behaviour": {
         "invariance_add_url": {"flip_rate": 0.0, "n": 10},
         "leftover": {"pass_rate": 0.0, "n": 10}}}
-    checks = [r["check"] for r in floor_reasons(candidate, gate)]
+    checks = [r.check for r in floor_reasons(candidate, gate)]
     assert checks == ["floor.macro_f1", "floor.roc_auc", "floor.behaviour.invariance_add_url"]
 
 
@@ -165,7 +165,7 @@ def test_the_offensive_declaration_reproduces_productions_recorded_results(base_
     params = load_params("params.yaml")
     recorded = read_yaml(base_repo / "models/production.yaml")["metrics"]["behaviour"]
     clf = load_classifier("models/production")
-    frame, y = load_holdout(params)
+    frame, y = load_holdout(params.data)
     texts = list(frame.text)
     results = run_behaviour_checks(clf, texts, y, clf.predict_proba(texts),
                                    params.evaluate.behaviour)
