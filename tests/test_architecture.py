@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -76,3 +77,34 @@ def test_the_bento_image_installs_every_package_the_service_imports():
     installed = _with_requirements(set(SERVICE_PACKAGES))
     # the torch paths are left out of the image on purpose (tests/k8s/test_image.py serves it)
     assert needed - installed - {canonicalize_name(p) for p in TORCH_PATH_PACKAGES} == set()
+
+
+AREAS = {"core": "pipelines.core", "stages": "pipelines.stages", "deploy": "pipelines.deploy",
+         "release": "pipelines.release", "ci": "pipelines.ci", "monitor": "pipelines.monitor",
+         "service": "service", "loadtests": "loadtests"}
+
+
+def _documented_imports() -> dict[str, set[str]]:
+    """docs/architecture.md's table: the module of each folder -> the areas it may import."""
+    text = (ROOT / "docs/architecture.md").read_text(encoding="utf-8")
+    table = text.split("## What each folder may import", 1)[1].split("\n\n")[2]
+    allowed = {}
+    for row in table.splitlines()[2:]:
+        folder, may, _why = (cell.strip() for cell in row.strip("|").split("|"))
+        area = folder.strip("`/").removeprefix("pipelines/")
+        words = {w.strip(" ,") for w in may.split()}
+        allowed[AREAS[area]] = {AREAS[w] for w in words if w in AREAS} | {AREAS[area]}
+    return allowed
+
+
+def test_the_architecture_table_and_the_import_contracts_agree():
+    """Each folder's contract forbids exactly the project's other areas the doc does not allow
+    (the CLI, which registers every area's commands, is forbidden to all)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    forbidden = {c["source_modules"][0]: set(c["forbidden_modules"]) for c in contracts}
+    documented = _documented_imports()
+    assert set(documented) == set(forbidden) == set(AREAS.values())
+    project = set(AREAS.values()) | {"pipelines.cli"}
+    for module, allowed in documented.items():
+        assert forbidden[module] & project == project - allowed, module
