@@ -58,8 +58,9 @@ def commit_files(root: Path | str, parent: str, paths: list[str], message: str) 
     with tempfile.TemporaryDirectory(prefix="gitops-index-") as tmp:
         env["GIT_INDEX_FILE"] = str(Path(tmp) / "index")
         git(root, "read-tree", parent, env=env)
-        # -A also records deletions of listed paths.
-        git(root, "add", "-A", "--", *paths, env=env)
+        # -A also records deletions of listed paths; --force because each path is named: an
+        # ignore rule for local artifacts (reports/*) must not drop a file the commit carries.
+        git(root, "add", "-A", "--force", "--", *paths, env=env)
         tree = git(root, "write-tree", env=env).strip()
     return git(root, "commit-tree", tree, "-p", parent, "-m", message, env=env).strip()
 
