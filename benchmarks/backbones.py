@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--forward-seconds", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark/backbones.jsonl"))
+    parser.add_argument("--keep-models", type=Path, default=None,
+                        help="keep each trained model in DIR/<task>-<backbone> (else deleted)")
     args = parser.parse_args()
     base = load_params(args.params)
     scratch = Path(tempfile.mkdtemp(prefix="backbones-"))
@@ -133,6 +135,10 @@ def main() -> None:
                 work = Path(tempfile.mkdtemp(prefix=f"{task}-", dir=scratch))
                 row = run_one(task_params(base, task, train_files[task], args, backbone), task,
                               work, args.forward_seconds)
+                if args.keep_models:
+                    kept = args.keep_models / f"{task}-{Path(backbone).name}"
+                    shutil.rmtree(kept, ignore_errors=True)
+                    shutil.copytree(work / "model", kept)
                 shutil.rmtree(work, ignore_errors=True)
                 with args.out.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
