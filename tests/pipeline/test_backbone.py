@@ -167,3 +167,15 @@ def test_a_split_archive_with_a_part_missing_names_the_reinstall(tmp_path, monke
                                          r"not a readable zip.*pip install tiny-torn-bb"):
         backbone_path("tiny-torn-bb")
     assert not list((tmp_path / "cache" / "moderation-backbones").iterdir())  # nothing half-made
+
+
+def test_the_gpu_profile_is_valid_params_and_names_a_compared_backbone(tmp_path):
+    from pipelines.core.params import apply_profile
+    from pipelines.stages.backbone import BACKBONE_PACKAGES
+
+    root = Path(__file__).parents[2]
+    target = tmp_path / "params.yaml"
+    target.write_text((root / "params.yaml").read_text())
+    gpu = apply_profile(root / "profiles/gpu.yaml", target)
+    assert gpu.train.backbone in BACKBONE_PACKAGES and gpu.train.backbone != BUNDLED_BACKBONE
+    assert gpu.train.init == "pretrained"
