@@ -10,7 +10,9 @@ params.yaml's train section, with only the backbone, the task's data and the cap
 changed. It reports the dev macro-F1 of the transformer alone and with the decision, the train
 seconds (and seconds per optimiser step, to extrapolate a capped run), the serving cost (the raw
 forward limit of loadtests/forward.py with the service's `accel: auto` path and one thread, on
-the dev texts, not the holdout's) and the model's size on disk. Tasks: `offensive` (the
+the dev texts, not the holdout's) and the model's size on disk. With several backbones, each
+later row carries a paired bootstrap interval (95 %, 1,000 resamples of the same dev rows) of
+its dev macro-F1 with the decision minus the first backbone's. Tasks: `offensive` (the
 params' data.train_file) and `hate` (../shared/data/tweeteval-hate, imported on the fly). Load
 averages are logged with every row: this host's cores may be shared. Rows append to --out as
 JSON lines, so that a long run can be read while it goes.
@@ -28,8 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from pipelines.core.data import import_tweeteval, read_split
 from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.stages.metrics import macro_f1
+from pipelines.stages.stats import paired_bootstrap_delta
 
 HATE_SOURCE = Path("../shared/data/tweeteval-hate")
 TASK_LABELS = {"offensive": ["not-offensive", "offensive"], "hate": ["not-hate", "hate"]}
@@ -50,18 +56,23 @@ def task_params(base: Params, task: str, train_file: Path, args: argparse.Namesp
         "train": base.train.model_copy(update=train_update)})
 
 
-def dev_texts_csv(params: Params, out: Path) -> Path:
-    """The dev rows' texts (the train stage's own carve-out) as a CSV the load profile reads."""
+def dev_rows(params: Params) -> tuple[list[str], np.ndarray]:
+    """The dev texts and class ids: the train stage's own carve-out of the same rows."""
     from pipelines.stages.train import dev_split
 
     frame = read_split(params.data.train_file, params.data.max_train_rows)
     labels = list(params.data.labels)
-    _, dev_rows = dev_split([labels.index(label) for label in frame.label],
-                            params.train.dev_fraction, params.train.seed)
+    ids = np.array([labels.index(label) for label in frame.label])
+    _, rows = dev_split(list(ids), params.train.dev_fraction, params.train.seed)
+    return [frame.text.iloc[i] for i in rows], ids[rows]
+
+
+def texts_csv(texts: list[str], out: Path) -> Path:
+    """Texts as a CSV the load profile reads (loadtests.traffic.load_texts)."""
     with out.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["text"])
-        writer.writerows([frame.text.iloc[i]] for i in dev_rows)
+        writer.writerows([text] for text in texts)
     return out
 
 
@@ -71,9 +82,12 @@ def dir_mb(folder: Path, suffixes: tuple[str, ...] = ()) -> float:
     return round(sum(p.stat().st_size for p in files) / 2**20, 1)
 
 
-def run_one(params: Params, task: str, work: Path, forward_seconds: float) -> dict:
-    """Train one backbone on one task, then measure its serving cost and size."""
+def run_one(params: Params, task: str, work: Path, forward_seconds: float
+            ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Train one backbone on one task, then measure its serving cost and size; the row, the
+    dev class ids and the model's dev predictions (its decision applied)."""
     from loadtests.forward import raw_limit
+    from pipelines.core.classifier import load_classifier
     from pipelines.stages.train import train
 
     load_before = os.getloadavg()
@@ -85,7 +99,9 @@ def run_one(params: Params, task: str, work: Path, forward_seconds: float) -> di
     epochs_run = max(dev.get("macro_f1_by_epoch") or {params.train.epochs: 0}, key=float)
     n_train = metadata["dataset"]["train_rows"] - dev["rows"]
     steps = math.ceil(n_train / params.train.batch_size) * math.ceil(float(epochs_run))
-    serving = raw_limit(model_dir, "auto", 1, dev_texts_csv(params, work / "dev_texts.csv"),
+    texts, y_dev = dev_rows(params)
+    predicted = load_classifier(model_dir).predict_proba(texts).argmax(axis=1)
+    serving = raw_limit(model_dir, "auto", 1, texts_csv(texts, work / "dev_texts.csv"),
                         seconds=forward_seconds)
     return {
         "task": task, "backbone": params.train.backbone,
@@ -104,7 +120,7 @@ def run_one(params: Params, task: str, work: Path, forward_seconds: float) -> di
         "model_mb": dir_mb(model_dir), "weights_mb": dir_mb(model_dir, (".safetensors",)),
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    }, y_dev, predicted
 
 
 def main() -> None:
@@ -131,10 +147,19 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         for task in args.task:
+            first = None
             for backbone in args.backbone:
                 work = Path(tempfile.mkdtemp(prefix=f"{task}-", dir=scratch))
-                row = run_one(task_params(base, task, train_files[task], args, backbone), task,
-                              work, args.forward_seconds)
+                row, y_dev, predicted = run_one(
+                    task_params(base, task, train_files[task], args, backbone), task, work,
+                    args.forward_seconds)
+                row["dev_macro_f1_rescored"] = round(macro_f1(y_dev, predicted, 2), 4)
+                if first is None:
+                    first = (args.backbone[0], predicted)
+                else:  # the same dev rows: a paired interval on the difference
+                    row["vs_first"] = {"backbone": first[0], **paired_bootstrap_delta(
+                        y_dev, first[1], predicted, lambda y, p: macro_f1(y, p, 2),
+                        samples=1000, confidence=0.95, seed=0)}
                 if args.keep_models:
                     kept = args.keep_models / f"{task}-{Path(backbone).name}"
                     shutil.rmtree(kept, ignore_errors=True)
