@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from loadtests import run as loadtest
 from pipelines.ci import cli as ci
-from pipelines.core import commands as core
+from pipelines.core import data_commands as core
 from pipelines.core.cli import new_app
 from pipelines.deploy import cli as deploy
 from pipelines.monitor import cli as monitor
