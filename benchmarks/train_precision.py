@@ -26,8 +26,8 @@ def probe(params) -> dict:
     """The train stage's probe on this configuration, timing both precisions."""
     from pipelines.core.canonical import canonical_texts
     from pipelines.core.data import read_split
-    from pipelines.stages.backbone import load_backbone
-    from pipelines.stages.train_speed import probe_batch, probe_precision
+    from pipelines.training.backbone import load_backbone
+    from pipelines.training.speed import probe_batch, probe_precision
 
     tp, labels = params.train, list(params.data.labels)
     frame = read_split(params.data.train_file, params.data.max_train_rows)

@@ -159,8 +159,8 @@ def child(params_file: Path, threads: str, neighbours: list[str], seconds: float
     from pipelines.core.canonical import canonical_texts
     from pipelines.core.data import read_split
     from pipelines.core.params import load_params
-    from pipelines.stages.backbone import load_backbone
-    from pipelines.stages.train_speed import probe_batch, resolve_precision
+    from pipelines.training.backbone import load_backbone
+    from pipelines.training.speed import probe_batch, resolve_precision
 
     params = load_params(params_file)
     tp, labels = params.train, list(params.data.labels)

@@ -115,7 +115,7 @@ class BaselineParams(_Strict):
 
 
 class InvarianceCheck(_Strict):
-    """Label-preserving edits (pipelines/stages/behaviour.py INVARIANCES) should not flip the
+    """Label-preserving edits (pipelines/analysis/behaviour.py INVARIANCES) should not flip the
     label: one result `<check>_<perturbation>` each, a flip rate."""
 
     kind: Literal["invariance"]
