@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import load_params
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import load_params
 from pipelines.stages.compare import compare_to_production
 from pipelines.stages.evaluate import load_holdout, score_model
 

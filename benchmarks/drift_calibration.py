@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipelines.core.params import load_params
 from pipelines.core.production import read_pointer
 from pipelines.monitor.drift import CALIBRATION, PREDICTION_COLUMNS, significance_levels
+from pipelines.runtime.params import load_params
 from pipelines.stages.baseline import build_pipeline
 from pipelines.stages.compare import production_training_frame
 from pipelines.stages.drift_measures import HeldOutVocabulary, judge_columns

@@ -16,8 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import PARAMS_FILE, load_params
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import PARAMS_FILE, load_params
 from pipelines.stages.behaviour import EVASIONS, run_evasion_checks
 from pipelines.stages.evaluate import load_holdout
 

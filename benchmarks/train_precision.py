@@ -18,14 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.core.params import PARAMS_FILE, load_params
+from pipelines.runtime.params import PARAMS_FILE, load_params
 from pipelines.stages.train import train
 
 
 def probe(params) -> dict:
     """The train stage's probe on this configuration, timing both precisions."""
-    from pipelines.core.canonical import canonical_texts
     from pipelines.core.data import read_split
+    from pipelines.runtime.canonical import canonical_texts
     from pipelines.stages.backbone import load_backbone
     from pipelines.stages.train_speed import probe_batch, probe_precision
 

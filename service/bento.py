@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.core.metadata import ModelMetadata
+from pipelines.runtime.metadata import ModelMetadata
 from service.settings import REPO_ROOT
 
 BENTO_MODEL_NAME = "moderation-model"

@@ -10,11 +10,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from pipelines.core.canonical import canonical_texts
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.metadata import build_metadata, save_model_dir
-from pipelines.core.params import PARAMS_FILE, BaselineParams, Params, load_params
+from pipelines.core.model_writer import build_metadata, save_model_dir
+from pipelines.runtime.canonical import canonical_texts
+from pipelines.runtime.params import PARAMS_FILE, BaselineParams, Params, load_params
 
 
 def build_pipeline(bp: BaselineParams, labels: list[str]) -> Pipeline:

@@ -14,13 +14,9 @@ import pandas as pd
 import typer
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
-from pipelines.core.classifier import load_classifier
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import DATA_POINTER, file_md5, read_split
 from pipelines.core.decision import COMPARE_DIR, DECISION_FILE, REJECT, Decision
-from pipelines.core.errors import PipelineError
-from pipelines.core.metadata import DatasetVersion, ModelMetadata
-from pipelines.core.params import PARAMS_FILE, CompareParams, DataParams, Params, load_params
 from pipelines.core.production import (
     POINTER,
     WEIGHTS,
@@ -31,6 +27,10 @@ from pipelines.core.production import (
     production_training_rows,
     read_pointer,
 )
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.metadata import DatasetVersion, ModelMetadata
+from pipelines.runtime.params import PARAMS_FILE, CompareParams, DataParams, Params, load_params
 from pipelines.stages.comparison import CandidateScores, Comparison, Holdout, ProductionScores
 from pipelines.stages.evaluate import load_holdout, score_model
 from pipelines.stages.gate import decide

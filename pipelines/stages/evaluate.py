@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.core.classifier import Classifier, load_classifier
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.errors import MissingFileError
-from pipelines.core.params import PARAMS_FILE, DataParams, EvaluateParams, Params, load_params
+from pipelines.runtime.classifier import Classifier, load_classifier
+from pipelines.runtime.errors import MissingFileError
+from pipelines.runtime.params import PARAMS_FILE, DataParams, EvaluateParams, Params, load_params
 from pipelines.stages.behaviour import check_names, run_behaviour_checks
 from pipelines.stages.metrics import (
     classification_metrics,

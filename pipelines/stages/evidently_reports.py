@@ -38,7 +38,7 @@ from evidently.metrics import (
 from evidently.presets import ClassificationQuality
 from evidently.tests import Reference, gte
 
-from pipelines.core.params import CompareParams
+from pipelines.runtime.params import CompareParams
 from pipelines.stages.drift_measures import METHOD, HeldOutVocabulary, judge_columns
 from pipelines.stages.metrics import slice_masks
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines.core.decision import NO_CHANGE, PROMOTE, REJECT, Decision, Reason
-from pipelines.core.params import GateParams
+from pipelines.runtime.params import GateParams
 from pipelines.stages.comparison import Comparison
 
 

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipelines.core.classifier import load_classifier
 from pipelines.core.data import normalise
-from pipelines.core.params import LabelNoiseParams, Params
 from pipelines.core.production import (
     WEIGHTS,
     ProductionRecord,
     check_weights,
     production_training_rows,
 )
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import LabelNoiseParams, Params
 from pipelines.stages.metrics import slice_masks
 
 if TYPE_CHECKING:

@@ -21,11 +21,11 @@ from pipelines.core.data import (
     file_md5,
     normalise,
 )
-from pipelines.core.params import PARAMS_FILE, Params, load_params
 from pipelines.core.production import POINTER as PRODUCTION_POINTER
 from pipelines.core.production import ProductionRecord, read_pointer
 from pipelines.core.provenance import Proofs, signing_key
 from pipelines.core.spreadsheet import write_for_people
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
 from pipelines.stages.label_noise import check_label_noise, digests, pair_digests
 
 REQUIRED_COLUMNS = ("text", "label")

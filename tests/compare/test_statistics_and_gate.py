@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.core.params import load_params
+from pipelines.runtime.params import load_params
 from pipelines.stages.compare import behaviour_deltas, fast_macro_f1
 from pipelines.stages.comparison import CandidateScores, Comparison, Holdout, ProductionScores
 from pipelines.stages.gate import NO_CHANGE, PROMOTE, REJECT, decide

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import BehaviourParams, ParamsError, load_params, parse_params, read_yaml
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import (
+    BehaviourParams,
+    ParamsError,
+    load_params,
+    parse_params,
+    read_yaml,
+)
 from pipelines.stages.behaviour import BehaviourError, run_behaviour_checks
 from pipelines.stages.evaluate import load_holdout
 from pipelines.stages.gate import floor_reasons

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.core.canonical import canonicalise
 from pipelines.core.data import normalise
+from pipelines.runtime.canonical import canonicalise
 from pipelines.stages.behaviour import EVASIONS
 
 PLAIN = "you are a stupid idiot"

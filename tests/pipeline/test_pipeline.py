@@ -5,8 +5,8 @@ import json
 import numpy as np
 import yaml
 
-from pipelines.core.classifier import load_classifier, predict
 from pipelines.core.data import dataset_hash
+from pipelines.runtime.classifier import load_classifier, predict
 from pipelines.stages.behaviour import EVASIONS
 from tests.conftest import run
 

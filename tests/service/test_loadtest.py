@@ -11,7 +11,7 @@ import pytest
 
 from loadtests.gate import judge, read_locust_stats, summary_markdown
 from loadtests.run import run_loadtest, run_locust
-from pipelines.core.params import LoadtestParams, load_params
+from pipelines.runtime.params import LoadtestParams, load_params
 from service.bento import build_bento
 
 LIMITS = LoadtestParams(users=2, spawn_rate=2, duration_s=3, min_rps=1.0, max_p95_ms=2000,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.core.cpu import cpu_flags
-from pipelines.core.metadata import ModelMetadata
-from pipelines.core.params import ParamsError, load_params
+from pipelines.runtime.cpu import cpu_flags
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import ParamsError, load_params
 from pipelines.stages.behaviour import EVASIONS
 from pipelines.stages.evaluate import load_holdout
 from pipelines.stages.metrics import macro_f1
