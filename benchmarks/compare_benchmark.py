@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from pipelines.analysis.scoring import load_holdout, score_model
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import load_params
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import load_params
 from pipelines.stages.compare import compare_to_production
 
 

@@ -33,9 +33,9 @@ from scipy import stats
 from pipelines.analysis.drift_measures import HeldOutVocabulary, judge_columns
 from pipelines.analysis.evidently_reports import describe_texts, text_thresholds
 from pipelines.core.data import DATA_POINTER
-from pipelines.core.params import load_params
 from pipelines.core.production import production_training_rows, read_pointer
 from pipelines.monitor.drift import CALIBRATION, PREDICTION_COLUMNS, significance_levels
+from pipelines.runtime.params import load_params
 from pipelines.training.tfidf import build_pipeline
 
 MENTION = re.compile(r"@\w+\s*")

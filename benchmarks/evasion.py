@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pipelines.analysis.behaviour import EVASIONS, run_evasion_checks
 from pipelines.analysis.scoring import load_holdout
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import PARAMS_FILE, load_params
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import PARAMS_FILE, load_params
 
 EXAMPLE = "you are a stupid idiot"
 

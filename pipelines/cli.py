@@ -1,7 +1,8 @@
 """`python -m pipelines`: one command line for every stage, make target and workflow step.
 
 Each area declares its commands next to its logic; this module only puts them together.
-Errors are `PipelineError`s (pipelines/core/errors.py): click prints them and sets the exit code."""
+Errors are `PipelineError`s (pipelines/runtime/errors.py): click prints them and sets the exit
+code."""
 
 from __future__ import annotations
 

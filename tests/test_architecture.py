@@ -35,8 +35,8 @@ def test_the_bento_includes_every_project_module_the_service_imports():
     for module in (ROOT / "service").glob("*.py"):
         needed |= import_closure(ROOT, module.relative_to(ROOT))
     assert needed - included == set()
-    # and nothing of the pipeline beyond its core
-    assert all(p == Path("pipelines/__init__.py") or p.parts[:2] == ("pipelines", "core")
+    # and nothing of the pipeline beyond its runtime
+    assert all(p == Path("pipelines/__init__.py") or p.parts[:2] == ("pipelines", "runtime")
                for p in included if p.parts[0] == "pipelines")
 
 
@@ -79,10 +79,10 @@ def test_the_bento_image_installs_every_package_the_service_imports():
     assert needed - installed - {canonicalize_name(p) for p in TORCH_PATH_PACKAGES} == set()
 
 
-AREAS = {"core": "pipelines.core", "stages": "pipelines.stages", "analysis": "pipelines.analysis",
-         "training": "pipelines.training", "deploy": "pipelines.deploy",
-         "release": "pipelines.release", "ci": "pipelines.ci", "monitor": "pipelines.monitor",
-         "service": "service", "loadtests": "loadtests"}
+AREAS = {"runtime": "pipelines.runtime", "core": "pipelines.core", "stages": "pipelines.stages",
+         "analysis": "pipelines.analysis", "training": "pipelines.training",
+         "deploy": "pipelines.deploy", "release": "pipelines.release", "ci": "pipelines.ci",
+         "monitor": "pipelines.monitor", "service": "service", "loadtests": "loadtests"}
 
 
 def _documented_imports() -> dict[str, set[str]]:

@@ -12,9 +12,9 @@ import re
 
 import numpy as np
 
-from pipelines.core.classifier import Classifier
-from pipelines.core.errors import UsageError
-from pipelines.core.params import (
+from pipelines.runtime.classifier import Classifier
+from pipelines.runtime.errors import UsageError
+from pipelines.runtime.params import (
     BehaviourParams,
     DirectionalCheck,
     EvasionCheck,

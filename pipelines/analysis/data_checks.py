@@ -19,10 +19,10 @@ from pipelines.core.data import (
     file_md5,
     normalise,
 )
-from pipelines.core.params import Params
 from pipelines.core.production import POINTER as PRODUCTION_POINTER
 from pipelines.core.production import ProductionRecord, read_pointer
 from pipelines.core.provenance import Proofs, signing_key
+from pipelines.runtime.params import Params
 
 REQUIRED_COLUMNS = ("text", "label")
 

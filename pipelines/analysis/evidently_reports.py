@@ -40,7 +40,7 @@ from evidently.tests import Reference, gte
 
 from pipelines.analysis.drift_measures import METHOD, HeldOutVocabulary, judge_columns
 from pipelines.analysis.metrics import slice_masks
-from pipelines.core.params import CompareParams
+from pipelines.runtime.params import CompareParams
 
 DESCRIPTORS = ["length", "words", "sentences", "non_letter_share", "uppercase_share",
                "unseen_word_share"]

@@ -13,9 +13,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipelines.analysis.metrics import slice_masks
 from pipelines.analysis.stats import paired_bootstrap_delta
-from pipelines.core.metadata import ModelMetadata
-from pipelines.core.params import CompareParams
 from pipelines.core.production import ProductionRecord
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import CompareParams
 
 
 def fast_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int = 2) -> float:

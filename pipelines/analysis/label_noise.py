@@ -22,15 +22,15 @@ import numpy as np
 import pandas as pd
 
 from pipelines.analysis.metrics import slice_masks
-from pipelines.core.classifier import load_classifier
 from pipelines.core.data import normalise
-from pipelines.core.params import LabelNoiseParams, Params
 from pipelines.core.production import (
     WEIGHTS,
     ProductionRecord,
     check_weights,
     production_training_rows,
 )
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import LabelNoiseParams, Params
 
 if TYPE_CHECKING:
     from pipelines.analysis.data_checks import SplitScan

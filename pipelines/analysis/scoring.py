@@ -8,9 +8,9 @@ import pandas as pd
 
 from pipelines.analysis.behaviour import run_behaviour_checks
 from pipelines.analysis.metrics import classification_metrics, slice_masks, slice_metrics
-from pipelines.core.classifier import Classifier
 from pipelines.core.data import read_split
-from pipelines.core.params import DataParams, EvaluateParams
+from pipelines.runtime.classifier import Classifier
+from pipelines.runtime.params import DataParams, EvaluateParams
 
 
 def load_holdout(data: DataParams) -> tuple[pd.DataFrame, np.ndarray]:

@@ -12,14 +12,14 @@ import pandas as pd
 import sqlalchemy as sa
 
 from pipelines.analysis.drift_measures import HeldOutVocabulary
-from pipelines.core.classifier import load_classifier, predict
 from pipelines.core.data import DATA_POINTER, read_split
-from pipelines.core.errors import PipelineError
 from pipelines.core.markdown import code
-from pipelines.core.metadata import METADATA_FILE, is_model_dir
-from pipelines.core.params import Params
 from pipelines.core.production import production_training_rows, read_pointer
 from pipelines.release.github import open_or_comment_issue
+from pipelines.runtime.classifier import load_classifier, predict
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.metadata import METADATA_FILE, is_model_dir
+from pipelines.runtime.params import Params
 from service.kept_text import UNBIASED_REASONS
 from service.predlog import backend_of, make_engine, predictions, prepare_database
 

@@ -31,9 +31,7 @@ from pipelines.core.data import (
     read_split,
     write_split,
 )
-from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import git
-from pipelines.core.params import Params
 from pipelines.core.provenance import (
     KEY_ENV,
     ReviewRecord,
@@ -43,6 +41,8 @@ from pipelines.core.provenance import (
 )
 from pipelines.core.tools import dvc, succeeds
 from pipelines.core.versions import in_repo_remote
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.params import Params
 from pipelines.stages import validate
 from service.predlog import backend_of, sqlite_path
 from service.review.store import ReviewStore, create_review_schema

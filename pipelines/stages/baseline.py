@@ -8,11 +8,11 @@ from pathlib import Path
 
 import joblib
 
-from pipelines.core.canonical import canonical_texts
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.metadata import build_metadata, save_model_dir
-from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.core.model_writer import build_metadata, save_model_dir
+from pipelines.runtime.canonical import canonical_texts
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
 from pipelines.training.tfidf import build_pipeline
 
 

@@ -33,13 +33,9 @@ from pipelines.analysis.plots import confusion_png, pr_curves_png
 from pipelines.analysis.pr_body import render_pr_body
 from pipelines.analysis.scoring import load_holdout, score_model
 from pipelines.analysis.stats import mcnemar
-from pipelines.core.classifier import load_classifier
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import DATA_POINTER, file_md5, read_split
 from pipelines.core.decision import COMPARE_DIR, DECISION_FILE, REJECT, Decision
-from pipelines.core.errors import PipelineError
-from pipelines.core.metadata import ModelMetadata
-from pipelines.core.params import PARAMS_FILE, Params, load_params
 from pipelines.core.production import (
     POINTER,
     WEIGHTS,
@@ -50,6 +46,10 @@ from pipelines.core.production import (
     production_training_rows,
     read_pointer,
 )
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
 
 OUT_DIR = COMPARE_DIR
 VALIDATION_REPORT = Path("reports/validation.json")

@@ -12,10 +12,10 @@ from pipelines.analysis.behaviour import check_names
 from pipelines.analysis.metrics import pr_curve_points
 from pipelines.analysis.plots import confusion_png, pr_curves_png
 from pipelines.analysis.scoring import load_holdout, score_model
-from pipelines.core.classifier import load_classifier
 from pipelines.core.cli import ParamsOpt, run_as_script
-from pipelines.core.errors import MissingFileError
-from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.errors import MissingFileError
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
 
 
 def write_plots(name: str, frame: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray,

@@ -19,12 +19,13 @@ import joblib
 import numpy as np
 
 from pipelines.analysis.metrics import macro_f1
-from pipelines.core.canonical import canonical_texts
-from pipelines.core.classifier import TFIDF_FILE, TransformerClassifier, blend
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.metadata import ModelMetadata, build_metadata, partial_dir, save_model_dir
-from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
+from pipelines.core.model_writer import build_metadata, partial_dir, save_model_dir
+from pipelines.runtime.canonical import canonical_texts
+from pipelines.runtime.classifier import TFIDF_FILE, TransformerClassifier, blend
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import PARAMS_FILE, Params, TrainParams, load_params
 from pipelines.training.backbone import load_backbone
 from pipelines.training.speed import probe_batch, resolve_precision, wait_passively
 from pipelines.training.tfidf import build_pipeline

@@ -13,8 +13,8 @@ import typer
 from pipelines.analysis.data_checks import Finding, validate_dataset
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import DataError
-from pipelines.core.params import PARAMS_FILE, Params, load_params
 from pipelines.core.spreadsheet import write_for_people
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
 
 
 def write_gate(report: dict, gate_path: Path) -> None:

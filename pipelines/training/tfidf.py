@@ -7,7 +7,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from pipelines.core.params import BaselineParams
+from pipelines.runtime.params import BaselineParams
 
 
 def build_pipeline(bp: BaselineParams, labels: list[str]) -> Pipeline:

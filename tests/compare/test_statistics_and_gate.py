@@ -16,7 +16,7 @@ from pipelines.analysis.gate import NO_CHANGE, PROMOTE, REJECT, decide
 from pipelines.analysis.head_to_head import behaviour_deltas, fast_macro_f1
 from pipelines.analysis.metrics import macro_f1
 from pipelines.analysis.stats import mcnemar, paired_bootstrap_delta
-from pipelines.core.params import load_params
+from pipelines.runtime.params import load_params
 
 GATE = load_params("params.yaml").gate
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.core.errors import UsageError
+from pipelines.runtime.errors import UsageError
 from pipelines.training.backbone import BUNDLED_BACKBONE, backbone_path
 
 

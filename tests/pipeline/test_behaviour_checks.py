@@ -14,8 +14,14 @@ import yaml
 from pipelines.analysis.behaviour import BehaviourError, run_behaviour_checks
 from pipelines.analysis.gate import floor_reasons
 from pipelines.analysis.scoring import load_holdout
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import BehaviourParams, ParamsError, load_params, parse_params, read_yaml
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import (
+    BehaviourParams,
+    ParamsError,
+    load_params,
+    parse_params,
+    read_yaml,
+)
 from tests.conftest import ROOT, run
 
 RAW = read_yaml(ROOT / "params.yaml")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pipelines.analysis.behaviour import EVASIONS
-from pipelines.core.canonical import canonicalise
 from pipelines.core.data import normalise
+from pipelines.runtime.canonical import canonicalise
 
 PLAIN = "you are a stupid idiot"
 

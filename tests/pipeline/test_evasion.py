@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from pipelines.analysis.behaviour import EVASIONS, run_behaviour_checks, run_evasion_checks
-from pipelines.core.canonical import canonical_texts
-from pipelines.core.classifier import BaselineClassifier
-from pipelines.core.metadata import ModelMetadata
-from pipelines.core.params import load_params
+from pipelines.runtime.canonical import canonical_texts
+from pipelines.runtime.classifier import BaselineClassifier
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import load_params
 from pipelines.training.tfidf import build_pipeline
 
 LABELS = ["not-offensive", "offensive"]

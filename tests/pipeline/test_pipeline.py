@@ -6,8 +6,8 @@ import numpy as np
 import yaml
 
 from pipelines.analysis.behaviour import EVASIONS
-from pipelines.core.classifier import load_classifier, predict
 from pipelines.core.data import dataset_hash
+from pipelines.runtime.classifier import load_classifier, predict
 from tests.conftest import run
 
 

@@ -98,4 +98,4 @@ def test_a_removed_code_dep_is_caught(tmp_path):
 @pytest.mark.parametrize("module", ["pipelines.stages.compare", "pipelines.stages.train"])
 def test_the_closure_follows_imports_through_other_modules(module):
     closure = import_closure(ROOT, Path(*module.split(".")).with_suffix(".py"))
-    assert Path("pipelines/core/params.py") in closure  # imported through core.cli as well
+    assert Path("pipelines/runtime/params.py") in closure  # imported through core.cli as well

@@ -53,7 +53,7 @@ def test_auto_keeps_fp32_without_probing_where_the_cpu_has_no_bf16_kernels(monke
 def test_real_probe_on_the_smoke_backbone_returns_a_choice_with_figures(tmp_path):
     import torch
 
-    from pipelines.core.params import apply_profile
+    from pipelines.runtime.params import apply_profile
     from pipelines.training.backbone import load_backbone
 
     target = tmp_path / "params.yaml"

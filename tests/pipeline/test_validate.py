@@ -285,7 +285,7 @@ def test_streaming_in_small_chunks_finds_exactly_what_one_chunk_finds(fresh_repo
     """Rows compared across chunk borders (duplicates, ids, leaks) are found wherever they
     fall: a 7-row chunk gives the same report as the whole file at once."""
     from pipelines.analysis.data_checks import validate_dataset
-    from pipelines.core.params import load_params
+    from pipelines.runtime.params import load_params
 
     _break_duplicate_id(fresh_repo)
     _break_conflicting_labels(fresh_repo)
