@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.core.errors import UsageError
-from pipelines.stages.backbone import BUNDLED_BACKBONE, backbone_path
+from pipelines.runtime.errors import UsageError
+from pipelines.training.backbone import BUNDLED_BACKBONE, backbone_path
 
 
 def test_the_bundled_package_resolves_to_its_shipped_weights():

