@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.analysis.metrics import macro_f1
+from pipelines.analysis.stats import paired_bootstrap_delta
 from pipelines.core.data import import_tweeteval, read_split
-from pipelines.core.params import PARAMS_FILE, Params, load_params
-from pipelines.stages.metrics import macro_f1
-from pipelines.stages.stats import paired_bootstrap_delta
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
 
 HATE_SOURCE = Path("../shared/data/tweeteval-hate")
 TASK_LABELS = {"offensive": ["not-offensive", "offensive"], "hate": ["not-hate", "hate"]}
@@ -87,7 +87,7 @@ def run_one(params: Params, task: str, work: Path, forward_seconds: float
     """Train one backbone on one task, then measure its serving cost and size; the row, the
     dev class ids and the model's dev predictions (its decision applied)."""
     from loadtests.forward import raw_limit
-    from pipelines.core.classifier import load_classifier
+    from pipelines.runtime.classifier import load_classifier
     from pipelines.stages.train import train
 
     load_before = os.getloadavg()

