@@ -29,6 +29,7 @@ pytest_plugins = ["tests.leftover_processes"]
 # the slow tier without anyone remembering to mark it (docs/testing.md).
 SLOW_FIXTURES = frozenset({
     "smoke_repo",  # the smoke DVC pipeline, run once per session
+    "hate_fork",  # the smoke DVC pipeline on a fork for another task (tests/pipeline)
     "server",  # the smoke model served by BentoML (tests/service/conftest.py)
     "workspace",  # models trained for the compare scenarios (tests/compare/conftest.py)
     "postgres_server", "postgres_cluster", "postgres_url",  # throwaway PostgreSQL clusters
@@ -46,7 +47,17 @@ SLOW_TESTS = {
     "tests/pipeline/test_data.py::test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_"
     "out": "dvc status and data pull on an edited copy",
     "tests/pipeline/test_validate.py::test_rule_error_stops_pipeline_naming_file_row_and_rule":
-    "dvc repro on a copy, once per rule",
+    "dvc repro on a copy",
+    # validate's label_noise rule scores rows new since production's data version with the
+    # production model and a 5-fold TF-IDF model: seconds for each of these edited copies
+    **dict.fromkeys([f"tests/pipeline/test_validate.py::{test}" for test in (
+        "test_rule_error_fails_validation_naming_file_row_and_rule[conflicting_labels]",
+        "test_rule_error_fails_validation_naming_file_row_and_rule[holdout_leak]",
+        "test_rule_error_fails_validation_naming_file_row_and_rule[too_long]",
+        "test_findings_name_the_file_line_after_cells_with_quoted_newlines",
+        "test_control_characters_in_a_text_are_an_error_with_file_and_line",
+        "test_streaming_in_small_chunks_finds_exactly_what_one_chunk_finds")],
+        "label_noise scores the edited rows (production model, 5-fold TF-IDF)"),
     "tests/pipeline/test_params.py::test_pipeline_stops_on_bad_params_before_training":
     "dvc repro on a copy",
     "tests/pipeline/test_train.py::test_decision_": "fits TF-IDF and scores the dev split",
@@ -85,6 +96,36 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 60
         raise AssertionError(f"{cmd} exited {result.returncode}\nstdout:\n{result.stdout}\n"
                              f"stderr:\n{result.stderr}")
     return result
+
+
+def pipelines(args: list[str], cwd: Path, check: bool = True,
+              **env: str) -> subprocess.CompletedProcess:
+    """`python -m pipelines ARGS` as `run` runs it (in cwd, with repo_env and env), but inside
+    this process: the command's logic, exit code and output without paying the interpreter's
+    start and the stack's imports (torch, sklearn, DVC) again. An exception the command does not
+    turn into an exit code fails the test (the process would print a traceback). The test of a
+    process boundary itself (`python -m ...`, dvc.yaml's scripts) keeps `run`."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        os.chdir(cwd)
+        result = CliRunner().invoke(app, args, env=repo_env(Path(cwd), **env),
+                                    prog_name="python -m pipelines")
+    finally:  # a command may set variables (BENTOML_HOME) or leave cwd: neither outlives it
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    completed = subprocess.CompletedProcess(["python", "-m", "pipelines", *args],
+                                            result.exit_code, result.stdout, result.stderr)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"{completed.args} exited {completed.returncode}\nstdout:\n"
+                             f"{completed.stdout}\nstderr:\n{completed.stderr}")
+    return completed
 
 
 def copy_repo(dest: Path) -> Path:
