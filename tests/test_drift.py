@@ -226,7 +226,7 @@ def test_report_without_the_serving_models_weights_says_how_to_fetch_them(repo, 
     log_predictions(url, ["hello there"], ["not-offensive"])
     pipelines(["drift", "sample", "--db-url", url], repo)
     result = pipelines(["drift", "report", "--model", str(tmp_path / "nothing")], repo,
-                 check=False)
+                       check=False)
     assert result.returncode == 1 and "`make production`" in result.stderr
 
 

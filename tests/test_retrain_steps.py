@@ -58,7 +58,7 @@ def test_propose_without_a_comparison_names_the_missing_file(fresh_repo):
 def test_propose_without_github_settings_fails_before_changing_anything(fresh_repo):
     _write(fresh_repo, "reports/compare/decision.json", decision())
     result = pipelines(["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
-                 GITHUB_REPOSITORY="", GITHUB_TOKEN="")
+                       GITHUB_REPOSITORY="", GITHUB_TOKEN="")
     assert result.returncode == 2  # a settings error, like every command's
     assert "GITHUB_TOKEN not set (nor PROMOTION_TOKEN)" in result.stderr
     assert run(["git", "status", "--porcelain"], fresh_repo).stdout == ""
@@ -70,13 +70,13 @@ def test_propose_refuses_a_candidate_whose_load_test_did_not_run(fresh_repo):
     # The production weights stand in for a restored candidate of another version.
     run(["cp", "-r", "models/production", "models/candidate"], fresh_repo)
     result = pipelines(["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
-                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+                       GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
     assert result.returncode == 1
     assert "models/candidate holds baseline-4d4a25b1-f67fb708 but" in result.stderr
     _write(fresh_repo, "reports/compare/decision.json",
            decision(version="baseline-4d4a25b1-f67fb708"))
     result = pipelines(["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
-                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+                       GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
     assert "nothing to propose: production already runs" in result.stdout
 
 
@@ -131,7 +131,7 @@ def test_push_outputs_sends_outputs_and_run_cache_to_the_object_store(smoke_repo
 def test_the_image_step_fails_clearly_without_a_docker_engine(fresh_repo):
     _write(fresh_repo, "reports/compare/decision.json", decision(version="transformer-new"))
     result = pipelines(["retrain", "image"], fresh_repo, check=False,
-                 DOCKER_HOST="unix:///nonexistent/docker.sock")
+                       DOCKER_HOST="unix:///nonexistent/docker.sock")
     assert result.returncode == 1
     assert "no Docker engine reachable" in result.stderr
     assert "bentoml containerize` needs Docker" in result.stderr
@@ -178,7 +178,7 @@ def _candidate_ready_to_propose(repo, version="baseline-4d4a25b1-f67fb70x"):
 def test_propose_refuses_without_the_digest_the_image_step_recorded(fresh_repo):
     _candidate_ready_to_propose(fresh_repo)
     result = pipelines(["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
-                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+                       GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
     assert result.returncode == 1
     assert ("reports/image/facts.json not found: the image step writes it after its push "
             "(`python -m pipelines retrain image`") in result.stderr
