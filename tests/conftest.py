@@ -61,6 +61,8 @@ SLOW_TESTS = {
     "tests/pipeline/test_params.py::test_pipeline_stops_on_bad_params_before_training":
     "dvc repro on a copy",
     "tests/pipeline/test_train.py::test_decision_": "fits TF-IDF and scores the dev split",
+    "tests/pipeline/test_train_speed.py::test_real_probe_on_the_smoke_backbone_":
+    "loads the smoke backbone and times training steps in fp32 and bf16",
     "tests/test_drift.py::test_served_holdout_traffic_": "classifies the holdout, drift reports",
     "tests/test_drift.py::test_drifted_inputs_open_one_issue_": "drift reports on logged traffic",
 }
