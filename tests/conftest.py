@@ -63,6 +63,26 @@ SLOW_TESTS = {
     "tests/pipeline/test_train.py::test_decision_": "fits TF-IDF and scores the dev split",
     "tests/pipeline/test_train_speed.py::test_real_probe_on_the_smoke_backbone_":
     "loads the smoke backbone and times training steps in fp32 and bf16",
+    "tests/pipeline/test_train_speed.py::test_openmp_waits_passively_":
+    "three Python processes, one importing torch",
+    "tests/compare/test_production_pointer.py::test_a_past_data_version_is_read_through_dvc_":
+    "dvc init, add and push as processes",
+    "tests/test_leftover_processes.py": "runs pytest sessions as processes",
+    # A command line as a process (`python -m pipelines ...`, a few seconds of interpreter start
+    # and imports each): the process boundary, kept once per command group; the fast tier runs
+    # the same commands in-process (tests.conftest.pipelines).
+    **dict.fromkeys([
+        "tests/test_rollout.py::test_apply_without_cluster_settings_says_which_to_set",
+        "tests/pipeline/test_behaviour_checks.py::test_check_params_exits_2_naming_the_missing_",
+        "tests/pipeline/test_validate.py::test_bundled_data_passes_cleanly",
+        "tests/pipeline/test_data.py::test_fresh_copy_resolves_data_from_the_in_repo_remote",
+        "tests/feedback/test_review_limits.py::test_the_review_ui_does_not_start_with_a_one_",
+        "tests/feedback/test_review_api.py::test_review_ui_refuses_to_start_without_a_token",
+        "tests/test_retrain_steps.py::test_propose_without_a_comparison_names_the_missing_file",
+        "tests/test_drift.py::test_a_bad_database_url_is_named",
+        "tests/test_pr_checks.py::test_preflight_refuses_the_in_repo_remote_in_seconds_",
+        "tests/test_image_build.py::test_an_unknown_bento_is_a_usage_error_naming_it",
+    ], "`python -m pipelines` as a process"),
     "tests/test_drift.py::test_served_holdout_traffic_": "classifies the holdout, drift reports",
     "tests/test_drift.py::test_drifted_inputs_open_one_issue_": "drift reports on logged traffic",
 }
@@ -147,7 +167,7 @@ def copy_repo(dest: Path) -> Path:
 def base_repo(tmp_path_factory) -> Path:
     """A copy of the repository with data.dvc resolved into data/ (read-only for tests)."""
     repo = copy_repo(tmp_path_factory.mktemp("base") / "repo")
-    run([sys.executable, "-m", "pipelines", "data", "pull"], repo)
+    pipelines(["data", "pull"], repo)
     if (repo / "models/production.dvc").exists():  # what `make production` does
         run(["dvc", "pull", "--quiet", "models/production.dvc"], repo)
     return repo
