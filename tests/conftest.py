@@ -40,7 +40,6 @@ SLOW_FIXTURES = frozenset({
 # Slow without one of those fixtures: a module, or one test of it, each with its reason.
 SLOW_TESTS = {
     "tests/e2e/test_hosted_runner.py": "make userns and the pod tests as a non-root sudo user",
-    "tests/compare/test_pipeline_compare_stage.py": "dvc repro of the smoke pipeline",
     "tests/k8s/test_argocd.py": "renders and syncs the overlays through every canary step",
     "tests/k8s/test_platform.py": "renders the platform with the overlays again for each case",
     "tests/pipeline/test_label_noise.py": "scores carved data versions with both scorers",
