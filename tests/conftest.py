@@ -67,6 +67,7 @@ SLOW_TESTS = {
     "tests/compare/test_production_pointer.py::test_a_past_data_version_is_read_through_dvc_":
     "dvc init, add and push as processes",
     "tests/test_leftover_processes.py": "runs pytest sessions as processes",
+    "tests/k8s/test_pod_sandbox.py": "pods as processes in bubblewrap (the service, the review UI)",
     "tests/pipeline/test_backbone.py::test_the_train_command_exits_2_naming_the_missing_package":
     "the train stage imports torch and transformers",
     "tests/test_drift.py::test_the_verdict_uses_the_distance_evidentlys_report_shows":
