@@ -74,7 +74,7 @@ SLOW_TESTS = {
     "imports Evidently and renders its report",
     # A command line as a process (`python -m pipelines ...`, a few seconds of interpreter start
     # and imports each): the process boundary, kept once per command group; the fast tier runs
-    # the same commands in-process (tests.conftest.pipelines).
+    # the same commands in-process (tests.conftest.pipelines_cli).
     **dict.fromkeys([
         "tests/test_rollout.py::test_apply_without_cluster_settings_says_which_to_set",
         "tests/pipeline/test_behaviour_checks.py::test_check_params_exits_2_naming_the_missing_",
@@ -124,7 +124,7 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 60
     return result
 
 
-def pipelines(args: list[str], cwd: Path, check: bool = True,
+def pipelines_cli(args: list[str], cwd: Path, check: bool = True,
               **env: str) -> subprocess.CompletedProcess:
     """`python -m pipelines ARGS` as `run` runs it (in cwd, with repo_env and env), but inside
     this process: the command's logic, exit code and output without paying the interpreter's
@@ -171,7 +171,7 @@ def copy_repo(dest: Path) -> Path:
 def base_repo(tmp_path_factory) -> Path:
     """A copy of the repository with data.dvc resolved into data/ (read-only for tests)."""
     repo = copy_repo(tmp_path_factory.mktemp("base") / "repo")
-    pipelines(["data", "pull"], repo)
+    pipelines_cli(["data", "pull"], repo)
     if (repo / "models/production.dvc").exists():  # what `make production` does
         run(["dvc", "pull", "--quiet", "models/production.dvc"], repo)
     return repo

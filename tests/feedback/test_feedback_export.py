@@ -17,7 +17,7 @@ from pipelines.core.data import file_md5, read_split
 from pipelines.core.provenance import KEY_ENV, Proofs, read_records, text_sha256
 from pipelines.monitor.feedback import plan_relabels, plan_rows
 from service.review.store import ReviewStore, create_review_schema
-from tests.conftest import pipelines, run
+from tests.conftest import pipelines_cli, run
 from tests.feedback.conftest import LABELS, TOKEN, log_predictions
 
 NEW_TEXTS = {"feedback loop test: you absolute walnut": "offensive",
@@ -167,7 +167,7 @@ def test_logged_and_corrected_predictions_become_a_new_data_version_on_a_branch(
 
 
 def export(repo, db_url):
-    return pipelines(["feedback", "--db-url", db_url], repo, check=False)
+    return pipelines_cli(["feedback", "--db-url", db_url], repo, check=False)
 
 
 def state(repo) -> tuple:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipelines.ci.doctor import check_behaviour_task
-from tests.conftest import SMOKE_PROFILE, pipelines, run
+from tests.conftest import SMOKE_PROFILE, pipelines_cli, run
 
 HATE_SAMPLE = "tests/data/tweeteval-hate"
 FOREIGN = "directional_insult"  # the offensive task's check: an insult alone is not hate
@@ -49,7 +49,7 @@ def declared_fork(base_repo, tmp_path_factory) -> Path:
     doctor said before and after the declaration is in doctor.json."""
     repo = Path(shutil.copytree(base_repo, tmp_path_factory.mktemp("hate") / "repo",
                                 symlinks=True))
-    pipelines(["data", "import-tweeteval", HATE_SAMPLE, "--out", "data"], repo)
+    pipelines_cli(["data", "import-tweeteval", HATE_SAMPLE, "--out", "data"], repo)
     (repo / "models/production.yaml").write_text("version: null\n", encoding="utf-8")
     set_labels(repo, ["not-hate", "hate"])
     # Labels changed, checks still the offensive task's: doctor points at the declaration.
