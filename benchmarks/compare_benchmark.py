@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import load_params
+from pipelines.analysis.scoring import load_holdout, score_model
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import load_params
 from pipelines.stages.compare import compare_to_production
-from pipelines.stages.evaluate import load_holdout, score_model
 
 
 def main() -> None:

@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipelines.core.params import load_params
-from pipelines.core.production import read_pointer
+from pipelines.analysis.drift_measures import HeldOutVocabulary, judge_columns
+from pipelines.analysis.evidently_reports import describe_texts, text_thresholds
+from pipelines.core.data import DATA_POINTER
+from pipelines.core.production import production_training_rows, read_pointer
 from pipelines.monitor.drift import CALIBRATION, PREDICTION_COLUMNS, significance_levels
-from pipelines.stages.baseline import build_pipeline
-from pipelines.stages.compare import production_training_frame
-from pipelines.stages.drift_measures import HeldOutVocabulary, judge_columns
-from pipelines.stages.evidently_reports import describe_texts, text_thresholds
+from pipelines.runtime.params import load_params
+from pipelines.training.tfidf import build_pipeline
 
 MENTION = re.compile(r"@\w+\s*")
 
@@ -131,7 +131,8 @@ def main() -> None:
     rows = args.rows or compare.drift_sample_rows
     production = read_pointer()
     holdout_rows = int(production.metrics["n"])  # the size of the prediction reference
-    training = production_training_frame(production.dataset, params.data)
+    training = production_training_rows(production.dataset, params.data.train_file,
+                                        DATA_POINTER)
     rng = np.random.default_rng(args.seed)
 
     fit_half = rng.random(len(training)) < 0.5

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from loadtests.serving import bentoml_serve_command, free_port, running_server
 from pipelines.core.data import read_split
-from pipelines.core.params import load_params
+from pipelines.runtime.params import load_params
 
 
 def send_in_requests_of_8(base: str, texts: list[str]) -> None:

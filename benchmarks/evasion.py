@@ -5,7 +5,7 @@
 
 Scores the model twice on the frozen holdout, with the canonicaliser (as training, evaluation and
 the service run it) and without it (as before it existed), and prints per disguise of the
-evasion suite (pipelines/stages/behaviour.py) the share of offensive holdout texts the model
+evasion suite (pipelines/analysis/behaviour.py) the share of offensive holdout texts the model
 catches that it no longer flags once disguised; then the offensive score of one example
 under each disguise. The weights are the same in both runs: only the inference input differs.
 """
@@ -16,10 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import PARAMS_FILE, load_params
-from pipelines.stages.behaviour import EVASIONS, run_evasion_checks
-from pipelines.stages.evaluate import load_holdout
+from pipelines.analysis.behaviour import EVASIONS, run_evasion_checks
+from pipelines.analysis.scoring import load_holdout
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import PARAMS_FILE, load_params
 
 EXAMPLE = "you are a stupid idiot"
 

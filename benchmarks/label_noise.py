@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.core.metadata import ModelMetadata
 from pipelines.core.production import ProductionRecord, pointer_text
+from pipelines.runtime.metadata import ModelMetadata
 
 ROOT = Path(__file__).resolve().parent.parent
 SWAP = {"offensive": "not-offensive", "not-offensive": "offensive"}

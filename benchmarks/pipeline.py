@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.core.metadata import ModelMetadata
+from pipelines.runtime.metadata import ModelMetadata
 
 ROOT = Path(__file__).resolve().parent.parent
 

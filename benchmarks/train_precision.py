@@ -18,16 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.core.params import PARAMS_FILE, load_params
+from pipelines.runtime.params import PARAMS_FILE, load_params
 from pipelines.stages.train import train
 
 
 def probe(params) -> dict:
     """The train stage's probe on this configuration, timing both precisions."""
-    from pipelines.core.canonical import canonical_texts
     from pipelines.core.data import read_split
-    from pipelines.stages.backbone import load_backbone
-    from pipelines.stages.train_speed import probe_batch, probe_precision
+    from pipelines.runtime.canonical import canonical_texts
+    from pipelines.training.backbone import load_backbone
+    from pipelines.training.speed import probe_batch, probe_precision
 
     tp, labels = params.train, list(params.data.labels)
     frame = read_split(params.data.train_file, params.data.max_train_rows)

@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipelines.core.params import PARAMS_FILE
+from pipelines.runtime.params import PARAMS_FILE
 
 SETTINGS = {  # name: (extra environment, thread setting for the child)
     "default": ({}, "default"),
@@ -156,11 +156,11 @@ def child(params_file: Path, threads: str, neighbours: list[str], seconds: float
     steps/s per phase as JSON."""
     import torch
 
-    from pipelines.core.canonical import canonical_texts
     from pipelines.core.data import read_split
-    from pipelines.core.params import load_params
-    from pipelines.stages.backbone import load_backbone
-    from pipelines.stages.train_speed import probe_batch, resolve_precision
+    from pipelines.runtime.canonical import canonical_texts
+    from pipelines.runtime.params import load_params
+    from pipelines.training.backbone import load_backbone
+    from pipelines.training.speed import probe_batch, resolve_precision
 
     params = load_params(params_file)
     tp, labels = params.train, list(params.data.labels)

@@ -178,7 +178,7 @@ def fixed_load(name: str, env: dict[str, str], users: int, seconds: int, holdout
 
 def as_in_bento(model_dir: Path, work: Path) -> Path:
     """The model as the Bento carries it: a copy with the graph `make bento` prepares."""
-    from pipelines.core.metadata import ModelMetadata
+    from pipelines.runtime.metadata import ModelMetadata
     from service.onnx_runtime import prepare_onnx
 
     copy = Path(shutil.copytree(model_dir, work / "model"))

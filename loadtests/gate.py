@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.core.params import LoadtestParams
+from pipelines.runtime.params import LoadtestParams
 
 
 def read_locust_stats(stats_csv: Path) -> dict[str, float]:

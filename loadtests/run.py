@@ -16,8 +16,8 @@ import typer
 from loadtests.gate import judge, read_locust_stats, read_production_record, write_summary
 from loadtests.serving import bentoml_serve_command, free_port, running_server
 from pipelines.core.cli import ParamsOpt
-from pipelines.core.errors import PipelineError
-from pipelines.core.params import PARAMS_FILE, Params, load_params
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 REPO_ROOT = Path(__file__).resolve().parents[1]

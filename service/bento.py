@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.core.metadata import ModelMetadata
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.metadata import ModelMetadata
 from service.settings import REPO_ROOT
 
 BENTO_MODEL_NAME = "moderation-model"
 BENTO_NAME = "moderation"
+TAG_PREFIX = "bento-tag: "  # the line of the build's output that names the Bento it built
 # The packages the running service imports; their pins come from requirements.lock.
 SERVICE_PACKAGES = ("alembic", "bentoml", "httptools", "itsdangerous", "joblib", "Mako",
                     "ml_dtypes", "numpy", "onnx", "onnxruntime", "pandas", "prometheus_client",
@@ -24,6 +26,10 @@ SERVICE_PACKAGES = ("alembic", "bentoml", "httptools", "itsdangerous", "joblib",
 # image serves the INT8 graph the Bento carries (MODERATION_ACCEL in bentofile.yaml), so it goes
 # without them: about 1 GB smaller, and no PyTorch package index needed to build it.
 TORCH_PATH_PACKAGES = ("safetensors", "torch", "transformers")
+
+
+class BentoBuildError(PipelineError):
+    """Importing the model into the BentoML store or building the Bento failed."""
 
 
 def bentoml_home() -> Path:
@@ -81,29 +87,44 @@ def bento_version(model_dir: Path, root: Path = REPO_ROOT) -> str:
 
 
 def build_bento(model_dir: Path, root: Path = REPO_ROOT) -> str:
-    """Import the model and run `bentoml build`; returns the Bento tag (version = model version).
+    """Import the model into the store and build the Bento of root; returns the Bento tag
+    (version = model version + code revision). A rebuild of the same model and commit replaces
+    the Bento instead of failing.
 
-    Both run in child processes: BentoML fixes its store at first use in a process, so an
-    in-process import could land in another store than the one BENTOML_HOME names now.
+    The build runs in a fresh interpreter (`python -m service.bento`, `build_here`) with
+    BENTOML_HOME set before BentoML's first use there: BentoML fixes its store at first use in a
+    process, and building imports the service module of root, so in the caller's process (a test
+    that already used another store, or imported `service` from another checkout) the build
+    could read and write the wrong store or describe the wrong service.
     """
     version = bento_version(model_dir, root)
     requirements = root / "service" / "requirements.txt"
     requirements.write_text(service_requirements(root / "requirements.lock"), encoding="utf-8")
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home()), "BENTOML_DO_NOT_TRACK": "True"}
-    imported = subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; "
-         "from service.bento import import_model; import_model(Path(sys.argv[1]))",
-         str(Path(model_dir).resolve())], cwd=root, env=env, capture_output=True, text=True)
-    if imported.returncode != 0:
-        raise RuntimeError(f"importing {model_dir} into the BentoML store failed:\n"
-                           f"{imported.stderr}")
-    # Rebuilding the same model and commit replaces the Bento instead of failing.
-    subprocess.run([sys.executable, "-m", "bentoml", "delete", "-y", f"{BENTO_NAME}:{version}"],
-                   cwd=root, env=env, capture_output=True)
-    result = subprocess.run([sys.executable, "-m", "bentoml", "build", "--version", version,
-                             "--output", "tag", str(root)], cwd=root, env=env,
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"bentoml build failed:\n{result.stdout}\n{result.stderr}")
-    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
-    return tag
+    result = subprocess.run([sys.executable, "-m", "service.bento", str(Path(model_dir).resolve()),
+                             version, str(root)], cwd=root, env=env, capture_output=True,
+                            text=True)
+    tags = [line.removeprefix(TAG_PREFIX) for line in result.stdout.splitlines()
+            if line.startswith(TAG_PREFIX)]
+    if result.returncode != 0 or not tags:
+        raise BentoBuildError(f"building the Bento of {model_dir} from {root} into "
+                              f"{env['BENTOML_HOME']} failed:\n{result.stderr[-4000:]}")
+    return tags[-1]
+
+
+def build_here(model_dir: Path, version: str, root: Path) -> str:
+    """The build through BentoML's Python API, in this process: only where BentoML has not been
+    used yet (build_bento's child). Returns the Bento tag."""
+    import bentoml
+
+    import_model(model_dir)
+    tag = f"{BENTO_NAME}:{version}"
+    with contextlib.suppress(bentoml.exceptions.NotFound):
+        bentoml.bentos.delete(tag)
+    bento = bentoml.bentos.build_bentofile(str(root / "bentofile.yaml"), version=version,
+                                           build_ctx=str(root))
+    return str(bento.tag)
+
+
+if __name__ == "__main__":  # build_bento's child: python -m service.bento MODEL_DIR VERSION ROOT
+    print(f"{TAG_PREFIX}{build_here(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))}")

@@ -7,10 +7,10 @@ import warnings
 from pathlib import Path
 from typing import Any, get_args
 
-from pipelines.core.classifier import Classifier, TransformerClassifier, load_classifier, predict
-from pipelines.core.cpu import BF16_MATRIX_FLAGS, BF16_VECTOR_FLAGS, INT8_FLAGS, cpu_flags
-from pipelines.core.metadata import ModelMetadata
-from pipelines.core.params import ServeParams
+from pipelines.runtime.classifier import Classifier, TransformerClassifier, load_classifier, predict
+from pipelines.runtime.cpu import BF16_MATRIX_FLAGS, BF16_VECTOR_FLAGS, INT8_FLAGS, cpu_flags
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import ServeParams
 from service.onnx_runtime import GRAPH_FILES, load_onnx_classifier, prepared_graph
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 from service.predlog import backend_of, make_engine, purge_texts, where
 
 logger = logging.getLogger(__name__)

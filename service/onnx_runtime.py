@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.core.classifier import TransformerClassifier, load_tfidf
-from pipelines.core.metadata import ModelMetadata
+from pipelines.runtime.classifier import TransformerClassifier, load_tfidf
+from pipelines.runtime.metadata import ModelMetadata
 
 PREPARED_DIR = "onnx"
 GRAPH_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}

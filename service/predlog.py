@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 from service.kept_text import TextPolicy
 
 logger = logging.getLogger(__name__)

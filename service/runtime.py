@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.core.params import ServeParams
+from pipelines.runtime.params import ServeParams
 from service.batcher import GreedyBatcher, QueueTimeout
 from service.inference import classify
 from service.kept_text import TextPolicy

@@ -10,7 +10,7 @@ from typing import ClassVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from pipelines.core.params import ParamsError, ServeParams, read_yaml
+from pipelines.runtime.params import ParamsError, ServeParams, read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "MODERATION_"

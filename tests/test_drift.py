@@ -233,7 +233,7 @@ def test_report_without_the_serving_models_weights_says_how_to_fetch_them(repo, 
 def test_tiny_shifts_in_large_samples_and_noise_in_small_ones_are_not_drift():
     import numpy as np
 
-    from pipelines.stages.drift_measures import judge_columns
+    from pipelines.analysis.drift_measures import judge_columns
 
     rng = np.random.default_rng(0)
 
@@ -250,7 +250,7 @@ def test_tiny_shifts_in_large_samples_and_noise_in_small_ones_are_not_drift():
 
 
 def test_unseen_words_of_training_texts_are_comparable_with_those_of_other_texts(repo):
-    from pipelines.stages.drift_measures import HeldOutVocabulary
+    from pipelines.analysis.drift_measures import HeldOutVocabulary
 
     train = pd.read_csv(repo / "data/train.csv", dtype=str, keep_default_na=False).text
     holdout = pd.read_csv(repo / "data/holdout.csv", dtype=str, keep_default_na=False).text
@@ -265,7 +265,7 @@ def test_unseen_words_of_training_texts_are_comparable_with_those_of_other_texts
 def test_the_verdict_uses_the_distance_evidentlys_report_shows(tmp_path):
     import numpy as np
 
-    from pipelines.stages.evidently_reports import drift_report
+    from pipelines.analysis.evidently_reports import drift_report
 
     rng = np.random.default_rng(1)
     reference = pd.DataFrame({"a": rng.normal(0, 1, 400), "b": rng.random(400) < 0.3})

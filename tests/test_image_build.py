@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from pipelines.core.errors import UsageError
 from pipelines.release import image
+from pipelines.runtime.errors import UsageError
 from tests.conftest import ROOT
 
 

@@ -19,7 +19,7 @@ from pipelines.ci import rules as rules
 from pipelines.ci.rules import RULES, check_workflow, load_workflow, run_commands, zizmor_findings
 from pipelines.ci.workflows import ACTIONS, WORKFLOW_DIR, all_workflows, out_of_sync, render
 from pipelines.cli import app
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / WORKFLOW_DIR).glob("*.yml"))

@@ -14,7 +14,7 @@ from pipelines.ci.rules import ZIZMOR_PERSONA, check_workflow, zizmor_findings
 from pipelines.ci.triggers import classify_dep, dvc_pointers, resolve_stages, retrain_trigger_paths
 from pipelines.ci.workflows import WORKFLOW_DIR, all_workflows, out_of_sync, write_workflows
 from pipelines.core.cli import new_app
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 
 workflows_app = new_app("The GitHub workflows, generated from pipelines/ci/workflows.py.")
 

@@ -18,10 +18,10 @@ from dvc.repo import Repo
 
 from pipelines.ci.workflows import ACTIONS, SETTINGS, WORKFLOW_DIR, all_workflows, out_of_sync
 from pipelines.core.gitops import GitError, git
-from pipelines.core.params import PARAMS_FILE, ParamsError, load_params
 from pipelines.core.versions import in_repo_remote
 from pipelines.release.github import DEFAULT_API_URL, PR_CREATION_FIX, GitHub, GitHubError
 from pipelines.release.retrain import IN_REPO_REMOTE_FIX
+from pipelines.runtime.params import PARAMS_FILE, ParamsError, load_params
 
 PLACEHOLDER = re.compile(r"(?i)\b(OWNER|example|your[-_]?(org|user|name|repo)|CHANGE[-_]?ME)\b"
                          r"|example\.(com|org)|<[^>]*>")

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from pipelines.core.errors import PipelineError
 from pipelines.core.tools import run
+from pipelines.runtime.errors import PipelineError
 
 # pedantic: also flags a missing top-level `permissions:`, a workflow without `concurrency`, any
 # `${{ }}` in a `run:` (not only attacker-controlled ones) and write permissions without a

@@ -25,8 +25,8 @@ from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.stage import PipelineStage
 
-from pipelines.core.errors import UsageError
 from pipelines.core.production import PROMOTION_FILES
+from pipelines.runtime.errors import UsageError
 
 DVC_YAML = "dvc.yaml"
 PROMOTION_WRITES = PROMOTION_FILES

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="Parameters file.")]
 

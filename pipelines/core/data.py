@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 
 if TYPE_CHECKING:  # pandas costs the service's cold start a second and it never reads a split
     import pandas as pd

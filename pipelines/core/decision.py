@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pipelines.core.errors import MissingFileError
-from pipelines.core.records import Record, parse_record, read_json, write_json
+from pipelines.runtime.errors import MissingFileError
+from pipelines.runtime.records import Record, parse_record, read_json, write_json
 
 COMPARE_DIR = Path("reports/compare")
 DECISION_FILE = "decision.json"

@@ -9,8 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from pipelines.core.errors import PipelineError
 from pipelines.core.tools import CommandError, run
+from pipelines.runtime.errors import PipelineError
 
 # Actions runners have no git identity; commits made there are signed by the Actions bot.
 BOT_NAME = "github-actions[bot]"

@@ -12,11 +12,11 @@ import pandas as pd
 import yaml
 
 from pipelines.core.data import DataError
-from pipelines.core.errors import PipelineError
-from pipelines.core.metadata import DatasetVersion, ModelMetadata, is_model_dir
-from pipelines.core.records import Record, parse_record
 from pipelines.core.tools import dvc
 from pipelines.core.versions import read_tracked_file
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.metadata import DatasetVersion, ModelMetadata, is_model_dir
+from pipelines.runtime.records import Record, parse_record
 
 POINTER = Path("models/production.yaml")
 WEIGHTS = Path("models/production")

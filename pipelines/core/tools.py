@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 
 
 class CommandError(PipelineError):

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from pipelines.core.cli import new_app
-from pipelines.core.errors import PipelineError
 from pipelines.deploy import pins, rollout
 from pipelines.deploy.policy import KUBERNETES_VERSION
+from pipelines.runtime.errors import PipelineError
 
 deploy_app = new_app("Kubernetes overlays: image pins, rendered diffs, validation.")
 rollout_app = new_app("Push-model deploy: apply the changed overlays, watch, revert.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 
 RENDER_TIMEOUT_S = 120
 

@@ -15,7 +15,6 @@ from tempfile import TemporaryDirectory
 
 import yaml
 
-from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import git
 from pipelines.deploy.crds import crd_findings
 from pipelines.deploy.kustomize import ManifestError, parse, render, resource_id
@@ -34,6 +33,7 @@ from pipelines.deploy.policy import (
     policy_findings,
     schema_findings,
 )
+from pipelines.runtime.errors import PipelineError
 
 K8S_DIR = Path("k8s")
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")

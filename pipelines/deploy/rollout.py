@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from pipelines.core.errors import PipelineError
 from pipelines.core.tools import run
 from pipelines.deploy.kustomize import render, venv_tool
 from pipelines.deploy.pins import K8S_DIR, overlay_dir
+from pipelines.runtime.errors import PipelineError
 
 ROLLOUT_NAME = "moderation"  # k8s/components/rollout-argo/rollout.yaml
 

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from pipelines.core.cli import ParamsOpt, new_app
-from pipelines.core.params import PARAMS_FILE, load_params
 from pipelines.monitor.drift import (
     SERVING_MODEL,
     drift_against_production,
@@ -18,6 +17,7 @@ from pipelines.monitor.drift import (
 )
 from pipelines.monitor.feedback import describe, export_feedback
 from pipelines.release.github import GitHub
+from pipelines.runtime.params import PARAMS_FILE, load_params
 from service.review.app import serve
 from service.review.settings import load_review_settings
 from service.settings import load_settings

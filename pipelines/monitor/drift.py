@@ -11,16 +11,15 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from pipelines.core.classifier import load_classifier, predict
-from pipelines.core.data import read_split
-from pipelines.core.errors import PipelineError
+from pipelines.analysis.drift_measures import HeldOutVocabulary
+from pipelines.core.data import DATA_POINTER, read_split
 from pipelines.core.markdown import code
-from pipelines.core.metadata import METADATA_FILE, is_model_dir
-from pipelines.core.params import Params
-from pipelines.core.production import read_pointer
+from pipelines.core.production import production_training_rows, read_pointer
 from pipelines.release.github import open_or_comment_issue
-from pipelines.stages.compare import production_training_frame
-from pipelines.stages.drift_measures import HeldOutVocabulary
+from pipelines.runtime.classifier import load_classifier, predict
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.metadata import METADATA_FILE, is_model_dir
+from pipelines.runtime.params import Params
 from service.kept_text import UNBIASED_REASONS
 from service.predlog import backend_of, make_engine, predictions, prepare_database
 
@@ -94,7 +93,7 @@ def input_drift(params: Params, training: pd.DataFrame, current: pd.DataFrame, o
                 significance: float) -> dict[str, Any]:
     """Text descriptors of the traffic against a sample of production's training data."""
     # Lazy: Evidently takes seconds to import, and the CLI loads this module for every command.
-    from pipelines.stages.evidently_reports import describe_texts, drift_report, text_thresholds
+    from pipelines.analysis.evidently_reports import describe_texts, drift_report, text_thresholds
 
     compare, slices = params.compare, params.evaluate.slices
     vocabulary = HeldOutVocabulary(training.text)
@@ -127,7 +126,7 @@ def prediction_drift(params: Params, current: pd.DataFrame,
                      holdout: tuple[str, pd.DataFrame], model_dir: Path, out_dir: Path,
                      significance: float) -> dict[str, Any]:
     """Flagged share and scores of the traffic against the serving model's own on the holdout."""
-    from pipelines.stages.evidently_reports import drift_report
+    from pipelines.analysis.evidently_reports import drift_report
 
     version, reference = holdout
     served = current[current.model_version == version]
@@ -148,7 +147,7 @@ def prediction_drift(params: Params, current: pd.DataFrame,
 def significance_levels(params: Params) -> tuple[float, float]:
     """compare.drift_significance split between the input and the prediction columns, so that
     it is one family-wise level over every column of both reports."""
-    from pipelines.stages.evidently_reports import text_columns
+    from pipelines.analysis.evidently_reports import text_columns
 
     inputs = len(text_columns(params.evaluate.slices))
     per_column = params.compare.drift_significance / (inputs + len(PREDICTION_COLUMNS))
@@ -163,7 +162,8 @@ def drift_against_production(params: Params, current_csv: Path, out_dir: Path = 
     if production is None:
         raise DriftError("models/production.yaml has version: null: no production model, so no "
                          "training data to compare the logged predictions with")
-    training = production_training_frame(production.dataset, params.data)
+    training = production_training_rows(production.dataset, params.data.train_file,
+                                        DATA_POINTER)
     holdout = holdout_predictions(params, model_dir)  # before any report is written
     out_dir.mkdir(parents=True, exist_ok=True)
     input_level, prediction_level = significance_levels(params)

@@ -21,17 +21,17 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.analysis.label_noise import SHOWN_CHARS
 from pipelines.core.data import (
     COLUMNS,
     DataError,
+    control_characters,
     dataset_hash,
     normalise,
     read_split,
     write_split,
 )
-from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import git
-from pipelines.core.params import Params
 from pipelines.core.provenance import (
     KEY_ENV,
     ReviewRecord,
@@ -41,9 +41,9 @@ from pipelines.core.provenance import (
 )
 from pipelines.core.tools import dvc, succeeds
 from pipelines.core.versions import in_repo_remote
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.params import Params
 from pipelines.stages import validate
-from pipelines.stages.label_noise import SHOWN_CHARS
-from pipelines.stages.validate import control_characters
 from service.predlog import backend_of, sqlite_path
 from service.review.store import ReviewStore, create_review_schema
 

@@ -14,10 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import changed_files, git
 from pipelines.core.tools import succeeds
 from pipelines.release.github import GitHub, GitHubSettingsError
+from pipelines.runtime.errors import PipelineError
 
 CI_WORKFLOW = "ci.yml"
 WORKFLOWS_DIR = ".github/workflows/"

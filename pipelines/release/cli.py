@@ -10,15 +10,15 @@ import typer
 
 from pipelines.core.cli import ParamsOpt, new_app
 from pipelines.core.data import file_md5
-from pipelines.core.errors import MissingFileError
-from pipelines.core.metadata import METADATA_FILE, is_model_dir
-from pipelines.core.params import PARAMS_FILE, load_params
 from pipelines.core.production import PROMOTION_FILES
 from pipelines.core.production import promote as promote_model
 from pipelines.release import image as image_build
 from pipelines.release import retrain
 from pipelines.release.github import GitHub, open_or_comment_issue, open_or_update_pr
 from pipelines.release.revert import revert
+from pipelines.runtime.errors import MissingFileError
+from pipelines.runtime.metadata import METADATA_FILE, is_model_dir
+from pipelines.runtime.params import PARAMS_FILE, load_params
 from service.bento import build_bento
 
 retrain_app = new_app("Steps of the retrain workflow.")

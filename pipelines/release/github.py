@@ -27,7 +27,7 @@ from github.Variable import Variable
 from github.Workflow import Workflow
 from urllib3 import Retry
 
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 
 DEFAULT_API_URL = "https://api.github.com"
 MAX_BODY_CHARS = 65536  # GitHub rejects longer pull request and issue bodies

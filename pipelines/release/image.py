@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.core.errors import PipelineError, UsageError
+from pipelines.runtime.errors import PipelineError, UsageError
 from service.bento import bentoml_home
 
 # Podman as this kind of machine allows it: runc (crun refuses hybrid cgroups), cgroupfs (no

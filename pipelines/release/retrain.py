@@ -12,10 +12,7 @@ from typing import Any
 
 from pipelines.core.data import file_md5
 from pipelines.core.decision import COMPARE_DIR, DECISION_FILE, REJECT, Decision
-from pipelines.core.errors import PipelineError
 from pipelines.core.gitops import changed_files, commit_files, detached_worktree, head, push
-from pipelines.core.metadata import ModelMetadata, is_model_dir
-from pipelines.core.params import load_params
 from pipelines.core.production import (
     POINTER,
     WEIGHTS_POINTER,
@@ -44,6 +41,9 @@ from pipelines.release.checks import (
     workflow_changes,
 )
 from pipelines.release.github import open_or_update_pr
+from pipelines.runtime.errors import PipelineError
+from pipelines.runtime.metadata import ModelMetadata, is_model_dir
+from pipelines.runtime.params import load_params
 from service.bento import BENTO_NAME, bento_version, bentoml_home
 
 # The markdown reports a retrain produces, in the order a reviewer reads them.

@@ -1,4 +1,5 @@
-"""train-baseline stage: TF-IDF word and character n-grams with logistic regression."""
+"""train-baseline stage: fit the TF-IDF model (pipelines/training/tfidf.py) on the training split
+and save it with its metadata."""
 
 from __future__ import annotations
 
@@ -6,29 +7,13 @@ import time
 from pathlib import Path
 
 import joblib
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, Pipeline
 
-from pipelines.core.canonical import canonical_texts
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.metadata import build_metadata, save_model_dir
-from pipelines.core.params import PARAMS_FILE, BaselineParams, Params, load_params
-
-
-def build_pipeline(bp: BaselineParams, labels: list[str]) -> Pipeline:
-    features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=tuple(bp.word_ngrams), max_features=bp.max_features,
-                                  sublinear_tf=True, min_df=2, lowercase=True)),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(bp.char_ngrams),
-                                  max_features=bp.max_features, sublinear_tf=True, min_df=2)),
-    ])
-    classifier = LogisticRegression(
-        C=bp.C, max_iter=2000, random_state=bp.seed,
-        class_weight="balanced" if bp.class_weight == "balanced" else None,
-    )
-    return Pipeline([("features", features), ("classifier", classifier)])
+from pipelines.core.model_writer import build_metadata, save_model_dir
+from pipelines.runtime.canonical import canonical_texts
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
+from pipelines.training.tfidf import build_pipeline
 
 
 def train_baseline(params: Params, out_dir: Path | str) -> dict:

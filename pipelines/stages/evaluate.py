@@ -8,42 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.core.classifier import Classifier, load_classifier
+from pipelines.analysis.behaviour import check_names
+from pipelines.analysis.metrics import pr_curve_points
+from pipelines.analysis.plots import confusion_png, pr_curves_png
+from pipelines.analysis.scoring import load_holdout, score_model
 from pipelines.core.cli import ParamsOpt, run_as_script
-from pipelines.core.data import read_split
-from pipelines.core.errors import MissingFileError
-from pipelines.core.params import PARAMS_FILE, DataParams, EvaluateParams, Params, load_params
-from pipelines.stages.behaviour import check_names, run_behaviour_checks
-from pipelines.stages.metrics import (
-    classification_metrics,
-    pr_curve_points,
-    slice_masks,
-    slice_metrics,
-)
-from pipelines.stages.plots import confusion_png, pr_curves_png
-
-
-def load_holdout(data: DataParams) -> tuple[pd.DataFrame, np.ndarray]:
-    """The holdout frame and its labels as class ids (unknown labels were stopped by validate)."""
-    frame = read_split(data.holdout_file, data.max_holdout_rows)
-    labels = list(data.labels)
-    return frame, np.array([labels.index(label) for label in frame.label])
-
-
-def score_model(classifier: Classifier, frame: pd.DataFrame, y_true: np.ndarray,
-                labels: list[str], evaluate: EvaluateParams, proba: np.ndarray | None = None
-                ) -> dict:
-    """Every holdout metric of one model (labels: the class ids' names): overall, per slice
-    and behavioural."""
-    texts = list(frame.text)
-    proba = classifier.predict_proba(texts) if proba is None else proba
-    result = classification_metrics(y_true, proba, labels)
-    result["model_version"] = classifier.version
-    result["slices"] = slice_metrics(y_true, proba, labels,
-                                     slice_masks(texts, evaluate.slices))
-    result["behaviour"] = run_behaviour_checks(classifier, texts, y_true, proba,
-                                               evaluate.behaviour)
-    return result
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.errors import MissingFileError
+from pipelines.runtime.params import PARAMS_FILE, Params, load_params
 
 
 def write_plots(name: str, frame: pd.DataFrame, y_true: np.ndarray, proba: np.ndarray,

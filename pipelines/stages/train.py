@@ -18,16 +18,17 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from pipelines.core.canonical import canonical_texts
-from pipelines.core.classifier import TFIDF_FILE, TransformerClassifier, blend
+from pipelines.analysis.metrics import macro_f1
 from pipelines.core.cli import ParamsOpt, run_as_script
 from pipelines.core.data import read_split
-from pipelines.core.metadata import ModelMetadata, build_metadata, partial_dir, save_model_dir
-from pipelines.core.params import PARAMS_FILE, Params, TrainParams, load_params
-from pipelines.stages.backbone import load_backbone
-from pipelines.stages.baseline import build_pipeline
-from pipelines.stages.metrics import macro_f1
-from pipelines.stages.train_speed import probe_batch, resolve_precision, wait_passively
+from pipelines.core.model_writer import build_metadata, partial_dir, save_model_dir
+from pipelines.runtime.canonical import canonical_texts
+from pipelines.runtime.classifier import TFIDF_FILE, TransformerClassifier, blend
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import PARAMS_FILE, Params, TrainParams, load_params
+from pipelines.training.backbone import load_backbone
+from pipelines.training.speed import probe_batch, resolve_precision, wait_passively
+from pipelines.training.tfidf import build_pipeline
 
 # TF-IDF shares tried for the blend on dev; 0 keeps the transformer alone.
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))

@@ -1,6 +1,6 @@
 """`python -m service.review`: the review UI as the container runs it (k8s/components/review).
 
-The Bento image carries service/ and pipelines/core but not the pipelines CLI, so the pod starts
+The Bento image carries service/ and pipelines/runtime but not the pipelines CLI, so the pod starts
 the UI here; `make review` (python -m pipelines review) is the same server for a laptop.
 """
 

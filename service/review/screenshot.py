@@ -14,9 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
-from pipelines.core.classifier import load_classifier, predict
-from pipelines.core.data import read_split
-from pipelines.core.metadata import is_model_dir
+from pipelines.runtime.classifier import load_classifier, predict
+from pipelines.runtime.metadata import is_model_dir
 from service.predlog import PredictionLog, prediction_rows
 from service.review.browser import chromium_page, log_in
 from service.review.settings import ReviewSettings
@@ -58,7 +57,11 @@ def serve_in_thread(settings: ReviewSettings, port: int):
 
 def take_screenshot(out: Path, model_dir: Path, shadow_dir: Path | None, texts_file: Path,
                     n: int, port: int) -> None:
-    texts = read_split(texts_file).text.sample(n, random_state=7).tolist()
+    import pandas as pd
+
+    # the split format of pipelines/core/data.py, which the service may not import
+    split = pd.read_csv(texts_file, dtype=str, keep_default_na=False, encoding="utf-8")
+    texts = split.text.sample(n, random_state=7).tolist()
     with tempfile.TemporaryDirectory() as tmp:
         db_url = f"sqlite:///{tmp}/predictions.db"
         log_model_predictions(db_url, model_dir, shadow_dir, texts)
@@ -98,6 +101,8 @@ def main() -> None:
     if not is_model_dir(args.model):
         parser.error(f"{args.model}: no trained model there; run `make repro` first "
                      "or pass --model DIR")
+    if not args.texts.is_file():
+        parser.error(f"{args.texts}: no such split; run `make data` first or pass --texts FILE")
     shadow = args.shadow_model if is_model_dir(args.shadow_model) else None
     take_screenshot(args.out, args.model, shadow, args.texts, args.n, args.port)
 

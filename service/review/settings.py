@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.core.params import ParamsError, load_params
+from pipelines.runtime.params import ParamsError, load_params
 from service.http_guard import HeadLimits
 from service.review.auth import token_weakness
 from service.settings import REPO_ROOT, load_settings

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from pipelines.core.data import read_split, write_split
-from pipelines.core.params import Params, apply_profile, deep_merge, load_params, read_yaml
 from pipelines.core.production import promote
+from pipelines.runtime.params import Params, apply_profile, deep_merge, load_params, read_yaml
 from pipelines.stages.baseline import train_baseline
 from pipelines.stages.evaluate import evaluate
 from tests.conftest import copy_repo

@@ -6,12 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.core.params import load_params
-from pipelines.stages.compare import behaviour_deltas, fast_macro_f1
-from pipelines.stages.comparison import CandidateScores, Comparison, Holdout, ProductionScores
-from pipelines.stages.gate import NO_CHANGE, PROMOTE, REJECT, decide
-from pipelines.stages.metrics import macro_f1
-from pipelines.stages.stats import mcnemar, paired_bootstrap_delta
+from pipelines.analysis.comparison_record import (
+    CandidateScores,
+    Comparison,
+    Holdout,
+    ProductionScores,
+)
+from pipelines.analysis.gate import NO_CHANGE, PROMOTE, REJECT, decide
+from pipelines.analysis.head_to_head import behaviour_deltas, fast_macro_f1
+from pipelines.analysis.metrics import macro_f1
+from pipelines.analysis.stats import mcnemar, paired_bootstrap_delta
+from pipelines.runtime.params import load_params
 
 GATE = load_params("params.yaml").gate
 
@@ -110,7 +115,7 @@ def test_directional_checks_are_judged_on_their_floor_not_against_production():
 
 
 def test_prediction_flips_are_bounded_ordered_and_can_be_masked():
-    from pipelines.stages.compare import prediction_flips
+    from pipelines.analysis.head_to_head import prediction_flips
 
     frame = pd.DataFrame({"id": ["a", "b", "c", "d"],
                           "text": ["kind words", "rude words", "neutral", "same"]})

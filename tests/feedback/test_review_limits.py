@@ -15,7 +15,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from pipelines.core.params import ParamsError
+from pipelines.runtime.params import ParamsError
 from service.review.app import create_app
 from service.review.auth import LoginThrottle, token_weakness
 from service.review.settings import load_review_settings

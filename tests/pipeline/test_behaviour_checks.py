@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.core.classifier import load_classifier
-from pipelines.core.params import BehaviourParams, ParamsError, load_params, parse_params, read_yaml
-from pipelines.stages.behaviour import BehaviourError, run_behaviour_checks
-from pipelines.stages.evaluate import load_holdout
-from pipelines.stages.gate import floor_reasons
+from pipelines.analysis.behaviour import BehaviourError, run_behaviour_checks
+from pipelines.analysis.gate import floor_reasons
+from pipelines.analysis.scoring import load_holdout
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import (
+    BehaviourParams,
+    ParamsError,
+    load_params,
+    parse_params,
+    read_yaml,
+)
 from tests.conftest import ROOT, run
 
 RAW = read_yaml(ROOT / "params.yaml")

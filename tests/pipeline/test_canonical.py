@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.core.canonical import canonicalise
+from pipelines.analysis.behaviour import EVASIONS
 from pipelines.core.data import normalise
-from pipelines.stages.behaviour import EVASIONS
+from pipelines.runtime.canonical import canonicalise
 
 PLAIN = "you are a stupid idiot"
 

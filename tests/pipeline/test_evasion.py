@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.core.canonical import canonical_texts
-from pipelines.core.classifier import BaselineClassifier
-from pipelines.core.metadata import ModelMetadata
-from pipelines.core.params import load_params
-from pipelines.stages.baseline import build_pipeline
-from pipelines.stages.behaviour import EVASIONS, run_behaviour_checks, run_evasion_checks
+from pipelines.analysis.behaviour import EVASIONS, run_behaviour_checks, run_evasion_checks
+from pipelines.runtime.canonical import canonical_texts
+from pipelines.runtime.classifier import BaselineClassifier
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import load_params
+from pipelines.training.tfidf import build_pipeline
 
 LABELS = ["not-offensive", "offensive"]
 INSULTS = ["idiot", "stupid", "moron", "loser", "dumb", "pathetic", "trash", "clown"]

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.analysis.data_checks import _Collector, scan_split
+from pipelines.analysis.label_noise import check_label_noise
 from pipelines.core.data import read_split, write_split
-from pipelines.core.metadata import ModelMetadata
-from pipelines.core.params import load_params
 from pipelines.core.production import ProductionRecord, pointer_text, read_pointer
 from pipelines.core.provenance import Proofs, ReviewRecord, append_records, text_sha256
-from pipelines.stages.label_noise import check_label_noise
-from pipelines.stages.validate import _Collector, scan_split
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import load_params
 from tests.conftest import run
 
 PRODUCTION_ROWS = 9000
@@ -158,8 +158,8 @@ def test_above_max_rows_a_sample_is_scored_and_its_interval_holds_the_true_share
 
 
 def test_pr_body_shows_the_estimate_and_the_worst_rows(in_carved, tmp_path):
+    from pipelines.analysis.pr_body import label_noise_lines
     from pipelines.stages.compare import label_noise_section
-    from pipelines.stages.pr_body import label_noise_lines
 
     train, _ = _random_flips(0.30)
     report, _, _ = _label_noise(train)
@@ -213,7 +213,7 @@ def _signed(rows: pd.DataFrame, path: Path, monkeypatch, key: str = KEY) -> Proo
 
 
 def test_feedback_export_of_genuine_corrections_is_not_flagged(in_carved, monkeypatch):
-    from pipelines.core.classifier import load_classifier
+    from pipelines.runtime.classifier import load_classifier
 
     full = read_split("data/train.csv")
     served = full.iloc[PRODUCTION_ROWS:]

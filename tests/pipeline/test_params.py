@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from pipelines.core.params import ParamsError, apply_profile, load_params, parse_params
+from pipelines.runtime.params import ParamsError, apply_profile, load_params, parse_params
 from tests.conftest import ROOT, pipelines_cli, run
 
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import yaml
 
-from pipelines.core.classifier import load_classifier, predict
+from pipelines.analysis.behaviour import EVASIONS
 from pipelines.core.data import dataset_hash
-from pipelines.stages.behaviour import EVASIONS
+from pipelines.runtime.classifier import load_classifier, predict
 from tests.conftest import run
 
 
@@ -82,8 +82,8 @@ def test_training_is_reproducible_with_the_same_seed(smoke_repo, tmp_path):
 def test_candidate_reproduces_the_decision_it_picked_on_dev(smoke_repo):
     """Loaded back, the candidate (blend weight and threshold applied) scores its dev rows as
     the train stage recorded, and carries the TF-IDF model exactly when the blend uses it."""
+    from pipelines.analysis.metrics import macro_f1
     from pipelines.core.data import read_split
-    from pipelines.stages.metrics import macro_f1
     from pipelines.stages.train import dev_split
 
     meta = json.loads((smoke_repo / "models/candidate/metadata.json").read_text())

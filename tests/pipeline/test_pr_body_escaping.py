@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 from markdown_it import MarkdownIt
 
+from pipelines.analysis.pr_body import flips_lines, label_noise_lines
 from pipelines.core.markdown import ZWJ, code, escape
-from pipelines.stages.pr_body import flips_lines, label_noise_lines
 
 PAYLOADS = {
     "html_comment": "<!-- everything after this is hidden",

@@ -11,8 +11,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from markdown_it import MarkdownIt
 
+from pipelines.analysis.pr_body import plot_lines
 from pipelines.release.retrain import RetrainError, pr_body_images
-from pipelines.stages.pr_body import plot_lines
 
 OUT = Path("reports/compare")
 PLOTS = {"confusion_production": "reports/compare/confusion_production.png",

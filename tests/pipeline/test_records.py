@@ -11,8 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.core.decision import Decision
-from pipelines.core.errors import MissingFileError
-from pipelines.core.metadata import METADATA_FILE, ModelMetadata, write_metadata
+from pipelines.core.model_writer import write_metadata
 from pipelines.core.production import (
     HEADER,
     ProductionError,
@@ -20,7 +19,9 @@ from pipelines.core.production import (
     pointer_text,
     read_pointer,
 )
-from pipelines.core.records import RecordError
+from pipelines.runtime.errors import MissingFileError
+from pipelines.runtime.metadata import METADATA_FILE, ModelMetadata
+from pipelines.runtime.records import RecordError
 from tests.conftest import ROOT
 
 BASELINE = {

@@ -86,16 +86,16 @@ def test_a_removed_code_dep_is_caught(tmp_path):
     for item in ("pipelines", "service", "loadtests"):
         (tmp_path / item).symlink_to(ROOT / item)
     text = (ROOT / "dvc.yaml").read_text(encoding="utf-8")
-    line = "\n      - pipelines/stages/metrics.py\n"
+    line = "\n      - pipelines/analysis/metrics.py\n"
     compare = text.index("\n  compare:")  # remove the compare stage's, not another stage's
     assert line in text[compare:]
     (tmp_path / "dvc.yaml").write_text(
         text[:compare] + text[compare:].replace(line, "\n", 1), encoding="utf-8")
     missing = undeclared_code(tmp_path)
-    assert missing == {"compare": ["pipelines/stages/metrics.py"]}
+    assert missing == {"compare": ["pipelines/analysis/metrics.py"]}
 
 
 @pytest.mark.parametrize("module", ["pipelines.stages.compare", "pipelines.stages.train"])
 def test_the_closure_follows_imports_through_other_modules(module):
     closure = import_closure(ROOT, Path(*module.split(".")).with_suffix(".py"))
-    assert Path("pipelines/core/params.py") in closure  # imported through core.cli as well
+    assert Path("pipelines/runtime/params.py") in closure  # imported through core.cli as well

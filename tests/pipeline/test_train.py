@@ -33,7 +33,7 @@ def test_threshold_stays_at_one_half_without_evidence_for_another():
 
 
 def test_cpu_has_bf16_on_amx_or_avx512_bf16_only():
-    from pipelines.core.cpu import cpu_has_bf16
+    from pipelines.runtime.cpu import cpu_has_bf16
 
     assert cpu_has_bf16({"amx_bf16", "amx_tile"}) and cpu_has_bf16({"avx512_bf16"})
     assert not cpu_has_bf16({"avx512_vnni", "avx2"})
@@ -71,7 +71,7 @@ def test_decision_without_threshold_tuning_judges_argmax():
 
 
 def test_threshold_shift_makes_argmax_apply_the_cut_and_keeps_the_order():
-    from pipelines.core.classifier import apply_threshold
+    from pipelines.runtime.classifier import apply_threshold
 
     positive = np.random.default_rng(1).uniform(0.01, 0.99, 500)
     shifted = apply_threshold(_scores(positive), 0.7)

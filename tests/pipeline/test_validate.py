@@ -296,8 +296,8 @@ def test_control_characters_in_a_text_are_an_error_with_file_and_line(fresh_repo
 def test_streaming_in_small_chunks_finds_exactly_what_one_chunk_finds(fresh_repo, monkeypatch):
     """Rows compared across chunk borders (duplicates, ids, leaks) are found wherever they
     fall: a 7-row chunk gives the same report as the whole file at once."""
-    from pipelines.core.params import load_params
-    from pipelines.stages.validate import validate_dataset
+    from pipelines.analysis.data_checks import validate_dataset
+    from pipelines.runtime.params import load_params
 
     _break_duplicate_id(fresh_repo)
     _break_conflicting_labels(fresh_repo)

@@ -11,7 +11,7 @@ import pytest
 
 from loadtests.gate import judge, read_locust_stats, summary_markdown
 from loadtests.run import run_loadtest, run_locust
-from pipelines.core.params import LoadtestParams, load_params
+from pipelines.runtime.params import LoadtestParams, load_params
 from service.bento import build_bento
 
 LIMITS = LoadtestParams(users=2, spawn_rate=2, duration_s=3, min_rps=1.0, max_p95_ms=2000,
@@ -56,12 +56,17 @@ def test_locust_refuses_a_non_loopback_host(tmp_path):
         run_locust("http://example.com", 1, 1, 1, tmp_path, tmp_path / "h.csv", 10)
 
 
-def test_built_bento_serves_its_bundled_model_and_passes_the_gate(smoke_repo, tmp_path,
-                                                                  monkeypatch):
+def test_built_bento_ships_the_runtime_alone_serves_its_model_and_passes_the_gate(
+        smoke_repo, tmp_path, monkeypatch):
     repo = shutil.copytree(smoke_repo, tmp_path / "repo", symlinks=True)
     monkeypatch.chdir(repo)
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     tag = build_bento(repo / "models/candidate", root=repo)
+    # Of the pipeline package the Bento ships the runtime alone (no DVC, git or CLI plumbing).
+    src = tmp_path / "bentoml/bentos" / tag.replace(":", "/") / "src"
+    assert {p.relative_to(src).as_posix() for p in (src / "pipelines").rglob("*.py")} == {
+        p.relative_to(repo).as_posix() for p in [repo / "pipelines/__init__.py",
+                                                 *(repo / "pipelines/runtime").glob("*.py")]}
     # Serving the Bento must find the model inside it: hide the training outputs.
     shutil.rmtree(repo / "models/candidate")
     params = load_params(repo / "params.yaml").model_copy(update={"loadtest": LIMITS})

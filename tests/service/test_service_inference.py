@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.core.cpu import cpu_flags
-from pipelines.core.metadata import ModelMetadata
-from pipelines.core.params import ParamsError, load_params
-from pipelines.stages.behaviour import EVASIONS
-from pipelines.stages.evaluate import load_holdout
-from pipelines.stages.metrics import macro_f1
+from pipelines.analysis.behaviour import EVASIONS
+from pipelines.analysis.metrics import macro_f1
+from pipelines.analysis.scoring import load_holdout
+from pipelines.runtime.cpu import cpu_flags
+from pipelines.runtime.metadata import ModelMetadata
+from pipelines.runtime.params import ParamsError, load_params
 from service.inference import choose_accel, classify, load_model, resolve_accel
 from service.onnx_runtime import fast_tokenizer, prepare_onnx
 from service.settings import load_settings

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from pipelines.core.cpu import cpu_flags
+from pipelines.runtime.cpu import cpu_flags
 
 # bf16 must beat fp32 by this much to be chosen: it costs accuracy headroom, and a smaller gap
 # is within the probe's noise on a shared machine.

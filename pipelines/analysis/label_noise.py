@@ -21,19 +21,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipelines.core.classifier import load_classifier
+from pipelines.analysis.metrics import slice_masks
 from pipelines.core.data import normalise
-from pipelines.core.params import LabelNoiseParams, Params
 from pipelines.core.production import (
     WEIGHTS,
     ProductionRecord,
     check_weights,
     production_training_rows,
 )
-from pipelines.stages.metrics import slice_masks
+from pipelines.runtime.classifier import load_classifier
+from pipelines.runtime.params import LabelNoiseParams, Params
 
 if TYPE_CHECKING:
-    from pipelines.stages.validate import SplitScan
+    from pipelines.analysis.data_checks import SplitScan
 
 SHOWN_CHARS = 200  # of each suspicious row's text; the feedback export matches on it
 RULE = "label_noise"

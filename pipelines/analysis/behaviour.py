@@ -12,9 +12,9 @@ import re
 
 import numpy as np
 
-from pipelines.core.classifier import Classifier
-from pipelines.core.errors import UsageError
-from pipelines.core.params import (
+from pipelines.runtime.classifier import Classifier
+from pipelines.runtime.errors import UsageError
+from pipelines.runtime.params import (
     BehaviourParams,
     DirectionalCheck,
     EvasionCheck,
@@ -114,7 +114,7 @@ def check_names(params: BehaviourParams) -> None:
         if unknown:
             raise BehaviourError(f"params.yaml evaluate.behaviour.checks.{name}.{field}: unknown "
                                  f"{unknown}; known: {', '.join(known)} "
-                                 "(pipelines/stages/behaviour.py)")
+                                 "(pipelines/analysis/behaviour.py)")
 
 
 def sample_texts(texts: list[str], size: int, seed: int = 0) -> list[str]:

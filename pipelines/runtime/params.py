@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipelines.core.errors import UsageError
-from pipelines.core.records import field_errors
+from pipelines.runtime.errors import UsageError
+from pipelines.runtime.records import field_errors
 
 PARAMS_FILE = Path("params.yaml")
 Severity = Literal["error", "warn", "off"]
@@ -115,7 +115,7 @@ class BaselineParams(_Strict):
 
 
 class InvarianceCheck(_Strict):
-    """Label-preserving edits (pipelines/stages/behaviour.py INVARIANCES) should not flip the
+    """Label-preserving edits (pipelines/analysis/behaviour.py INVARIANCES) should not flip the
     label: one result `<check>_<perturbation>` each, a flip rate."""
 
     kind: Literal["invariance"]

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipelines.core.canonical import canonical_texts
-from pipelines.core.metadata import ModelMetadata
+from pipelines.runtime.canonical import canonical_texts
+from pipelines.runtime.metadata import ModelMetadata
 
 
 class Classifier(Protocol):
@@ -23,7 +23,7 @@ class Classifier(Protocol):
 
 
 def model_input(classifier: Classifier, texts: list[str]) -> list[str]:
-    """The texts as every model is trained on and scores them: canonicalised (core/canonical.py),
+    """The texts as every model is trained on and scores them: canonicalised (runtime/canonical.py),
     unless `classifier.canonical` was switched off to measure what canonicalising buys."""
     return canonical_texts(texts) if classifier.canonical else list(texts)
 

@@ -9,8 +9,8 @@ import typer
 
 from pipelines.core.cli import ParamsOpt, new_app
 from pipelines.core.data import DATA_POINTER, import_tweeteval
-from pipelines.core.params import PARAMS_FILE, apply_profile, load_params
 from pipelines.core.versions import pull_data
+from pipelines.runtime.params import PARAMS_FILE, apply_profile, load_params
 
 data_app = new_app("The dataset behind data.dvc.")
 

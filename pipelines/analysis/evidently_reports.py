@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import pipelines.stages.evidently_compat  # noqa: F401  (must run before evidently is imported)
+import pipelines.analysis.evidently_compat  # noqa: F401  (must run before evidently is imported)
 
 # isort: split
 from evidently import BinaryClassification, DataDefinition, Dataset, Report
@@ -38,9 +38,9 @@ from evidently.metrics import (
 from evidently.presets import ClassificationQuality
 from evidently.tests import Reference, gte
 
-from pipelines.core.params import CompareParams
-from pipelines.stages.drift_measures import METHOD, HeldOutVocabulary, judge_columns
-from pipelines.stages.metrics import slice_masks
+from pipelines.analysis.drift_measures import METHOD, HeldOutVocabulary, judge_columns
+from pipelines.analysis.metrics import slice_masks
+from pipelines.runtime.params import CompareParams
 
 DESCRIPTORS = ["length", "words", "sentences", "non_letter_share", "uppercase_share",
                "unseen_word_share"]

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pipelines.analysis.comparison_record import Comparison
 from pipelines.core.decision import Decision
 from pipelines.core.markdown import code, escape
 from pipelines.core.production import promotion_branch
-from pipelines.stages.comparison import Comparison
 
 ICONS = {"promote": "✅", "reject": "❌", "no significant change": "➖"}
 HEADLINE = (("macro_f1", "macro-F1"), ("accuracy", "accuracy"), ("roc_auc", "ROC-AUC"),

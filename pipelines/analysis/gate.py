@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.analysis.comparison_record import Comparison
 from pipelines.core.decision import NO_CHANGE, PROMOTE, REJECT, Decision, Reason
-from pipelines.core.params import GateParams
-from pipelines.stages.comparison import Comparison
+from pipelines.runtime.params import GateParams
 
 
 def _reason(check: str, passed: bool, message: str) -> Reason:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipelines.core.errors import PipelineError
+from pipelines.runtime.errors import PipelineError
 
 
 class RecordError(PipelineError):
