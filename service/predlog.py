@@ -8,6 +8,7 @@ through the same `make_engine`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -228,6 +229,10 @@ class _ShadowUpdate:
     model_version: str
 
 
+# Put by close(): the writer, waiting up to 0.2 s on an empty queue, stops waiting at once.
+_WAKE = object()
+
+
 def _rows(items: list[Any]) -> int:
     return sum(len(i.rows) for i in items if isinstance(i, _Insert))
 
@@ -312,18 +317,22 @@ class PredictionLog:
         does not take within `timeout` are counted as dropped."""
         self._deadline = time.monotonic() + timeout
         self._stopping.set()
+        with contextlib.suppress(queue.Full):  # then the writer is not waiting on the queue
+            self._queue.put_nowait(_WAKE)
         if self._thread is not None:
             self._thread.join(timeout + 5)
         if self._engine is not None:
             self._engine.dispose()
 
     def _take(self, first: Any | None) -> list[Any]:
-        items = [] if first is None else [first]
+        items = [] if first is None or first is _WAKE else [first]
         while len(items) < 500:
             try:
-                items.append(self._queue.get_nowait())
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if item is not _WAKE:
+                items.append(item)
         return items
 
     def _set_health(self, up: bool) -> None:

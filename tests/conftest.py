@@ -29,6 +29,7 @@ pytest_plugins = ["tests.leftover_processes"]
 # the slow tier without anyone remembering to mark it (docs/testing.md).
 SLOW_FIXTURES = frozenset({
     "smoke_repo",  # the smoke DVC pipeline, run once per session
+    "hate_fork",  # the smoke DVC pipeline on a fork for another task (tests/pipeline)
     "server",  # the smoke model served by BentoML (tests/service/conftest.py)
     "workspace",  # models trained for the compare scenarios (tests/compare/conftest.py)
     "postgres_server", "postgres_cluster", "postgres_url",  # throwaway PostgreSQL clusters
@@ -39,17 +40,53 @@ SLOW_FIXTURES = frozenset({
 # Slow without one of those fixtures: a module, or one test of it, each with its reason.
 SLOW_TESTS = {
     "tests/e2e/test_hosted_runner.py": "make userns and the pod tests as a non-root sudo user",
-    "tests/compare/test_pipeline_compare_stage.py": "dvc repro of the smoke pipeline",
     "tests/k8s/test_argocd.py": "renders and syncs the overlays through every canary step",
     "tests/k8s/test_platform.py": "renders the platform with the overlays again for each case",
     "tests/pipeline/test_label_noise.py": "scores carved data versions with both scorers",
     "tests/pipeline/test_data.py::test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_"
     "out": "dvc status and data pull on an edited copy",
     "tests/pipeline/test_validate.py::test_rule_error_stops_pipeline_naming_file_row_and_rule":
-    "dvc repro on a copy, once per rule",
+    "dvc repro on a copy",
+    # validate's label_noise rule scores rows new since production's data version with the
+    # production model and a 5-fold TF-IDF model: seconds for each of these edited copies
+    **dict.fromkeys([f"tests/pipeline/test_validate.py::{test}" for test in (
+        "test_rule_error_fails_validation_naming_file_row_and_rule[conflicting_labels]",
+        "test_rule_error_fails_validation_naming_file_row_and_rule[holdout_leak]",
+        "test_rule_error_fails_validation_naming_file_row_and_rule[too_long]",
+        "test_findings_name_the_file_line_after_cells_with_quoted_newlines",
+        "test_control_characters_in_a_text_are_an_error_with_file_and_line",
+        "test_streaming_in_small_chunks_finds_exactly_what_one_chunk_finds")],
+        "label_noise scores the edited rows (production model, 5-fold TF-IDF)"),
     "tests/pipeline/test_params.py::test_pipeline_stops_on_bad_params_before_training":
     "dvc repro on a copy",
     "tests/pipeline/test_train.py::test_decision_": "fits TF-IDF and scores the dev split",
+    "tests/pipeline/test_train_speed.py::test_real_probe_on_the_smoke_backbone_":
+    "loads the smoke backbone and times training steps in fp32 and bf16",
+    "tests/pipeline/test_train_speed.py::test_openmp_waits_passively_":
+    "three Python processes, one importing torch",
+    "tests/compare/test_production_pointer.py::test_a_past_data_version_is_read_through_dvc_":
+    "dvc init, add and push as processes",
+    "tests/test_leftover_processes.py": "runs pytest sessions as processes",
+    "tests/k8s/test_pod_sandbox.py": "pods as processes in bubblewrap (the service, the review UI)",
+    "tests/pipeline/test_backbone.py::test_the_train_command_exits_2_naming_the_missing_package":
+    "the train stage imports torch and transformers",
+    "tests/test_drift.py::test_the_verdict_uses_the_distance_evidentlys_report_shows":
+    "imports Evidently and renders its report",
+    # A command line as a process (`python -m pipelines ...`, a few seconds of interpreter start
+    # and imports each): the process boundary, kept once per command group; the fast tier runs
+    # the same commands in-process (tests.conftest.pipelines_cli).
+    **dict.fromkeys([
+        "tests/test_rollout.py::test_apply_without_cluster_settings_says_which_to_set",
+        "tests/pipeline/test_behaviour_checks.py::test_check_params_exits_2_naming_the_missing_",
+        "tests/pipeline/test_validate.py::test_bundled_data_passes_cleanly",
+        "tests/pipeline/test_data.py::test_fresh_copy_resolves_data_from_the_in_repo_remote",
+        "tests/feedback/test_review_limits.py::test_the_review_ui_does_not_start_with_a_one_",
+        "tests/feedback/test_review_api.py::test_review_ui_refuses_to_start_without_a_token",
+        "tests/test_retrain_steps.py::test_propose_without_a_comparison_names_the_missing_file",
+        "tests/test_drift.py::test_a_bad_database_url_is_named",
+        "tests/test_pr_checks.py::test_preflight_refuses_the_in_repo_remote_in_seconds_",
+        "tests/test_image_build.py::test_an_unknown_bento_is_a_usage_error_naming_it",
+    ], "`python -m pipelines` as a process"),
     "tests/test_drift.py::test_served_holdout_traffic_": "classifies the holdout, drift reports",
     "tests/test_drift.py::test_drifted_inputs_open_one_issue_": "drift reports on logged traffic",
 }
@@ -87,6 +124,36 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, timeout: float = 60
     return result
 
 
+def pipelines_cli(args: list[str], cwd: Path, check: bool = True,
+              **env: str) -> subprocess.CompletedProcess:
+    """`python -m pipelines ARGS` as `run` runs it (in cwd, with repo_env and env), but inside
+    this process: the command's logic, exit code and output without paying the interpreter's
+    start and the stack's imports (torch, sklearn, DVC) again. An exception the command does not
+    turn into an exit code fails the test (the process would print a traceback). The test of a
+    process boundary itself (`python -m ...`, dvc.yaml's scripts) keeps `run`."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        os.chdir(cwd)
+        result = CliRunner().invoke(app, args, env=repo_env(Path(cwd), **env),
+                                    prog_name="python -m pipelines")
+    finally:  # a command may set variables (BENTOML_HOME) or leave cwd: neither outlives it
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    completed = subprocess.CompletedProcess(["python", "-m", "pipelines", *args],
+                                            result.exit_code, result.stdout, result.stderr)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"{completed.args} exited {completed.returncode}\nstdout:\n"
+                             f"{completed.stdout}\nstderr:\n{completed.stderr}")
+    return completed
+
+
 def copy_repo(dest: Path) -> Path:
     """Copy the working tree (tracked and untracked, not ignored) into dest as a fresh git repo."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -104,7 +171,7 @@ def copy_repo(dest: Path) -> Path:
 def base_repo(tmp_path_factory) -> Path:
     """A copy of the repository with data.dvc resolved into data/ (read-only for tests)."""
     repo = copy_repo(tmp_path_factory.mktemp("base") / "repo")
-    run([sys.executable, "-m", "pipelines", "data", "pull"], repo)
+    pipelines_cli(["data", "pull"], repo)
     if (repo / "models/production.dvc").exists():  # what `make production` does
         run(["dvc", "pull", "--quiet", "models/production.dvc"], repo)
     return repo

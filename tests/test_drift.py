@@ -21,7 +21,7 @@ from service.predlog import (
     prediction_rows,
     predictions,
 )
-from tests.conftest import run, wait_until
+from tests.conftest import pipelines_cli, run, wait_until
 from tests.github_server import FakeGitHub
 from tests.service.server import running_service
 
@@ -68,7 +68,7 @@ def db_url(request, tmp_path):
 
 def test_sample_takes_the_newest_predictions_with_their_text(repo, db_url):
     log_predictions(db_url, [f"text {i}" for i in range(ROWS + 50)], ["offensive"] * (ROWS + 50))
-    run(PY + ["drift", "sample"], repo, MODERATION_DB_URL=db_url)
+    pipelines_cli(["drift", "sample"], repo, MODERATION_DB_URL=db_url)
     sample = pd.read_csv(repo / "reports/drift/current.csv")
     assert len(sample) == ROWS
     assert sample.text.iloc[0] == f"text {ROWS + 49}" and set(sample.label) == {"offensive"}
@@ -78,7 +78,7 @@ def test_sample_takes_the_newest_predictions_with_their_text(repo, db_url):
 def test_a_log_that_keeps_only_hashes_cannot_be_sampled(repo, tmp_path):
     url = f"sqlite:///{tmp_path}/hashed.db"
     log_predictions(url, ["hello"], ["not-offensive"], log_text="hash")
-    result = run(PY + ["drift", "sample", "--db-url", url], repo, check=False)
+    result = pipelines_cli(["drift", "sample", "--db-url", url], repo, check=False)
     assert result.returncode == 1
     assert "no predictions with their text kept as a random sample (serve.log_text: hash" \
         in result.stderr
@@ -96,7 +96,7 @@ def test_a_sampled_log_gives_drift_only_its_unbiased_random_share(repo, db_url):
                     log_text=policy)
     kept = dict(connect_rows(db_url, "SELECT text_kept, COUNT(*) FROM predictions "
                                      "WHERE text IS NOT NULL GROUP BY text_kept"))
-    run(PY + ["drift", "sample", "--db-url", db_url], repo)
+    pipelines_cli(["drift", "sample", "--db-url", db_url], repo)
     sample = pd.read_csv(repo / "reports/drift/current.csv")
     assert len(sample) == min(ROWS, kept["sampled"])
     # The flagged rows outside the random share are kept (for review) but not sampled: the
@@ -127,8 +127,8 @@ def test_drifted_inputs_open_one_issue_and_a_repeat_comments_on_it(repo, tmp_pat
     url = f"sqlite:///{tmp_path}/predictions.db"
     texts = [f"BUY NOW https://t.co/x{i} #deal #sale LIMITED OFFER {i} !!!" for i in range(ROWS)]
     log_predictions(url, texts, ["offensive"] * ROWS)
-    run(PY + ["drift", "sample", "--db-url", url], repo)
-    report = run(PY + ["drift", "report"], repo)
+    pipelines_cli(["drift", "sample", "--db-url", url], repo)
+    report = pipelines_cli(["drift", "report"], repo)
     assert "drift: DRIFT in " in report.stdout
     summary = json.loads((repo / "reports/drift/summary.json").read_text())
     production = yaml.safe_load((repo / "models/production.yaml").read_text())["version"]
@@ -138,8 +138,8 @@ def test_drifted_inputs_open_one_issue_and_a_repeat_comments_on_it(repo, tmp_pat
     assert "no logged prediction in the sample is from" in summary["prediction"]["skipped"]
     assert (repo / "reports/drift/drift.html").stat().st_size > 0
     with FakeGitHub() as gh:
-        first = run(PY + ["drift", "open-issue"], repo, **_github_env(gh))
-        second = run(PY + ["drift", "open-issue"], repo, **_github_env(gh))
+        first = pipelines_cli(["drift", "open-issue"], repo, **_github_env(gh))
+        second = pipelines_cli(["drift", "open-issue"], repo, **_github_env(gh))
         issues, comments = gh.issues(), gh.comments
     assert "created issue #1" in first.stdout and "commented issue #1" in second.stdout
     assert len(issues) == 1 and len(comments) == 1
@@ -209,7 +209,7 @@ def test_report_without_a_production_model_says_so(repo, tmp_path):
     (repo / "reports/drift").mkdir(parents=True)
     (repo / "reports/drift/current.csv").write_text("text,label,score,model_version,created_at\n"
                                                    "hi,offensive,0.9,v,2026\n")
-    result = run(PY + ["drift", "report"], repo, check=False)
+    result = pipelines_cli(["drift", "report"], repo, check=False)
     assert result.returncode == 1 and "version: null: no production model" in result.stderr
 
 
@@ -217,16 +217,16 @@ def test_report_on_a_sample_from_an_older_version_names_the_missing_column(repo)
     (repo / "reports/drift").mkdir(parents=True)
     (repo / "reports/drift/current.csv").write_text("text,label,model_version,created_at\n"
                                                    "hi,offensive,v,2026\n")
-    result = run(PY + ["drift", "report"], repo, check=False)
+    result = pipelines_cli(["drift", "report"], repo, check=False)
     assert result.returncode == 1 and "missing column(s) ['score']" in result.stderr
 
 
 def test_report_without_the_serving_models_weights_says_how_to_fetch_them(repo, tmp_path):
     url = f"sqlite:///{tmp_path}/predictions.db"
     log_predictions(url, ["hello there"], ["not-offensive"])
-    run(PY + ["drift", "sample", "--db-url", url], repo)
-    result = run(PY + ["drift", "report", "--model", str(tmp_path / "nothing")], repo,
-                 check=False)
+    pipelines_cli(["drift", "sample", "--db-url", url], repo)
+    result = pipelines_cli(["drift", "report", "--model", str(tmp_path / "nothing")], repo,
+                           check=False)
     assert result.returncode == 1 and "`make production`" in result.stderr
 
 

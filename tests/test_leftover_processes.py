@@ -21,7 +21,10 @@ def test_orphans_a_grandchild():
 '''
 
 
-def test_a_session_that_leaves_an_orphaned_process_running_fails_and_names_it(pytester):
+def test_a_session_that_leaves_an_orphaned_process_running_fails_and_names_it(pytester,
+                                                                             monkeypatch):
+    # the inner session waits 1 s, not 10 s, for the orphan (which sleeps 57.5 s) to go
+    monkeypatch.setenv("LEFTOVER_PROCESSES_GRACE_S", "1")
     pytester.makepyfile(test_leaky=LEAKY_TESTS)
     result = pytester.runpytest_subprocess("-p", "tests.leftover_processes", "-q")
     assert result.ret == 1, result.stdout.str()

@@ -23,7 +23,7 @@ from pipelines.release.checks import (
 )
 from pipelines.release.github import GitHub, GitHubError, GitHubSettingsError
 from pipelines.release.retrain import unsupported_remote
-from tests.conftest import ROOT, copy_repo, run
+from tests.conftest import ROOT, copy_repo, pipelines_cli, run
 from tests.github_server import FakeGitHub
 
 PY = [sys.executable, "-m", "pipelines"]
@@ -160,12 +160,12 @@ def test_preflight_refuses_a_workflow_change_before_training(repo_with_origin):
     repo, _ = repo_with_origin
     _s3_remote_config(repo)
     _branch(repo, "data/x", ".github/workflows/retrain.yml")
-    refused = run(PY + ["retrain", "preflight"], repo, check=False, DEFAULT_BRANCH="main",
-                  PROMOTION_TOKEN_SET="false")
+    refused = pipelines_cli(["retrain", "preflight"], repo, check=False, DEFAULT_BRANCH="main",
+                            PROMOTION_TOKEN_SET="false")
     assert refused.returncode == 1
     assert "changes .github/workflows/retrain.yml" in refused.stderr
-    passed = run(PY + ["retrain", "preflight"], repo, DEFAULT_BRANCH="main",
-                 PROMOTION_TOKEN_SET="true")
+    passed = pipelines_cli(["retrain", "preflight"], repo, DEFAULT_BRANCH="main",
+                           PROMOTION_TOKEN_SET="true")
     assert "preflight passed" in passed.stdout
 
 
@@ -201,7 +201,7 @@ def test_only_s3_remotes_are_accepted(url, refused):
 def test_preflight_refuses_a_gs_remote_with_the_fix(repo_with_origin):
     repo, _ = repo_with_origin
     _s3_remote_config(repo, "gs://bucket/dvc")
-    result = run(PY + ["retrain", "preflight"], repo, check=False, DEFAULT_BRANCH="main")
+    result = pipelines_cli(["retrain", "preflight"], repo, check=False, DEFAULT_BRANCH="main")
     assert result.returncode == 1
     assert "gs:// remote; the workflows support s3:// only" in result.stderr
 
@@ -209,7 +209,7 @@ def test_preflight_refuses_a_gs_remote_with_the_fix(repo_with_origin):
 def test_use_remote_refuses_an_unsupported_remote_and_changes_nothing(repo_with_origin):
     repo, _ = repo_with_origin
     before = (repo / ".dvc/config").read_text()
-    result = run(PY + ["retrain", "use-remote", "azure://container/dvc"], repo, check=False)
+    result = pipelines_cli(["retrain", "use-remote", "azure://container/dvc"], repo, check=False)
     assert result.returncode == 1
     assert "azure:// remote; the workflows support s3:// only" in result.stderr
     assert (repo / ".dvc/config").read_text() == before
@@ -240,8 +240,8 @@ def test_use_remote_uploads_the_production_model_that_a_plain_push_leaves_out(tm
                  aws_secret_access_key="testing", region_name="us-east-1"
                  ).create_bucket(Bucket="seeded")
     seeded = copy_repo(tmp_path / "seeded")
-    out = run(PY + ["retrain", "use-remote", "s3://seeded/dvc", "--endpoint-url", s3_server],
-              seeded, **S3_ENV)
+    out = pipelines_cli(["retrain", "use-remote", "s3://seeded/dvc", "--endpoint-url", s3_server],
+                        seeded, **S3_ENV)
     assert "holds data.dvc, models/production.dvc" in out.stdout
     for repo, pulls in ((plain, False), (seeded, True)):
         clone = _clone_without_local_objects(repo, tmp_path / f"clone-{repo.name}")

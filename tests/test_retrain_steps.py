@@ -13,7 +13,7 @@ import pytest
 from pipelines.core.decision import Decision
 from pipelines.core.production import read_pointer
 from pipelines.release.retrain import nothing_to_propose
-from tests.conftest import ROOT, S3_ENV, run, s3_remote
+from tests.conftest import ROOT, S3_ENV, pipelines_cli, run, s3_remote
 
 PY = [sys.executable, "-m", "pipelines"]
 
@@ -57,8 +57,8 @@ def test_propose_without_a_comparison_names_the_missing_file(fresh_repo):
 
 def test_propose_without_github_settings_fails_before_changing_anything(fresh_repo):
     _write(fresh_repo, "reports/compare/decision.json", decision())
-    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
-                 GITHUB_REPOSITORY="", GITHUB_TOKEN="")
+    result = pipelines_cli(["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
+                           GITHUB_REPOSITORY="", GITHUB_TOKEN="")
     assert result.returncode == 2  # a settings error, like every command's
     assert "GITHUB_TOKEN not set (nor PROMOTION_TOKEN)" in result.stderr
     assert run(["git", "status", "--porcelain"], fresh_repo).stdout == ""
@@ -69,21 +69,21 @@ def test_propose_refuses_a_candidate_whose_load_test_did_not_run(fresh_repo):
            decision(version="baseline-4d4a25b1-f67fb708x"))
     # The production weights stand in for a restored candidate of another version.
     run(["cp", "-r", "models/production", "models/candidate"], fresh_repo)
-    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
-                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+    result = pipelines_cli(["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
+                           GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
     assert result.returncode == 1
     assert "models/candidate holds baseline-4d4a25b1-f67fb708 but" in result.stderr
     _write(fresh_repo, "reports/compare/decision.json",
            decision(version="baseline-4d4a25b1-f67fb708"))
-    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
-                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+    result = pipelines_cli(["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
+                           GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
     assert "nothing to propose: production already runs" in result.stdout
 
 
 def test_restore_names_the_outputs_missing_from_the_dvc_remote(fresh_repo):
     # The committed dvc.lock names outputs of a run that never pushed them to this remote.
     _write(fresh_repo, "reports/compare/decision.json", decision(version="transformer-other"))
-    result = run(PY + ["retrain", "restore"], fresh_repo, check=False)
+    result = pipelines_cli(["retrain", "restore"], fresh_repo, check=False)
     assert result.returncode == 1
     assert "`dvc pull` failed" in result.stderr and "models/candidate" in result.stderr
     assert "retrain push-outputs` puts these outputs in the DVC remote" in result.stderr
@@ -92,12 +92,12 @@ def test_restore_names_the_outputs_missing_from_the_dvc_remote(fresh_repo):
 def test_image_is_not_built_for_a_rejected_candidate(fresh_repo):
     _write(fresh_repo, "reports/compare/decision.json",
            decision("reject", failed=["non_inferiority.macro_f1"]))
-    result = run(PY + ["retrain", "image"], fresh_repo, DOCKER_HOST="unix:///nonexistent.sock")
+    result = pipelines_cli(["retrain", "image"], fresh_repo, DOCKER_HOST="unix:///nonexistent.sock")
     assert "image: nothing to build: the gate rejected" in result.stdout
 
 
 def test_push_outputs_refuses_to_put_model_weights_into_git(fresh_repo):
-    result = run(PY + ["retrain", "push-outputs"], fresh_repo, check=False)
+    result = pipelines_cli(["retrain", "push-outputs"], fresh_repo, check=False)
     assert result.returncode == 1
     assert "the default DVC remote is the in-repo folder storage/" in result.stderr
     assert "dvc remote add -d -f origin s3://" in result.stderr
@@ -130,8 +130,8 @@ def test_push_outputs_sends_outputs_and_run_cache_to_the_object_store(smoke_repo
 
 def test_the_image_step_fails_clearly_without_a_docker_engine(fresh_repo):
     _write(fresh_repo, "reports/compare/decision.json", decision(version="transformer-new"))
-    result = run(PY + ["retrain", "image"], fresh_repo, check=False,
-                 DOCKER_HOST="unix:///nonexistent/docker.sock")
+    result = pipelines_cli(["retrain", "image"], fresh_repo, check=False,
+                           DOCKER_HOST="unix:///nonexistent/docker.sock")
     assert result.returncode == 1
     assert "no Docker engine reachable" in result.stderr
     assert "bentoml containerize` needs Docker" in result.stderr
@@ -160,7 +160,7 @@ def test_plan_tells_the_workflow_whether_the_propose_job_runs(fresh_repo, tmp_pa
                                                               expected, said):
     _write(fresh_repo, "reports/compare/decision.json", made)
     out = tmp_path / "github_output"
-    result = run(PY + ["retrain", "plan", "--out", str(out)], fresh_repo)
+    result = pipelines_cli(["retrain", "plan", "--out", str(out)], fresh_repo)
     assert out.read_text() == f"{expected}\n"
     assert said in result.stdout
 
@@ -177,8 +177,8 @@ def _candidate_ready_to_propose(repo, version="baseline-4d4a25b1-f67fb70x"):
 
 def test_propose_refuses_without_the_digest_the_image_step_recorded(fresh_repo):
     _candidate_ready_to_propose(fresh_repo)
-    result = run(PY + ["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
-                 GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
+    result = pipelines_cli(["retrain", "propose", "--source-branch", "b"], fresh_repo, check=False,
+                           GITHUB_REPOSITORY="a/b", GITHUB_TOKEN="t")
     assert result.returncode == 1
     assert ("reports/image/facts.json not found: the image step writes it after its push "
             "(`python -m pipelines retrain image`") in result.stderr

@@ -18,7 +18,7 @@ from pipelines.deploy.rollout import (
     rollout_state,
     watch,
 )
-from tests.conftest import copy_repo, free_port, run
+from tests.conftest import copy_repo, free_port, pipelines_cli, run
 from tests.github_server import FakeGitHub
 
 PY = [sys.executable, "-m", "pipelines"]
@@ -55,8 +55,8 @@ def test_every_overlay_is_applied_so_a_cancelled_pending_run_loses_no_change(rel
     overlay.write_text(overlay.read_text() + "# staging-only change\n")
     git(repo, "commit", "--quiet", "-am", "staging: a later merge")
     assert all_overlays(repo) == ["production", "staging"]
-    result = run(PY + ["rollout", "apply"], repo, check=False,
-                 KUBE_CONFIG=base64.b64encode(_unanswering_kubeconfig().encode()).decode())
+    result = pipelines_cli(["rollout", "apply"], repo, check=False,
+                           KUBE_CONFIG=base64.b64encode(_unanswering_kubeconfig().encode()).decode())
     assert result.returncode == 1
     assert "apply k8s/overlays/production" in result.stderr  # the change of the cancelled run
 
@@ -89,8 +89,8 @@ def test_apply_renders_the_overlay_and_fails_clearly_when_the_cluster_does_not_a
     repo, _ = released
     server = f"https://127.0.0.1:{free_port()}"
     kubeconfig = _unanswering_kubeconfig(server)
-    result = run(PY + ["rollout", "apply"], repo, check=False,
-                 KUBE_CONFIG=base64.b64encode(kubeconfig.encode()).decode())
+    result = pipelines_cli(["rollout", "apply"], repo, check=False,
+                           KUBE_CONFIG=base64.b64encode(kubeconfig.encode()).decode())
     assert result.returncode == 1
     assert "apply k8s/overlays/production" in result.stderr
     assert f"127.0.0.1:{server.rsplit(':', 1)[1]}" in result.stderr
@@ -138,8 +138,8 @@ def test_revert_pushes_a_branch_restoring_pins_and_pointer_and_opens_one_pr(rele
     with FakeGitHub(git_dir=origin) as gh:
         env = {"GITHUB_API_URL": gh.url, "GITHUB_REPOSITORY": gh.repo, "GITHUB_TOKEN": gh.token,
                "FAILED_SHA": failed}
-        first = run(PY + ["rollout", "revert"], repo, **env)
-        again = run(PY + ["rollout", "revert"], repo, **env)
+        first = pipelines_cli(["rollout", "revert"], repo, **env)
+        again = pipelines_cli(["rollout", "revert"], repo, **env)
         pulls, dispatches = gh.pulls(), gh.dispatches
     branch = f"revert/{failed[:12]}"
     # opened with GITHUB_TOKEN, the PR starts no workflow: ci is dispatched on its branch
@@ -162,9 +162,9 @@ def test_revert_with_promotion_token_opens_the_pr_with_it_and_dispatches_nothing
     repo, origin = released
     failed = git(repo, "rev-parse", "HEAD")
     with FakeGitHub(git_dir=origin, token="promotion-token") as gh:
-        result = run(PY + ["rollout", "revert"], repo, GITHUB_API_URL=gh.url,
-                     GITHUB_REPOSITORY=gh.repo, GITHUB_TOKEN="workflow-token",
-                     PROMOTION_TOKEN="promotion-token", FAILED_SHA=failed)
+        result = pipelines_cli(["rollout", "revert"], repo, GITHUB_API_URL=gh.url,
+                               GITHUB_REPOSITORY=gh.repo, GITHUB_TOKEN="workflow-token",
+                               PROMOTION_TOKEN="promotion-token", FAILED_SHA=failed)
         pulls, dispatches = gh.pulls(), gh.dispatches
     assert len(pulls) == 1 and dispatches == []  # the fake accepts only the promotion token
     assert "ci: runs on the pull request" in result.stdout

@@ -59,11 +59,12 @@ def _repo_path(stage, fs_path: str) -> str:
     return PurePosixPath(os.path.relpath(fs_path, stage.repo.root_dir)).as_posix()
 
 
-def resolve_stages(root: Path | str = ".") -> list[Stage]:
-    """Every dvc.yaml stage as DVC resolves it, with repo-relative deps, outs and params files."""
+def resolve_stages(root: Path | str = ".", found: list | None = None) -> list[Stage]:
+    """Every dvc.yaml stage as DVC resolves it, with repo-relative deps, outs and params files
+    (from `found`, _dvc_stages(root) already loaded, when given)."""
     root = Path(root)
     stages = []
-    for stage in _dvc_stages(root):
+    for stage in _dvc_stages(root) if found is None else found:
         if not isinstance(stage, PipelineStage):
             continue
         # DVC records the values a stage interpolates (from params.yaml or a vars file) like
@@ -80,11 +81,12 @@ def resolve_stages(root: Path | str = ".") -> list[Stage]:
     return stages
 
 
-def dvc_pointers(root: Path | str = ".") -> dict[str, str]:
+def dvc_pointers(root: Path | str = ".", found: list | None = None) -> dict[str, str]:
     """Map each path tracked by a *.dvc pointer file to that pointer (both repo-relative)."""
     root = Path(root)
     return {_repo_path(stage, out.fs_path): _repo_path(stage, stage.path)
-            for stage in _dvc_stages(root) if not isinstance(stage, PipelineStage)
+            for stage in (_dvc_stages(root) if found is None else found)
+            if not isinstance(stage, PipelineStage)
             for out in stage.outs}
 
 
@@ -107,9 +109,10 @@ def classify_dep(dep: str, outputs: set[str], pointers: dict[str, str]) -> tuple
 def retrain_trigger_paths(root: Path | str = ".") -> list[str]:
     """The `on.push.paths` of the retrain workflow, sorted."""
     root = Path(root)
-    stages = resolve_stages(root)
+    found = _dvc_stages(root)  # DVC loads the repository once for both (half a second each)
+    stages = resolve_stages(root, found)
     outputs = {out for stage in stages for out in stage.outs}
-    pointers = dvc_pointers(root)
+    pointers = dvc_pointers(root, found)
     paths = {DVC_YAML}
     for stage in stages:
         paths.update(stage.params_files)

@@ -5,17 +5,14 @@ from __future__ import annotations
 import sys
 
 from pipelines.core.decision import Decision
-from tests.compare.conftest import copy_repository, sh
+from tests.compare.conftest import sh
 
 
-def test_dvc_repro_ends_with_a_verdict_against_the_bundled_production_model(tmp_path):
-    root = tmp_path / "clone"
-    root.mkdir()
-    copy_repository(root)
-    # What `make production` does on a fresh clone: fetch the weights the pointer names.
-    sh(["dvc", "pull", "--quiet", "models/production.dvc"], root)
-    sh([sys.executable, "-m", "pipelines", "profile", "profiles/smoke.yaml"], root)
-    sh(["dvc", "repro", "--quiet", "compare"], root)
+def test_dvc_repro_ends_with_a_verdict_against_the_bundled_production_model(smoke_repo):
+    # smoke_repo (tests/conftest.py) is that copy: data and the production weights the pointer
+    # names pulled (`make data`, `make production`), the smoke profile, `dvc repro` run through
+    # compare, its last stage.
+    root = smoke_repo
     verdict = sh([sys.executable, "-m", "pipelines", "verdict", "reports/compare"], root).stdout
     decision = Decision.load(root / "reports/compare/decision.json")
     production = (root / "models/production.yaml").read_text()

@@ -17,7 +17,7 @@ from pipelines.core.data import file_md5, read_split
 from pipelines.core.provenance import KEY_ENV, Proofs, read_records, text_sha256
 from pipelines.monitor.feedback import plan_relabels, plan_rows
 from service.review.store import ReviewStore, create_review_schema
-from tests.conftest import run
+from tests.conftest import pipelines_cli, run
 from tests.feedback.conftest import LABELS, TOKEN, log_predictions
 
 NEW_TEXTS = {"feedback loop test: you absolute walnut": "offensive",
@@ -167,8 +167,7 @@ def test_logged_and_corrected_predictions_become_a_new_data_version_on_a_branch(
 
 
 def export(repo, db_url):
-    return run([sys.executable, "-m", "pipelines", "feedback", "--db-url", db_url], repo,
-               check=False)
+    return pipelines_cli(["feedback", "--db-url", db_url], repo, check=False)
 
 
 def state(repo) -> tuple:
@@ -185,7 +184,8 @@ def test_export_refuses_to_run_when_data_differs_from_its_pointer(fresh_repo, tm
     with (fresh_repo / "data/train.csv").open("a") as handle:
         handle.write("local-1,an unrecorded local edit,offensive,me\n")
     before = state(fresh_repo)
-    result = export(fresh_repo, url)
+    result = run([sys.executable, "-m", "pipelines", "feedback", "--db-url", url], fresh_repo,
+                 check=False)  # the command as a process (the other tests run it in-process)
     assert result.returncode == 1
     assert "data/ differs from data.dvc" in result.stderr and "dvc checkout" in result.stderr
     assert state(fresh_repo) == before

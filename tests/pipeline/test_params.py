@@ -1,10 +1,8 @@
-import sys
-
 import pytest
 import yaml
 
 from pipelines.runtime.params import ParamsError, apply_profile, load_params, parse_params
-from tests.conftest import ROOT, run
+from tests.conftest import ROOT, pipelines_cli, run
 
 
 def shipped() -> dict:
@@ -46,7 +44,7 @@ def test_cli_rejects_bad_params_with_exit_2(fresh_repo):
     raw = yaml.safe_load((fresh_repo / "params.yaml").read_text())
     raw["evaluate"]["colour"] = "blue"
     (fresh_repo / "params.yaml").write_text(yaml.safe_dump(raw))
-    result = run([sys.executable, "-m", "pipelines", "check-params"], fresh_repo, check=False)
+    result = pipelines_cli(["check-params"], fresh_repo, check=False)
     assert result.returncode == 2
     assert "evaluate.colour: unknown key" in result.stderr
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipelines.ci.doctor import check_behaviour_task
-from tests.conftest import SMOKE_PROFILE, run
+from tests.conftest import SMOKE_PROFILE, pipelines_cli, run
 
 HATE_SAMPLE = "tests/data/tweeteval-hate"
 FOREIGN = "directional_insult"  # the offensive task's check: an insult alone is not hate
@@ -44,28 +44,35 @@ def set_labels(repo: Path, labels: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def hate_fork(base_repo, tmp_path_factory) -> Path:
-    """A copy forked for TweetEval hate on the smoke profile, the whole DVC pipeline run."""
+def declared_fork(base_repo, tmp_path_factory) -> Path:
+    """A copy forked for TweetEval hate: its data imported, labels set, the task declared; what
+    doctor said before and after the declaration is in doctor.json."""
     repo = Path(shutil.copytree(base_repo, tmp_path_factory.mktemp("hate") / "repo",
                                 symlinks=True))
-    run([sys.executable, "-m", "pipelines", "data", "import-tweeteval", HATE_SAMPLE,
-         "--out", "data"], repo)
+    pipelines_cli(["data", "import-tweeteval", HATE_SAMPLE, "--out", "data"], repo)
     (repo / "models/production.yaml").write_text("version: null\n", encoding="utf-8")
     set_labels(repo, ["not-hate", "hate"])
     # Labels changed, checks still the offensive task's: doctor points at the declaration.
     before = check_behaviour_task(repo)
     declare_task(repo, hate_declaration(repo))
     after = check_behaviour_task(repo)
-    run([sys.executable, "-m", "pipelines", "profile", SMOKE_PROFILE], repo)
-    run(["dvc", "add", "data"], repo)
-    run(["dvc", "repro"], repo)
     (repo / "doctor.json").write_text(json.dumps({"before": before.__dict__,
                                                   "after": after.__dict__}))
     return repo
 
 
-def test_doctor_warns_until_the_fork_declares_its_tasks_checks(hate_fork):
-    doctor = json.loads((hate_fork / "doctor.json").read_text())
+@pytest.fixture(scope="module")
+def hate_fork(declared_fork) -> Path:
+    """The declared fork on the smoke profile, the whole DVC pipeline run."""
+    repo = declared_fork
+    run([sys.executable, "-m", "pipelines", "profile", SMOKE_PROFILE], repo)
+    run(["dvc", "add", "data"], repo)
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_doctor_warns_until_the_fork_declares_its_tasks_checks(declared_fork):
+    doctor = json.loads((declared_fork / "doctor.json").read_text())
     assert doctor["before"]["status"] == "warn"
     assert "written for ['not-offensive', 'offensive']" in doctor["before"]["detail"]
     assert "docs/tasks.md" in doctor["before"]["detail"]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import run
+from tests.conftest import pipelines_cli, run
 
 
 def _rows(repo, split):
@@ -105,25 +105,37 @@ BREAKERS = {
 }
 
 
-@pytest.mark.parametrize("rule", sorted(BREAKERS))
-def test_rule_error_stops_pipeline_naming_file_row_and_rule(fresh_repo, rule):
-    where, message = BREAKERS[rule](fresh_repo)
-    result = run(["dvc", "repro"], fresh_repo, check=False)
+def _assert_stopped_by(result, repo, rule, where, message):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"ERROR [{rule}] {where}" in output
     assert message in output
-    assert not (fresh_repo / "models/candidate").exists()
-    assert not (fresh_repo / "models/baseline").exists()
-    report = json.loads((fresh_repo / "reports/validation.json").read_text())
+    assert not (repo / "models/candidate").exists()
+    assert not (repo / "models/baseline").exists()
+    report = json.loads((repo / "reports/validation.json").read_text())
     assert report["passed"] is False and report["by_rule"][rule] >= 1
+
+
+@pytest.mark.parametrize("rule", sorted(BREAKERS))
+def test_rule_error_fails_validation_naming_file_row_and_rule(fresh_repo, rule):
+    where, message = BREAKERS[rule](fresh_repo)
+    _assert_stopped_by(pipelines_cli(["validate"], fresh_repo, check=False), fresh_repo, rule,
+                       where, message)
+
+
+# The pipeline's own stop, through the real `dvc repro` (the stage script dvc.yaml runs): one
+# rule stands for all, as the stop does not depend on which rule failed.
+def test_rule_error_stops_pipeline_naming_file_row_and_rule(fresh_repo):
+    where, message = _break_unknown_label(fresh_repo)
+    _assert_stopped_by(run(["dvc", "repro"], fresh_repo, check=False), fresh_repo,
+                       "unknown_label", where, message)
 
 
 def test_warnings_are_reported_without_failing(fresh_repo):
     train = _rows(fresh_repo, "train")
     copy = train.iloc[[7]].assign(id="train-copy")
     _write(fresh_repo, "train", pd.concat([train, copy], ignore_index=True))
-    result = run(["python", "-m", "pipelines", "validate"], fresh_repo)
+    result = pipelines_cli(["validate"], fresh_repo)
     assert "WARN [exact_duplicate]" in result.stdout
     report = json.loads((fresh_repo / "reports/validation.json").read_text())
     assert report["passed"] is True and report["warnings"] == 1 and report["errors"] == 0
@@ -210,7 +222,7 @@ MALFORMED = {
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_malformed_file_is_a_finding_with_file_and_line_never_a_traceback(fresh_repo, case):
     where, message = MALFORMED[case](fresh_repo)
-    result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    result = pipelines_cli(["validate"], fresh_repo, check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Traceback" not in output
@@ -235,11 +247,11 @@ def _break_duplicate_id(repo):
 def test_empty_split_and_duplicate_ids_are_rules_with_a_severity(fresh_repo, rule):
     where, message = {"empty_split": _break_empty_split,
                       "duplicate_id": _break_duplicate_id}[rule](fresh_repo)
-    failed = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    failed = pipelines_cli(["validate"], fresh_repo, check=False)
     assert failed.returncode != 0
     assert f"ERROR [{rule}] {where}: {message}" in failed.stdout
     _set_severity(fresh_repo, rule, "warn")
-    warned = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    warned = pipelines_cli(["validate"], fresh_repo, check=False)
     assert warned.returncode == 0 and f"WARN [{rule}] {where}" in warned.stdout
 
 
@@ -251,7 +263,7 @@ def test_findings_name_the_file_line_after_cells_with_quoted_newlines(fresh_repo
     lines = (fresh_repo / "data/train.csv").read_text().split("\n")
     expected = next(i for i, line in enumerate(lines, start=1) if ",spam," in line)
     assert expected == 50 + 2 + 2  # the header, 0-based index, and two extra physical lines
-    result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    result = pipelines_cli(["validate"], fresh_repo, check=False)
     assert f"ERROR [unknown_label] data/train.csv:{expected}:" in result.stdout
 
 
@@ -261,7 +273,7 @@ def test_a_byte_order_mark_does_not_hide_duplicate_ids(fresh_repo):
     _break_duplicate_id(fresh_repo)
     path = fresh_repo / "data/train.csv"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
-    result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    result = pipelines_cli(["validate"], fresh_repo, check=False)
     assert result.returncode != 0
     assert "ERROR [duplicate_id] data/train.csv:7: id 'train-000000' already used on line 2" \
         in result.stdout
@@ -273,7 +285,7 @@ def test_control_characters_in_a_text_are_an_error_with_file_and_line(fresh_repo
     train.loc[12, "text"] = f"look {character}[2Jhere"
     train.loc[13, "text"] = "=HYPERLINK(\"http://x\")\ttab and\nline breaks stay allowed"
     _write(fresh_repo, "train", train)
-    result = run(["python", "-m", "pipelines.stages.validate"], fresh_repo, check=False)
+    result = pipelines_cli(["validate"], fresh_repo, check=False)
     assert result.returncode != 0
     assert (f"ERROR [control_characters] data/train.csv:14: text contains control character(s) "
             f"U+{ord(character):04X}") in result.stdout
