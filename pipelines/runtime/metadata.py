@@ -63,4 +63,3 @@ class ModelMetadata(Record):
 def is_model_dir(path: Path | str) -> bool:
     """Whether path holds a saved model (its metadata file)."""
     return (Path(path) / METADATA_FILE).is_file()
-
