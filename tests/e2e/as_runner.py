@@ -9,9 +9,9 @@ AppArmor). Root only (or through sudo); standard library only.
 Inside the user namespace uid 0 is the real root (the map is the identity), so `sudo` still works
 there, and raising the limit with `sudo sysctl -w user.max_user_namespaces=...` is the fix the
 runner's user can apply, as `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` is on
-GitHub. The Python interpreter the venv links to is made reachable for the user when it lives
-under a folder only root may enter (this machine's /root/.pyenv; a runner's is in
-/opt/hostedtoolcache).
+GitHub. The Python interpreter the venv links to, and the venv, are made reachable for the user
+when they live under a folder only root may enter (this machine's /root/.pyenv; a checkout made
+in `mktemp -d` or a private home; a runner's interpreter is in /opt/hostedtoolcache).
 """
 
 from __future__ import annotations
@@ -43,17 +43,24 @@ def _hidden_ancestor(path: Path) -> Path | None:
 
 
 def _expose_interpreter() -> None:
-    """Bind the interpreter's installation back under a world-enterable tmpfs over the folder
-    that hides it (private mount namespace: the host sees nothing)."""
-    home = Path(sys.base_prefix).resolve()
-    hidden = _hidden_ancestor(home)
-    if hidden is None:
+    """Bind the interpreter's installation and the venv back under a world-enterable tmpfs over
+    each folder that hides them (private mount namespace: the host sees nothing)."""
+    paths = sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()})
+    hidden = {parent for path in paths if (parent := _hidden_ancestor(path)) is not None}
+    if not hidden:
         return
-    stage = tempfile.mkdtemp(prefix="as-runner-")
-    subprocess.run(["mount", "--bind", str(home), stage], check=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(hidden)], check=True)
-    home.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "--move", stage, str(home)], check=True)
+    staged = []
+    for path in paths:
+        stage = tempfile.mkdtemp(prefix="as-runner-")
+        subprocess.run(["mount", "--bind", str(path), stage], check=True)
+        staged.append((path, stage))
+    for folder in hidden:
+        if not any(other in folder.parents for other in hidden):  # nested: covered already
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", str(folder)],
+                           check=True)
+    for path, stage in staged:
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "--move", stage, str(path)], check=True)
 
 
 def _child(user: str, restrict: bool, command: list[str]) -> None:
