@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -44,10 +46,19 @@ def test_ci_runs_only_make_test_on_a_fresh_venv():
 def test_without_root_or_sudo_it_stops_with_the_exact_command():
     if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0":
         pytest.skip("runs the unprivileged case as root through runuser")
-    result = subprocess.run(
-        ["runuser", "-u", "nobody", "--", "make", "-s", "-C", str(ROOT), "system-packages",
-         "SYSTEM_PACKAGES=demo-package:/nonexistent/demo bubblewrap:/usr/bin/bwrap"],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/sbin:/usr/bin:/bin"})
+    # The Makefile and the files it hashes, in a folder `nobody` may enter: the checkout may sit
+    # where only root can (a clone under `mktemp -d`, a private home).
+    here = Path(tempfile.mkdtemp(prefix="system-packages-"))
+    try:
+        for name in ("Makefile", "requirements.lock", "pyproject.toml"):
+            shutil.copy(ROOT / name, here / name)
+        here.chmod(0o755)
+        result = subprocess.run(
+            ["runuser", "-u", "nobody", "--", "make", "-s", "-C", str(here), "system-packages",
+             "SYSTEM_PACKAGES=demo-package:/nonexistent/demo bubblewrap:/usr/bin/bwrap"],
+            capture_output=True, text=True, timeout=60, env={"PATH": "/usr/sbin:/usr/bin:/bin"})
+    finally:
+        shutil.rmtree(here)
     assert result.returncode != 0
     assert "sudo apt-get update && sudo apt-get install -y demo-package" in result.stderr
     assert "bubblewrap" not in result.stderr  # present, so not asked for
